@@ -1,0 +1,3 @@
+"""The slidestore lab portal (Litestar). The domain lands with the portal issue."""
+
+__version__ = "0.1.0"

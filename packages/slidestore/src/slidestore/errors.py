@@ -1,0 +1,72 @@
+"""The slidestore error hierarchy.
+
+Every error also inherits the builtin a caller would naturally catch, so
+``except FileNotFoundError`` keeps working for code that knows nothing of slidestore.
+Servers map each class to one HTTP status (see ``slidestore_server``); ``code`` is the
+stable machine-readable name that goes into the JSON error body.
+"""
+
+from __future__ import annotations
+
+
+class SlidestoreError(Exception):
+    """Base of every error slidestore raises on purpose."""
+
+    code: str = "slidestore_error"
+
+
+class SlideNotFound(SlidestoreError, FileNotFoundError):
+    """The slide file does not exist."""
+
+    code = "slide_not_found"
+
+
+class UnsupportedFormat(SlidestoreError, ValueError):
+    """The file exists but is not a slide slidestore can open (OpenSlide's reason included)."""
+
+    code = "unsupported_format"
+
+
+class SlideReadError(SlidestoreError, OSError):
+    """The slide opened but reading pixels from it failed (corrupt tile data)."""
+
+    code = "slide_read_error"
+
+
+class InvalidRequest(SlidestoreError, ValueError):
+    """Arguments that can never be valid: zero or negative sizes, unknown formats."""
+
+    code = "invalid_request"
+
+
+class RegionTooLarge(InvalidRequest):
+    """A region larger than the configured pixel budget: refused instead of exhausting memory."""
+
+    code = "region_too_large"
+
+
+class OutOfBounds(SlidestoreError, IndexError):
+    """A level, tile or region that lies outside the slide."""
+
+    code = "out_of_bounds"
+
+
+class AssociatedImageNotFound(SlidestoreError, KeyError):
+    """The slide has no associated image of that name (label, macro, thumbnail)."""
+
+    code = "associated_image_not_found"
+
+    def __str__(self) -> str:  # KeyError quotes its argument; keep the message readable
+        return str(self.args[0]) if self.args else self.code
+
+
+class PassthroughUnavailable(SlidestoreError, NotImplementedError):
+    """The stored tiles are not standalone JPEG, so they cannot be passed through unchanged."""
+
+    code = "passthrough_unavailable"
+
+
+class SlideClosed(SlidestoreError, RuntimeError):
+    """The slide was used after ``close()``."""
+
+    code = "slide_closed"

@@ -1,0 +1,341 @@
+"""The :class:`Slide`: one open whole-slide image."""
+
+from __future__ import annotations
+
+import math
+import os
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Final
+
+import numpy as np
+import openslide
+from PIL import Image
+
+from slidestore import imaging
+from slidestore.errors import (
+    AssociatedImageNotFound,
+    InvalidRequest,
+    OutOfBounds,
+    PassthroughUnavailable,
+    RegionTooLarge,
+    SlideClosed,
+    SlideNotFound,
+    SlideReadError,
+    UnsupportedFormat,
+)
+from slidestore.geometry import LevelInfo, Region
+from slidestore.imaging import RGBArray
+from slidestore.metadata import AssociatedImageInfo, SlideMetadata, normalize
+from slidestore.reading.tiff_tiles import LevelTiles, locate_tiles
+
+if TYPE_CHECKING:
+    import zarr
+
+    from slidestore.pyramid import PyramidOptions
+
+DEFAULT_MAX_REGION_PIXELS: Final = int(os.environ.get("SLIDESTORE_MAX_REGION_PIXELS", 64 * 2**20))
+"""Largest region ``read_region`` returns (pixels); 64 Mpx is 192 MiB of RGB."""
+
+_FALLBACK_TILE: Final = 256
+
+
+def _open_handle(path: Path) -> openslide.OpenSlide:
+    try:
+        return openslide.OpenSlide(path)
+    except openslide.OpenSlideUnsupportedFormatError as exc:
+        raise UnsupportedFormat(f"{path}: not a slide format OpenSlide recognizes") from exc
+    except openslide.OpenSlideError as exc:
+        raise UnsupportedFormat(f"{path}: OpenSlide cannot open it: {exc}") from exc
+
+
+class Slide:
+    """A whole-slide image opened for reading.
+
+    Safe to share between threads: OpenSlide handles are thread-safe, native tiles are
+    read with ``os.pread``. A read that fails (corrupt tile data) raises
+    :class:`SlideReadError` and replaces the OpenSlide handle, because OpenSlide puts a
+    handle into a permanent error state after one failure; other readers keep working.
+
+    ``read_region`` fills areas outside the image (and transparent areas) with the
+    slide's background colour: ``openslide.background-color`` when the file records one,
+    else white.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], *, max_region_pixels: int | None = None):
+        self.path = Path(path)
+        if not self.path.exists():
+            raise SlideNotFound(f"{self.path}: no such file")
+        if not self.path.is_file():
+            raise UnsupportedFormat(f"{self.path}: not a regular file")
+        self.max_region_pixels = max_region_pixels or DEFAULT_MAX_REGION_PIXELS
+        self._lock = threading.Lock()
+        self._handle: openslide.OpenSlide | None = _open_handle(self.path)
+        handle = self._handle
+        props = dict(handle.properties)
+        levels = []
+        for i, (w, h) in enumerate(handle.level_dimensions):
+            tw = int(props.get(f"openslide.level[{i}].tile-width", _FALLBACK_TILE))
+            th = int(props.get(f"openslide.level[{i}].tile-height", _FALLBACK_TILE))
+            levels.append(
+                LevelInfo(
+                    index=i,
+                    width=w,
+                    height=h,
+                    downsample=float(handle.level_downsamples[i]),
+                    tile_width=tw,
+                    tile_height=th,
+                )
+            )
+        self.levels: tuple[LevelInfo, ...] = tuple(levels)
+        associated = tuple(
+            AssociatedImageInfo(
+                name=name,
+                width=int(props.get(f"openslide.associated.{name}.width", 0)),
+                height=int(props.get(f"openslide.associated.{name}.height", 0)),
+            )
+            for name in sorted(handle.associated_images.keys())
+        )
+        self.metadata: SlideMetadata = normalize(props, self.levels, associated)
+        self.background = self.metadata.background_color
+        self._tiles = locate_tiles(str(self.path), self.levels)
+        self._fd: int | None = os.open(self.path, os.O_RDONLY) if any(self._tiles) else None
+        self._pyramid: zarr.Group | None = None
+
+    # -- lifecycle -------------------------------------------------------------------
+
+    def close(self) -> None:
+        with self._lock:
+            if self._handle is not None:
+                self._handle.close()
+                self._handle = None
+            if self._fd is not None:
+                os.close(self._fd)
+                self._fd = None
+
+    def __enter__(self) -> Slide:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"Slide({str(self.path)!r}, vendor={self.metadata.vendor!r})"
+
+    @contextmanager
+    def _reading(self, what: str) -> Iterator[openslide.OpenSlide]:
+        handle = self._handle
+        if handle is None:
+            raise SlideClosed(f"{self.path}: slide is closed")
+        try:
+            yield handle
+        except openslide.OpenSlideError as exc:
+            self._replace_handle(handle)
+            raise SlideReadError(f"{self.path}: {what} failed: {exc}") from exc
+
+    def _replace_handle(self, broken: openslide.OpenSlide) -> None:
+        with self._lock:
+            if self._handle is broken:
+                try:
+                    self._handle = _open_handle(self.path)
+                except Exception:
+                    self._handle = None
+                    raise
+                broken.close()
+
+    # -- geometry --------------------------------------------------------------------
+
+    @property
+    def dimensions(self) -> tuple[int, int]:
+        return (self.levels[0].width, self.levels[0].height)
+
+    @property
+    def level_count(self) -> int:
+        return len(self.levels)
+
+    def level(self, index: int) -> LevelInfo:
+        if not isinstance(index, int) or not 0 <= index < len(self.levels):
+            raise OutOfBounds(
+                f"{self.path}: level {index} does not exist (levels 0..{len(self.levels) - 1})"
+            )
+        return self.levels[index]
+
+    def _check_tile(self, level: int, col: int, row: int) -> LevelInfo:
+        info = self.level(level)
+        if not (0 <= col < info.columns and 0 <= row < info.rows):
+            raise OutOfBounds(
+                f"{self.path}: tile ({col}, {row}) is outside level {level}'s "
+                f"{info.columns}x{info.rows} tile grid"
+            )
+        return info
+
+    # -- pixels ----------------------------------------------------------------------
+
+    def read_region(
+        self, location: tuple[int, int], level: int, size: tuple[int, int]
+    ) -> RGBArray:
+        """Pixels of ``size`` (w, h) at ``level``, top-left at ``location`` in level-0 pixels.
+
+        A region that only partly overlaps the slide is filled with the background colour
+        outside it; a region entirely outside raises :class:`OutOfBounds`.
+        """
+        info = self.level(level)
+        x, y = (int(v) for v in location)
+        w, h = (int(v) for v in size)
+        if w <= 0 or h <= 0:
+            raise InvalidRequest(f"{self.path}: region size must be positive, got {w}x{h}")
+        if w * h > self.max_region_pixels:
+            raise RegionTooLarge(
+                f"{self.path}: region {w}x{h} exceeds the limit of {self.max_region_pixels} pixels"
+            )
+        lx, ly = math.floor(x / info.downsample), math.floor(y / info.downsample)
+        if Region(x=lx, y=ly, width=w, height=h).intersection(
+            Region(x=0, y=0, width=info.width, height=info.height)
+        ) is None:
+            raise OutOfBounds(
+                f"{self.path}: region {w}x{h} at ({x}, {y}) lies outside level {level} "
+                f"({info.width}x{info.height})"
+            )
+        with self._reading(f"reading region {w}x{h} at ({x}, {y}) level {level}") as handle:
+            image = handle.read_region((x, y), level, (w, h))
+        return imaging.flatten_rgba(image, self.background)
+
+    def can_passthrough(self, level: int) -> bool:
+        """Whether ``raw_tile`` works on this level (tiles stored as JPEG)."""
+        return self._tiles[self.level(level).index] is not None
+
+    def raw_tile(self, level: int, col: int, row: int) -> bytes:
+        """The stored tile as a standalone JPEG, without decoding or re-encoding.
+
+        Edge tiles come at full tile size, as stored (the padding is whatever the scanner
+        wrote). Raises :class:`PassthroughUnavailable` when the level's tiles are not JPEG
+        or the file stores no data for this tile.
+        """
+        self._check_tile(level, col, row)
+        tiles = self._tiles[level]
+        if tiles is None:
+            raise PassthroughUnavailable(
+                f"{self.path}: level {level} tiles are not stored as JPEG "
+                f"(vendor {self.metadata.vendor}); they can only be transcoded"
+            )
+        fd = self._fd
+        if fd is None:
+            raise SlideClosed(f"{self.path}: slide is closed")
+        try:
+            data = tiles.read(fd, col, row)
+        except OSError as exc:
+            raise SlideReadError(f"{self.path}: tile ({col}, {row}) level {level}: {exc}") from exc
+        if data is None:
+            raise PassthroughUnavailable(
+                f"{self.path}: tile ({col}, {row}) of level {level} has no stored data"
+            )
+        return data
+
+    def read_tile(self, level: int, col: int, row: int) -> RGBArray:
+        """A native tile decoded, always ``(tile_height, tile_width, 3)``.
+
+        The part of an edge tile beyond the image is background colour, exactly as
+        ``read_region`` would return it.
+        """
+        info = self._check_tile(level, col, row)
+        valid = info.tile_region(col, row)
+        tiles = self._tiles[level]
+        if tiles is not None and self._fd is not None:
+            try:
+                data = tiles.read(self._fd, col, row)
+                if data is not None:
+                    pixels = imaging.decode(data)
+            except (OSError, imaging.DecodeError) as exc:
+                raise SlideReadError(
+                    f"{self.path}: decoding tile ({col}, {row}) of level {level} failed: {exc}"
+                ) from exc
+            if data is not None:
+                if pixels.shape[:2] != (info.tile_height, info.tile_width):
+                    raise SlideReadError(
+                        f"{self.path}: tile ({col}, {row}) of level {level} decodes to "
+                        f"{pixels.shape[1]}x{pixels.shape[0]}, expected "
+                        f"{info.tile_width}x{info.tile_height}"
+                    )
+                if valid.width == info.tile_width and valid.height == info.tile_height:
+                    return pixels
+                out = imaging.fill(info.tile_height, info.tile_width, self.background)
+                out[: valid.height, : valid.width] = pixels[: valid.height, : valid.width]
+                return out
+        region = self.read_region(
+            (round(valid.x * info.downsample), round(valid.y * info.downsample)),
+            level,
+            (valid.width, valid.height),
+        )
+        if region.shape[:2] == (info.tile_height, info.tile_width):
+            return region
+        out = imaging.fill(info.tile_height, info.tile_width, self.background)
+        out[: valid.height, : valid.width] = region
+        return out
+
+    # -- associated images -----------------------------------------------------------
+
+    @property
+    def associated_names(self) -> tuple[str, ...]:
+        return tuple(a.name for a in self.metadata.associated_images)
+
+    def associated_image(self, name: str) -> RGBArray:
+        """``label``, ``macro``, ``thumbnail`` or whatever else the file holds."""
+        if name not in self.associated_names:
+            raise AssociatedImageNotFound(
+                f"{self.path}: no associated image {name!r} "
+                f"(has: {', '.join(self.associated_names) or 'none'})"
+            )
+        with self._reading(f"reading associated image {name!r}") as handle:
+            image = handle.associated_images[name]
+        return imaging.flatten_rgba(image, self.background)
+
+    def thumbnail(self, max_size: tuple[int, int] | int = 512) -> RGBArray:
+        """The whole slide scaled to fit ``max_size`` (aspect ratio kept)."""
+        bounds = (max_size, max_size) if isinstance(max_size, int) else max_size
+        if min(bounds) <= 0:
+            raise InvalidRequest(f"{self.path}: thumbnail size must be positive, got {bounds}")
+        w, h = self.dimensions
+        scale = min(bounds[0] / w, bounds[1] / h)
+        target = (max(1, round(w * scale)), max(1, round(h * scale)))
+        # Read from the coarsest level that still has at least the target resolution.
+        level = self.levels[0]
+        for info in self.levels:
+            if info.width >= target[0] and info.height >= target[1]:
+                level = info
+        if level.width * level.height > self.max_region_pixels:
+            raise RegionTooLarge(
+                f"{self.path}: no level small enough for a {target[0]}x{target[1]} thumbnail"
+            )
+        pixels = self.read_region((0, 0), level.index, (level.width, level.height))
+        image = Image.fromarray(pixels)
+        image.thumbnail(target, Image.Resampling.LANCZOS)
+        return np.asarray(image)
+
+    # -- views -----------------------------------------------------------------------
+
+    def open_pyramid(self, options: PyramidOptions | None = None) -> zarr.Group:
+        """A new zarr view of this slide with its own cache settings."""
+        from slidestore.pyramid import open_pyramid
+
+        return open_pyramid(self, options)
+
+    @property
+    def pyramid(self) -> zarr.Group:
+        """The slide as a read-only zarr v3 group (OME-NGFF multiscales), with default cache."""
+        if self._pyramid is None:
+            self._pyramid = self.open_pyramid()
+        return self._pyramid
+
+    def __getstate__(self) -> dict[str, Any]:
+        # Handles and file descriptors cannot cross processes; reopen from the path.
+        return {"path": str(self.path), "max_region_pixels": self.max_region_pixels}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(state["path"], max_region_pixels=state["max_region_pixels"])  # type: ignore[misc]
+
+
+def open_slide(path: str | os.PathLike[str], *, max_region_pixels: int | None = None) -> Slide:
+    """Open a whole-slide image. Raises :class:`SlideNotFound` or :class:`UnsupportedFormat`."""
+    return Slide(path, max_region_pixels=max_region_pixels)
