@@ -70,3 +70,87 @@ class SlideClosed(SlidestoreError, RuntimeError):
     """The slide was used after ``close()``."""
 
     code = "slide_closed"
+
+
+# -- access ---------------------------------------------------------------------------
+
+
+class AuthError(SlidestoreError, PermissionError):
+    """Base of token problems."""
+
+    code = "auth_error"
+
+
+class TokenMissing(AuthError):
+    code = "token_missing"
+
+
+class InvalidToken(AuthError):
+    """Malformed, forged (bad signature) or signed with another secret."""
+
+    code = "invalid_token"
+
+
+class TokenExpired(AuthError):
+    code = "token_expired"
+
+
+class Forbidden(AuthError):
+    """A valid token that does not grant this operation on this blob."""
+
+    code = "forbidden"
+
+
+# -- blobs and uploads ----------------------------------------------------------------
+
+
+class InvalidBlobId(InvalidRequest):
+    """Not a lowercase hex sha256."""
+
+    code = "invalid_blob_id"
+
+
+class BlobNotFound(SlidestoreError, FileNotFoundError):
+    code = "blob_not_found"
+
+
+class InsufficientStorage(SlidestoreError, OSError):
+    """Accepting the bytes would eat into the node's free-space reserve."""
+
+    code = "insufficient_storage"
+
+
+class ChecksumMismatch(SlidestoreError, ValueError):
+    """The bytes received do not hash to what the client declared."""
+
+    code = "checksum_mismatch"
+
+
+class UploadNotFound(SlidestoreError, FileNotFoundError):
+    code = "upload_not_found"
+
+
+class UploadExpired(SlidestoreError, FileNotFoundError):
+    code = "upload_expired"
+
+
+class UploadOffsetMismatch(SlidestoreError, ValueError):
+    """A chunk that does not start where the upload currently ends."""
+
+    code = "upload_offset_mismatch"
+
+
+class UploadTooLarge(SlidestoreError, ValueError):
+    """More bytes than the upload declared, or than the node accepts."""
+
+    code = "upload_too_large"
+
+
+class UploadConflict(SlidestoreError, RuntimeError):
+    """Another request is writing to the same upload right now."""
+
+    code = "upload_conflict"
+
+
+class RangeNotSatisfiable(InvalidRequest):
+    code = "range_not_satisfiable"
