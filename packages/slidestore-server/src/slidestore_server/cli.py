@@ -1,10 +1,60 @@
-"""The ``slidestore-server`` command."""
+"""The ``slidestore-server`` command: ``node``, ``coordinator``, ``dev-cluster``."""
 
 from __future__ import annotations
 
+import argparse
+import os
 import sys
+
+import msgspec
+
+from slidestore_server.settings import NodeSettings
+
+
+def _add_settings(parser: argparse.ArgumentParser, cls: type[msgspec.Struct]) -> None:
+    for field in msgspec.structs.fields(cls):
+        parser.add_argument(
+            f"--{field.name.replace('_', '-')}",
+            dest=field.name,
+            default=None,
+            help=f"(env SLIDESTORE_{field.name.upper()}; default {field.default!r})",
+        )
+
+
+def _export(args: argparse.Namespace, cls: type[msgspec.Struct]) -> None:
+    """Command-line values win over the environment; workers read them from there."""
+    for field in msgspec.structs.fields(cls):
+        value = getattr(args, field.name, None)
+        if value is not None:
+            os.environ[f"SLIDESTORE_{field.name.upper()}"] = str(value)
 
 
 def main(argv: list[str] | None = None) -> int:
-    print("slidestore-server: no commands yet", file=sys.stderr)
+    parser = argparse.ArgumentParser(prog="slidestore-server")
+    sub = parser.add_subparsers(dest="command", required=True)
+    node = sub.add_parser("node", help="run a storage node")
+    _add_settings(node, NodeSettings)
+    node.add_argument("--log-level", default="warning")
+    args = parser.parse_args(argv)
+
+    from slidestore_server import serve
+    from slidestore_server.settings import from_env
+
+    if args.command == "node":
+        _export(args, NodeSettings)
+        settings: NodeSettings = from_env(NodeSettings)
+        serve.configure_logging()
+        serve.run(
+            "slidestore_server.node.asgi:app_from_env",
+            host=settings.host,
+            port=settings.port,
+            workers=settings.workers,
+            log_level=args.log_level,
+        )
+        return 0
+    parser.error(f"unknown command {args.command}")
     return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,96 @@
+"""Open slides of the blobs a node holds, kept open in a small LRU.
+
+Opening a slide parses its TIFF structure (milliseconds to tens of ms for big files), so
+handles are reused across requests. The decoded-tile cache budget is split evenly
+between the open slides' pyramids, so the node's tile memory stays bounded whatever the
+number of slides.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from functools import cached_property
+from typing import TYPE_CHECKING
+
+from slidestore import Slide, open_slide
+from slidestore.pyramid import Pyramid, PyramidOptions, open_pyramid
+
+if TYPE_CHECKING:
+    from slidestore.blobs import BlobStore
+    from slidestore.protocols.deepzoom import DeepZoom
+
+
+class SlideEntry:
+    def __init__(self, blob_id: str, slide: Slide, cache_bytes: int) -> None:
+        self.blob_id = blob_id
+        self.slide = slide
+        self._cache_bytes = cache_bytes
+
+    @cached_property
+    def pyramid(self) -> Pyramid:
+        return open_pyramid(self.slide, PyramidOptions(cache_bytes=self._cache_bytes))
+
+    @cached_property
+    def deepzoom(self) -> DeepZoom:
+        from slidestore.protocols.deepzoom import DeepZoom
+
+        return DeepZoom(self.pyramid)
+
+    def close(self) -> None:
+        self.slide.close()
+
+
+class SlideCache:
+    def __init__(self, blobs: BlobStore, *, max_open: int, cache_bytes: int) -> None:
+        self.blobs = blobs
+        self.max_open = max(1, max_open)
+        self.cache_bytes = cache_bytes
+        self._entries: OrderedDict[str, SlideEntry] = OrderedDict()
+        self._lock = threading.Lock()
+        self._opening: dict[str, threading.Lock] = {}
+
+    def peek(self, blob_id: str) -> SlideEntry | None:
+        """The open entry without blocking I/O (safe on the event loop)."""
+        with self._lock:
+            entry = self._entries.get(blob_id)
+            if entry is not None:
+                self._entries.move_to_end(blob_id)
+            return entry
+
+    def get(self, blob_id: str) -> SlideEntry:
+        """The open entry, opening the blob's slide if needed (blocking: call from a thread)."""
+        entry = self.peek(blob_id)
+        if entry is not None:
+            return entry
+        with self._lock:
+            gate = self._opening.setdefault(blob_id, threading.Lock())
+        with gate:
+            entry = self.peek(blob_id)
+            if entry is not None:
+                return entry
+            path = self.blobs.path(blob_id)
+            slide = open_slide(path)
+            entry = SlideEntry(blob_id, slide, self.cache_bytes // self.max_open)
+            evicted: list[SlideEntry] = []
+            with self._lock:
+                self._entries[blob_id] = entry
+                while len(self._entries) > self.max_open:
+                    evicted.append(self._entries.popitem(last=False)[1])
+                self._opening.pop(blob_id, None)
+        for old in evicted:
+            old.close()
+        return entry
+
+    def evict(self, blob_id: str) -> None:
+        with self._lock:
+            entry = self._entries.pop(blob_id, None)
+        if entry is not None:
+            entry.close()
+
+    def close(self) -> None:
+        with self._lock:
+            entries = list(self._entries.values())
+            self._entries.clear()
+        for entry in entries:
+            entry.close()

@@ -1,0 +1,62 @@
+"""Node settings: a default for one laptop, each overridable by ``SLIDESTORE_*`` env vars."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+
+class NodeSettings(msgspec.Struct, kw_only=True, frozen=True):
+    data_dir: Path = Path("./slidestore-data")
+    """SLIDESTORE_DATA_DIR: blobs, upload sessions and the node id live here."""
+    secret: str = "dev-secret-change-me"
+    """SLIDESTORE_SECRET: the cluster's HMAC secret for tokens."""
+    host: str = "127.0.0.1"
+    """SLIDESTORE_HOST"""
+    port: int = 8700
+    """SLIDESTORE_PORT"""
+    public_url: str | None = None
+    """SLIDESTORE_PUBLIC_URL: how clients reach this node (default http://host:port)."""
+    reserve_bytes: int = 1 << 30
+    """SLIDESTORE_RESERVE_BYTES: free space never handed out to uploads."""
+    max_upload_bytes: int = 64 << 30
+    """SLIDESTORE_MAX_UPLOAD_BYTES: the largest single upload accepted (tus Tus-Max-Size)."""
+    upload_expiry_seconds: int = 24 * 3600
+    """SLIDESTORE_UPLOAD_EXPIRY_SECONDS: an upload untouched this long is discarded."""
+    tile_cache_bytes: int = 256 << 20
+    """SLIDESTORE_TILE_CACHE_BYTES: decoded tiles kept in memory (shared by all slides)."""
+    open_slides: int = 64
+    """SLIDESTORE_OPEN_SLIDES: open slide handles kept."""
+    cache_max_age: int = 31536000
+    """SLIDESTORE_CACHE_MAX_AGE: Cache-Control max-age of content-addressed responses."""
+    coordinator_url: str | None = None
+    """SLIDESTORE_COORDINATOR_URL: register and heartbeat there when set."""
+    zone: str = "default"
+    """SLIDESTORE_ZONE: failure domain for replica placement."""
+    workers: int = 1
+    """SLIDESTORE_WORKERS: server worker processes."""
+
+    @property
+    def url(self) -> str:
+        return self.public_url or f"http://{self.host}:{self.port}"
+
+
+def from_env(cls: type[Any] = NodeSettings, environ: dict[str, str] | None = None, **overrides: Any) -> Any:
+    """Build settings from ``SLIDESTORE_<FIELD>`` variables, then explicit overrides."""
+    env = os.environ if environ is None else environ
+    raw: dict[str, Any] = {}
+    for field in msgspec.structs.fields(cls):
+        value = env.get(f"SLIDESTORE_{field.name.upper()}")
+        if value is not None:
+            raw[field.name] = value
+    raw.update({k: v for k, v in overrides.items() if v is not None})
+    return msgspec.convert(raw, cls, strict=False, dec_hook=_dec_hook)
+
+
+def _dec_hook(type_: type, obj: Any) -> Any:
+    if type_ is Path:
+        return Path(obj)
+    raise NotImplementedError(type_)
