@@ -26,6 +26,8 @@ class Operation(enum.StrEnum):
     READ = "read"
     WRITE = "write"
     DELETE = "delete"
+    LABELS = "labels"
+    """Read label and macro images, which often show patient identifiers."""
     ADMIN = "admin"
 
 

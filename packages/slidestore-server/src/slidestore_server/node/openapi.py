@@ -1,0 +1,201 @@
+"""The node's OpenAPI 3.1 document, written out rather than inferred.
+
+Handlers are plain Starlette functions, so the schema is declared here next to nothing
+else; ``tests/test_openapi_fuzz.py`` runs schemathesis against it to keep it honest.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+BLOB_ID = {"type": "string", "pattern": "^[0-9a-f]{64}$"}
+ERROR = {"$ref": "#/components/schemas/Error"}
+
+
+def _json(description: str, schema: dict[str, Any] | None = None) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema or ERROR}}}
+
+
+def _errors(*statuses: int) -> dict[str, Any]:
+    text = {
+        400: "Bad request",
+        401: "Missing, malformed or expired token",
+        403: "Token does not grant this",
+        404: "Unknown blob or out-of-range tile",
+        409: "Upload offset mismatch",
+        410: "Upload expired",
+        412: "Unsupported Tus-Resumable version",
+        413: "Larger than declared or allowed",
+        416: "Range not satisfiable",
+        422: "Not a slide, or its pixels fail to decode",
+        423: "Upload busy",
+        460: "Checksum mismatch",
+        507: "Not enough free space",
+    }
+    return {str(s): _json(text[s]) for s in statuses}
+
+
+def _image(description: str) -> dict[str, Any]:
+    return {
+        "description": description,
+        "content": {
+            "image/jpeg": {"schema": {"type": "string", "format": "binary"}},
+            "image/png": {"schema": {"type": "string", "format": "binary"}},
+            "image/webp": {"schema": {"type": "string", "format": "binary"}},
+        },
+    }
+
+
+def _path_param(name: str, schema: dict[str, Any]) -> dict[str, Any]:
+    return {"name": name, "in": "path", "required": True, "schema": schema}
+
+
+def _query(name: str, schema: dict[str, Any]) -> dict[str, Any]:
+    return {"name": name, "in": "query", "required": False, "schema": schema}
+
+
+BLOB = _path_param("blob_id", BLOB_ID)
+READ_ERRORS = _errors(400, 401, 403, 404, 422)
+FORMAT = {"type": "string", "enum": ["jpeg", "jpg", "png", "webp"]}
+
+
+def document() -> dict[str, Any]:
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "slidestore storage node", "version": "0.1.0"},
+        "components": {
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+            "schemas": {
+                "Error": {
+                    "type": "object",
+                    "required": ["error", "detail"],
+                    "properties": {"error": {"type": "string"}, "detail": {"type": "string"}},
+                }
+            },
+        },
+        "security": [{"bearer": []}],
+        "paths": {
+            "/healthz": {"get": {"security": [], "responses": {"200": {"description": "alive"}}}},
+            "/readyz": {
+                "get": {
+                    "security": [],
+                    "responses": {"200": {"description": "ready"}, "503": {"description": "not ready"}},
+                }
+            },
+            "/metrics": {"get": {"responses": {"200": {"description": "Prometheus text"}, **_errors(401, 403)}}},
+            "/blobs/{blob_id}": {
+                "get": {
+                    "parameters": [BLOB],
+                    "responses": {
+                        "200": {"description": "the blob"},
+                        "206": {"description": "a byte range"},
+                        "304": {"description": "not modified"},
+                        **_errors(400, 401, 403, 404, 416),
+                    },
+                },
+                "delete": {
+                    "parameters": [BLOB],
+                    "responses": {"204": {"description": "deleted"}, **_errors(400, 401, 403, 404)},
+                },
+            },
+            "/slides/{blob_id}/info": {
+                "get": {
+                    "parameters": [BLOB],
+                    "responses": {"200": _json("normalized metadata", {"type": "object"}), **READ_ERRORS},
+                }
+            },
+            "/slides/{blob_id}/thumbnail": {
+                "get": {
+                    "parameters": [
+                        BLOB,
+                        _query("size", {"type": "integer", "minimum": 1, "maximum": 2048}),
+                        _query("format", FORMAT),
+                    ],
+                    "responses": {"200": _image("thumbnail"), **READ_ERRORS},
+                }
+            },
+            "/slides/{blob_id}/{name}": {
+                "get": {
+                    "parameters": [
+                        BLOB,
+                        _path_param("name", {"type": "string", "enum": ["label", "macro"]}),
+                        _query("format", FORMAT),
+                    ],
+                    "responses": {"200": _image("associated image"), **READ_ERRORS},
+                }
+            },
+            "/slides/{blob_id}.dzi": {
+                "get": {
+                    "parameters": [BLOB],
+                    "responses": {
+                        "200": {"description": "DZI XML", "content": {"application/xml": {}}},
+                        **READ_ERRORS,
+                    },
+                }
+            },
+            "/slides/{blob_id}_files/{level}/{col}_{row}.{format}": {
+                "get": {
+                    "parameters": [
+                        BLOB,
+                        _path_param("level", {"type": "integer", "minimum": 0}),
+                        _path_param("col", {"type": "integer", "minimum": 0}),
+                        _path_param("row", {"type": "integer", "minimum": 0}),
+                        _path_param("format", FORMAT),
+                    ],
+                    "responses": {"200": _image("DeepZoom tile"), **READ_ERRORS},
+                }
+            },
+            "/iiif/3/{blob_id}/info.json": {
+                "get": {
+                    "parameters": [BLOB],
+                    "responses": {"200": _json("IIIF image information", {"type": "object"}), **READ_ERRORS},
+                }
+            },
+            "/iiif/3/{blob_id}/{region}/{size}/{rotation}/{quality}.{format}": {
+                "get": {
+                    "parameters": [
+                        BLOB,
+                        _path_param("region", {"type": "string"}),
+                        _path_param("size", {"type": "string"}),
+                        _path_param("rotation", {"type": "string"}),
+                        _path_param("quality", {"type": "string"}),
+                        _path_param("format", {"type": "string"}),
+                    ],
+                    "responses": {"200": _image("IIIF image"), **READ_ERRORS},
+                }
+            },
+            "/zarr/{blob_id}/{key}": {
+                "get": {
+                    "parameters": [BLOB, _path_param("key", {"type": "string"})],
+                    "responses": {
+                        "200": {"description": "zarr v3 key (zarr.json or chunk bytes)"},
+                        **READ_ERRORS,
+                    },
+                }
+            },
+            "/uploads": {
+                "options": {"security": [], "responses": {"204": {"description": "tus capabilities"}}},
+                "post": {
+                    "parameters": [
+                        {"name": "Upload-Length", "in": "header", "required": True, "schema": {"type": "integer", "minimum": 0}},
+                        {"name": "Tus-Resumable", "in": "header", "required": True, "schema": {"type": "string", "enum": ["1.0.0"]}},
+                        {"name": "Upload-Metadata", "in": "header", "required": False, "schema": {"type": "string"}},
+                    ],
+                    "responses": {"201": {"description": "created"}, **_errors(400, 401, 403, 412, 413, 507)},
+                },
+            },
+            "/uploads/{upload_id}": {
+                "head": {
+                    "parameters": [_path_param("upload_id", {"type": "string"})],
+                    "responses": {"200": {"description": "offset"}, "404": {"description": "unknown"}, "410": {"description": "expired"}},
+                },
+                "delete": {
+                    "parameters": [
+                        _path_param("upload_id", {"type": "string"}),
+                        {"name": "Tus-Resumable", "in": "header", "required": True, "schema": {"type": "string", "enum": ["1.0.0"]}},
+                    ],
+                    "responses": {"204": {"description": "terminated"}, **_errors(400, 401, 403, 404, 410, 412)},
+                },
+            },
+        },
+    }

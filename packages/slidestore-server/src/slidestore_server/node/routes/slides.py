@@ -1,0 +1,115 @@
+"""Slide facts and pictures: normalized metadata, thumbnail, label, macro."""
+
+from __future__ import annotations
+
+import msgspec
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from slidestore import imaging
+from slidestore.errors import InvalidRequest
+from slidestore.tokens import Operation
+from slidestore_server.auth import require
+from slidestore_server.node.responses import RENDER_VERSION, immutable
+from slidestore_server.node.routes.common import blob_id_param, open_entry
+from slidestore_server.node.state import NodeState
+
+_encoder = msgspec.json.Encoder()
+_MAX_THUMBNAIL = 2048
+
+
+class SlideInfo(msgspec.Struct, kw_only=True):
+    blob_id: str
+    metadata: msgspec.Raw
+    pyramid_levels: list[dict[str, int | float | None]]
+
+
+async def info(request: Request) -> Response:
+    blob_id = blob_id_param(request)
+    require(request, Operation.READ, blob_id)
+    node: NodeState = request.app.state.node
+    entry = await open_entry(node, blob_id)
+    levels = [
+        {
+            "index": lv.index,
+            "width": lv.width,
+            "height": lv.height,
+            "downsample": lv.downsample,
+            "native_level": lv.native_level,
+        }
+        for lv in entry.pyramid.levels
+    ]
+    body = _encoder.encode(
+        SlideInfo(
+            blob_id=blob_id,
+            metadata=msgspec.Raw(_encoder.encode(entry.slide.metadata)),
+            pyramid_levels=levels,
+        )
+    )
+    return immutable(
+        request,
+        body,
+        "application/json",
+        f"{blob_id}-info-{RENDER_VERSION}",
+        max_age=node.settings.cache_max_age,
+    )
+
+
+def _format(request: Request) -> imaging.ImageFormat:
+    return imaging.normalize_format(request.query_params.get("format", "jpeg"))
+
+
+async def thumbnail(request: Request) -> Response:
+    blob_id = blob_id_param(request)
+    require(request, Operation.READ, blob_id)
+    fmt = _format(request)
+    raw_size = request.query_params.get("size", "512")
+    if not raw_size.isdigit() or not 1 <= int(raw_size) <= _MAX_THUMBNAIL:
+        raise InvalidRequest(f"size must be an integer from 1 to {_MAX_THUMBNAIL}, got {raw_size!r}")
+    size = int(raw_size)
+    node: NodeState = request.app.state.node
+    entry = await open_entry(node, blob_id)
+
+    def render() -> bytes:
+        return imaging.encode(entry.slide.thumbnail(size), fmt, quality=85)
+
+    body = await run_in_threadpool(render)
+    return immutable(
+        request,
+        body,
+        imaging.MEDIA_TYPES[fmt],
+        f"{blob_id}-thumbnail-{size}-{fmt}-{RENDER_VERSION}",
+        max_age=node.settings.cache_max_age,
+    )
+
+
+async def associated(request: Request) -> Response:
+    """Label and macro often show patient identifiers: they need the ``labels`` operation."""
+    blob_id = blob_id_param(request)
+    name = request.path_params["name"]
+    require(request, Operation.LABELS, blob_id)
+    fmt = _format(request)
+    node: NodeState = request.app.state.node
+    entry = await open_entry(node, blob_id)
+
+    def render() -> bytes:
+        return imaging.encode(entry.slide.associated_image(name), fmt, quality=90)
+
+    body = await run_in_threadpool(render)
+    return immutable(
+        request,
+        body,
+        imaging.MEDIA_TYPES[fmt],
+        f"{blob_id}-{name}-{fmt}-{RENDER_VERSION}",
+        max_age=node.settings.cache_max_age,
+    )
+
+
+def routes() -> list[Route]:
+    return [
+        Route("/slides/{blob_id}/info", info, methods=["GET"]),
+        Route("/slides/{blob_id}/thumbnail", thumbnail, methods=["GET"]),
+        Route("/slides/{blob_id}/{name:str}", associated, methods=["GET"]),
+    ]
