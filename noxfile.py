@@ -75,3 +75,19 @@ def demo(session: nox.Session) -> None:
     """Start the demo: a DeepZoom viewer on the sample slide."""
     sync(session, "dev")
     session.run("python", "-m", "slidestore_server.demo", *session.posargs)
+
+
+@nox.session(python=PYTHON)
+def durability(session: nox.Session) -> None:
+    """Uploads at full scale: a 5 GiB slide through a real node with its peak RSS checked
+    (< 200 MB), plus the restart and kill -9 tests. Prints throughput and RSS."""
+    sync(session, "dev")
+    session.run(
+        "pytest",
+        "packages/slidestore-server/tests/test_uploads_http.py",
+        "-k",
+        "memory or restart or kill_9",
+        "-s",
+        *session.posargs,
+        env={"SLIDESTORE_BIG_UPLOAD_BYTES": str(5 << 30)},
+    )

@@ -82,6 +82,18 @@ class SlideCache:
             old.close()
         return entry
 
+    def cache_counts(self) -> tuple[int, int]:
+        """Decoded-tile cache (hits, misses) summed over the open slides."""
+        with self._lock:
+            entries = list(self._entries.values())
+        hits = misses = 0
+        for entry in entries:
+            if "pyramid" in entry.__dict__:  # only pyramids already built; never build one here
+                h, m = entry.pyramid.cache_counts()
+                hits += h
+                misses += m
+        return hits, misses
+
     def evict(self, blob_id: str) -> None:
         with self._lock:
             entry = self._entries.pop(blob_id, None)

@@ -32,9 +32,7 @@ from slidestore.metadata import AssociatedImageInfo, SlideMetadata, normalize
 from slidestore.reading.tiff_tiles import LevelTiles, locate_tiles
 
 if TYPE_CHECKING:
-    import zarr
-
-    from slidestore.pyramid import PyramidOptions
+    from slidestore.pyramid import Pyramid, PyramidOptions
 
 DEFAULT_MAX_REGION_PIXELS: Final = int(os.environ.get("SLIDESTORE_MAX_REGION_PIXELS", 64 * 2**20))
 """Largest region ``read_region`` returns (pixels); 64 Mpx is 192 MiB of RGB."""
@@ -102,7 +100,7 @@ class Slide:
         self.background = self.metadata.background_color
         self._tiles = locate_tiles(str(self.path), self.levels)
         self._fd: int | None = os.open(self.path, os.O_RDONLY) if any(self._tiles) else None
-        self._pyramid: zarr.Group | None = None
+        self._pyramid: Pyramid | None = None
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -315,17 +313,23 @@ class Slide:
 
     # -- views -----------------------------------------------------------------------
 
-    def open_pyramid(self, options: PyramidOptions | None = None) -> zarr.Group:
-        """A new zarr view of this slide with its own cache settings."""
+    def open_pyramid(self, options: PyramidOptions | None = None) -> Pyramid:
+        """A new cached pyramid view of this slide with its own cache settings."""
         from slidestore.pyramid import open_pyramid
 
         return open_pyramid(self, options)
 
     @property
-    def pyramid(self) -> zarr.Group:
-        """The slide as a read-only zarr v3 group (OME-NGFF multiscales), with default cache."""
+    def pyramid(self) -> Pyramid:
+        """The slide's pyramid with default options (created on first use, then shared).
+
+        ``slide.pyramid.group()`` is the read-only zarr v3 group (OME-Zarr 0.5 multiscales).
+        """
         if self._pyramid is None:
-            self._pyramid = self.open_pyramid()
+            pyramid = self.open_pyramid()
+            with self._lock:  # two first users race: keep one, so they share one cache
+                if self._pyramid is None:
+                    self._pyramid = pyramid
         return self._pyramid
 
     def __getstate__(self) -> dict[str, Any]:

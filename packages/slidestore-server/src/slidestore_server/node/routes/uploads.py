@@ -1,0 +1,307 @@
+"""Resumable uploads over tus 1.0 (core, creation, creation-with-upload, checksum,
+termination, expiration) at ``/uploads``.
+
+The bytes stream from the socket to the upload's data file in batches of at most 1 MiB
+(never a whole body in memory). An acknowledged ``Upload-Offset`` is always durable:
+the bytes are fsynced before the offset that vouches for them is persisted
+(see :mod:`slidestore.uploads`).
+
+Slidestore specifics:
+
+- The whole file's sha256 may be declared in ``Upload-Metadata`` under the key
+  ``sha256``; its value (base64, as every tus metadata value) is either the 64 hex digits
+  (what tus clients send for a text value) or the 32-byte raw digest. It is checked at
+  completion (460 on mismatch, nothing kept).
+- On completion the file must open as a slide (422 with OpenSlide's reason otherwise,
+  nothing kept). The completing ``PATCH``, and every ``HEAD`` after it, carry the blob id
+  in ``Slidestore-Blob-Id``.
+- Every request except ``OPTIONS`` needs a token granting ``write``.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import contextlib
+import re
+from collections.abc import Awaitable, Callable
+from email.utils import formatdate
+from typing import Final
+
+import anyio
+from slidestore.errors import InvalidRequest, SlidestoreError, UploadConflict, UploadTooLarge
+from slidestore.tokens import Operation
+from slidestore.uploads import CHUNK_ALGORITHMS, ChunkChecksum, UploadInfo, normalize_sha256
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Route
+
+from slidestore_server.auth import require
+from slidestore_server.errors import error_response, slidestore_error_handler
+from slidestore_server.node.state import NodeState
+
+TUS_VERSION: Final = "1.0.0"
+TUS_EXTENSIONS: Final = "creation,creation-with-upload,checksum,termination,expiration"
+OFFSET_CONTENT_TYPE: Final = "application/offset+octet-stream"
+BLOB_ID_HEADER: Final = "Slidestore-Blob-Id"
+SHA256_METADATA_KEY: Final = "sha256"
+_BATCH: Final = 1 << 20
+_DIGITS: Final = re.compile(r"[0-9]{1,20}")
+
+Handler = Callable[[Request, NodeState], Awaitable[Response]]
+
+
+def _tus(
+    handler: Handler, *, check_version: bool = True
+) -> Callable[[Request], Awaitable[Response]]:
+    """Protocol plumbing every tus endpoint shares: the version check (412), errors as
+    JSON bodies, and ``Tus-Resumable`` on every response, errors included."""
+
+    async def endpoint(request: Request) -> Response:
+        version = request.headers.get("tus-resumable")
+        if check_version and version != TUS_VERSION:
+            response = error_response(
+                412,
+                "unsupported_tus_version",
+                f"this server speaks tus {TUS_VERSION}; the request says Tus-Resumable: {version!r}",
+                headers={"Tus-Version": TUS_VERSION},
+            )
+        else:
+            try:
+                response = await handler(request, request.app.state.node)
+            except SlidestoreError as exc:
+                response = await slidestore_error_handler(request, exc)
+        response.headers["Tus-Resumable"] = TUS_VERSION
+        return response
+
+    return endpoint
+
+
+# -- header parsing -------------------------------------------------------------------
+
+
+def _int_header(request: Request, name: str) -> int:
+    value = request.headers.get(name)
+    if value is None:
+        raise InvalidRequest(f"the {name} header is required")
+    if not _DIGITS.fullmatch(value.strip()):
+        raise InvalidRequest(f"{name} must be a non-negative integer, got {value[:40]!r}")
+    return int(value)
+
+
+def _b64(value: str, what: str) -> bytes:
+    try:
+        return base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError):
+        raise InvalidRequest(f"{what} is not valid base64") from None
+
+
+def parse_metadata(header: str | None) -> dict[str, bytes]:
+    """``Upload-Metadata``: comma-separated ``key base64value`` pairs (value optional)."""
+    metadata: dict[str, bytes] = {}
+    if not header or not header.strip():
+        return metadata
+    for pair in header.split(","):
+        parts = pair.strip().split(" ")
+        key = parts[0]
+        if not key or len(parts) > 2:
+            raise InvalidRequest(f"malformed Upload-Metadata pair {pair.strip()[:60]!r}")
+        if key in metadata:
+            raise InvalidRequest(f"Upload-Metadata repeats the key {key!r}")
+        metadata[key] = (
+            _b64(parts[1], f"the Upload-Metadata value of {key!r}") if len(parts) == 2 else b""
+        )
+    return metadata
+
+
+def encode_metadata(metadata: dict[str, bytes]) -> str:
+    return ",".join(
+        f"{key} {base64.b64encode(value).decode('ascii')}" if value else key
+        for key, value in metadata.items()
+    )
+
+
+def parse_checksum(header: str | None) -> ChunkChecksum | None:
+    """``Upload-Checksum: <algorithm> <base64 digest>``; unsupported algorithm → 400."""
+    if header is None:
+        return None
+    algorithm, _, encoded = header.strip().partition(" ")
+    if not encoded:
+        raise InvalidRequest("Upload-Checksum must be '<algorithm> <base64 digest>'")
+    return ChunkChecksum(algorithm.lower(), _b64(encoded.strip(), "the Upload-Checksum digest"))
+
+
+def _upload_headers(info: UploadInfo) -> dict[str, str]:
+    headers = {
+        "Upload-Offset": str(info.offset),
+        "Upload-Length": str(info.length),
+        "Cache-Control": "no-store",
+    }
+    if info.complete:
+        assert info.blob_id is not None
+        headers[BLOB_ID_HEADER] = info.blob_id
+    else:
+        headers["Upload-Expires"] = formatdate(info.expires_at, usegmt=True)
+    return headers
+
+
+def _location(request: Request, upload_id: str) -> str:
+    return str(request.url_for("tus_upload", upload_id=upload_id))
+
+
+# -- receiving bytes ------------------------------------------------------------------
+
+
+async def _receive(
+    request: Request,
+    node: NodeState,
+    upload_id: str,
+    offset: int,
+    checksum: ChunkChecksum | None,
+) -> UploadInfo:
+    """Stream the request body into the upload; returns its state after the chunk.
+
+    File writes and fsyncs run in worker threads. If the client goes away midway, the
+    bytes that arrived are kept (unless a chunk checksum can no longer be verified) and
+    :class:`ClientDisconnect` propagates.
+    """
+    appender = await run_in_threadpool(node.uploads.open_append, upload_id, offset, checksum)
+    try:
+        declared = request.headers.get("content-length")
+        if declared is not None and _DIGITS.fullmatch(declared.strip()):
+            length = appender.info.length
+            if offset + int(declared) > length:
+                # Refused before reading a byte of the body.
+                raise UploadTooLarge(
+                    f"upload {upload_id} declared {length} bytes; a {declared}-byte chunk "
+                    f"at offset {offset} would go past it"
+                )
+        batch = bytearray()
+        async for chunk in request.stream():
+            batch += chunk
+            if len(batch) >= _BATCH:
+                await run_in_threadpool(appender.write, batch)
+                batch = bytearray()
+        if batch:
+            await run_in_threadpool(appender.write, batch)
+        return await run_in_threadpool(appender.commit)
+    finally:
+        if not appender.closed:
+            # Keep what arrived even when this task is being cancelled.
+            with anyio.CancelScope(shield=True):
+                await run_in_threadpool(appender.abort)
+
+
+def _disconnected() -> Response:
+    # Nobody will read this; answering keeps Starlette from logging a 500.
+    return error_response(400, "client_disconnected", "the client closed the connection mid-body")
+
+
+# -- endpoints ------------------------------------------------------------------------
+
+
+async def options(request: Request, node: NodeState) -> Response:
+    return Response(
+        status_code=204,
+        headers={
+            "Tus-Version": TUS_VERSION,
+            "Tus-Extension": TUS_EXTENSIONS,
+            "Tus-Max-Size": str(node.settings.max_upload_bytes),
+            "Tus-Checksum-Algorithm": ",".join(CHUNK_ALGORITHMS),
+        },
+    )
+
+
+async def create(request: Request, node: NodeState) -> Response:
+    require(request, Operation.WRITE)
+    if "upload-defer-length" in request.headers:
+        raise InvalidRequest("Upload-Defer-Length is not supported: declare Upload-Length")
+    length = _int_header(request, "upload-length")
+    metadata = parse_metadata(request.headers.get("upload-metadata"))
+    declared = metadata.get(SHA256_METADATA_KEY)
+    sha256 = normalize_sha256(declared) if declared is not None else None
+    with_body = (
+        request.headers.get("content-type", "").split(";")[0].strip().lower() == OFFSET_CONTENT_TYPE
+    )
+    checksum = parse_checksum(request.headers.get("upload-checksum")) if with_body else None
+    await run_in_threadpool(node.uploads.maybe_expire)
+    info = await run_in_threadpool(node.uploads.create, length, metadata, sha256)
+    location = _location(request, info.id)
+    if with_body and not info.complete:
+        try:
+            info = await _receive(request, node, info.id, 0, checksum)
+        except ClientDisconnect:
+            return _disconnected()
+        except SlidestoreError as exc:
+            # The upload exists (unless completing it failed): tell the client where.
+            response = await slidestore_error_handler(request, exc)
+            response.headers["Location"] = location
+            return response
+    headers = _upload_headers(info)
+    headers["Location"] = location
+    return Response(status_code=201, headers=headers)
+
+
+async def head(request: Request, node: NodeState) -> Response:
+    require(request, Operation.WRITE)
+    upload_id = str(request.path_params["upload_id"])
+    info = await run_in_threadpool(node.uploads.info, upload_id)
+    if info.offset == info.length and not info.complete:
+        # The completing PATCH was cut off after its bytes were durable: complete now.
+        # (UploadConflict: the completing request is still running; report what is durable.)
+        with contextlib.suppress(UploadConflict):
+            info = await run_in_threadpool(node.uploads.finish, upload_id)
+    headers = _upload_headers(info)
+    if info.metadata:
+        headers["Upload-Metadata"] = encode_metadata(info.metadata)
+    return Response(status_code=200, headers=headers)
+
+
+async def patch(request: Request, node: NodeState) -> Response:
+    require(request, Operation.WRITE)
+    upload_id = str(request.path_params["upload_id"])
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type != OFFSET_CONTENT_TYPE:
+        return error_response(
+            415,
+            "unsupported_media_type",
+            f"a PATCH body must be sent as Content-Type: {OFFSET_CONTENT_TYPE}",
+        )
+    offset = _int_header(request, "upload-offset")
+    checksum = parse_checksum(request.headers.get("upload-checksum"))
+    try:
+        info = await _receive(request, node, upload_id, offset, checksum)
+    except ClientDisconnect:
+        return _disconnected()
+    return Response(status_code=204, headers=_upload_headers(info))
+
+
+async def terminate(request: Request, node: NodeState) -> Response:
+    require(request, Operation.WRITE)
+    await run_in_threadpool(node.uploads.terminate, str(request.path_params["upload_id"]))
+    return Response(status_code=204)
+
+
+def routes() -> list[BaseRoute]:
+    async def collection(request: Request) -> Response:
+        if request.method == "OPTIONS":
+            return await _tus(options, check_version=False)(request)
+        return await _tus(create)(request)
+
+    async def upload(request: Request) -> Response:
+        method = request.method
+        if method == "OPTIONS":
+            return await _tus(options, check_version=False)(request)
+        handler = {"HEAD": head, "PATCH": patch, "DELETE": terminate}[method]
+        return await _tus(handler)(request)
+
+    return [
+        Route("/uploads", collection, methods=["OPTIONS", "POST"], name="tus_uploads"),
+        Route(
+            "/uploads/{upload_id}",
+            upload,
+            methods=["OPTIONS", "HEAD", "PATCH", "DELETE"],
+            name="tus_upload",
+        ),
+    ]

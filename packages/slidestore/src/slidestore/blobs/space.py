@@ -1,0 +1,113 @@
+"""The free-space guard: bytes promised to writers that have not arrived yet.
+
+The filesystem only knows what has been written. An upload of 20 GB that has sent 1 GB
+so far will still need 19 GB, so every writer takes a :class:`Reservation` of what it
+will write, and a new writer is refused (:class:`InsufficientStorage`) when its bytes do
+not fit in ``free − reserve_bytes − promised`` — before any of its bytes are accepted.
+As bytes land on disk, free space shrinks and the writer's promise shrinks with it.
+
+The ledger lives in memory, per process: with several worker processes each one only
+knows its own promises (the filesystem's free space is still shared and exact).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from types import TracebackType
+
+from slidestore.errors import InsufficientStorage, InvalidRequest
+
+
+def free_bytes(path: Path) -> int:
+    """Bytes an unprivileged writer may still use on ``path``'s filesystem."""
+    st = os.statvfs(path)
+    return st.f_bavail * st.f_frsize
+
+
+class SpaceGuard:
+    def __init__(self, root: Path, reserve_bytes: int, *, free: Callable[[Path], int] = free_bytes):
+        if reserve_bytes < 0:
+            raise InvalidRequest(f"reserve_bytes must be >= 0, got {reserve_bytes}")
+        self.root = root
+        self.reserve_bytes = reserve_bytes
+        self._free = free
+        self._lock = threading.Lock()
+        self._promised = 0
+
+    def free_bytes(self) -> int:
+        return self._free(self.root)
+
+    @property
+    def promised_bytes(self) -> int:
+        return self._promised
+
+    def available_bytes(self) -> int:
+        """What a new writer may still be promised (may be negative when over-committed)."""
+        return self.free_bytes() - self.reserve_bytes - self._promised
+
+    def reserve(self, nbytes: int, *, force: bool = False) -> Reservation:
+        """Promise ``nbytes``; :class:`InsufficientStorage` if they do not fit.
+
+        ``force`` records the promise without checking: used when re-adopting uploads that
+        were already accepted before a restart.
+        """
+        if nbytes < 0:
+            raise InvalidRequest(f"cannot reserve a negative number of bytes ({nbytes})")
+        with self._lock:
+            if not force:
+                available = self.free_bytes() - self.reserve_bytes - self._promised
+                if nbytes > available:
+                    raise InsufficientStorage(
+                        f"{nbytes} bytes do not fit: {max(available, 0)} bytes available "
+                        f"(free space minus the {self.reserve_bytes}-byte reserve and "
+                        f"{self._promised} bytes promised to uploads in progress)"
+                    )
+            self._promised += nbytes
+        return Reservation(self, nbytes)
+
+    def _shrink(self, reservation: Reservation, nbytes: int) -> None:
+        with self._lock:
+            taken = min(nbytes, reservation._remaining)
+            reservation._remaining -= taken
+            self._promised -= taken
+
+
+class Reservation:
+    """A promise of disk space; shrinks as bytes arrive, released when done.
+
+    Use it as a context manager, or call :meth:`release` yourself; releasing twice is safe.
+    """
+
+    def __init__(self, guard: SpaceGuard, nbytes: int):
+        self._guard = guard
+        self._remaining = nbytes
+        self.nbytes = nbytes
+
+    @property
+    def remaining(self) -> int:
+        return self._remaining
+
+    def consume(self, nbytes: int) -> None:
+        """``nbytes`` of the promise are now on disk (and counted in free space)."""
+        if nbytes > 0:
+            self._guard._shrink(self, nbytes)
+
+    def release(self) -> None:
+        self._guard._shrink(self, self._remaining)
+
+    def __enter__(self) -> Reservation:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.release()
+
+    def __repr__(self) -> str:
+        return f"Reservation({self.nbytes} bytes, {self._remaining} outstanding)"

@@ -1,0 +1,113 @@
+"""Streaming writes into the store: temp file, hash as bytes pass, fsync, then publish."""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import os
+import tempfile
+from pathlib import Path
+from types import TracebackType
+from typing import TYPE_CHECKING
+
+from slidestore.blobs.durable import write_all
+from slidestore.blobs.space import Reservation
+from slidestore.errors import ChecksumMismatch, InsufficientStorage, InvalidRequest
+
+if TYPE_CHECKING:
+    from slidestore.blobs.store import BlobStore
+
+
+class BlobWriter:
+    """Bytes on their way into a :class:`BlobStore`.
+
+    The bytes go to a temp file on the store's own filesystem (so publishing is a link,
+    not a copy), hashed as they pass. :meth:`commit` fsyncs, checks the hash and publishes
+    the file under its sha256; until then no reader can see it. Leaving the ``with``
+    block without committing discards everything. The temp file is ``flock``-ed for its
+    whole life, which is how a restarted store tells a live writer's file from a crashed one's.
+    """
+
+    def __init__(self, store: BlobStore, size: int | None, reservation: Reservation | None):
+        self._store = store
+        self.size = size
+        self._reservation = reservation
+        fd, name = tempfile.mkstemp(prefix="w-", suffix=".tmp", dir=store.temp_dir)
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        self._fd: int | None = fd
+        self.temp_path = Path(name)
+        self._hash = hashlib.sha256()
+        self.written = 0
+        self.blob_id: str | None = None
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        fd = self._require_open()
+        n = len(data)
+        if self.size is not None and self.written + n > self.size:
+            raise InvalidRequest(
+                f"blob writer declared {self.size} bytes, got at least {self.written + n}"
+            )
+        if self._reservation is None and n > self._store.space.available_bytes():
+            raise InsufficientStorage(
+                f"writing {n} more bytes would eat into the node's free-space reserve"
+            )
+        write_all(fd, data)
+        self._hash.update(data)
+        self.written += n
+        if self._reservation is not None:
+            self._reservation.consume(n)
+
+    def commit(self, expected_sha256: str | None = None) -> str:
+        """Make the bytes durable and visible; returns the blob id.
+
+        :class:`ChecksumMismatch` (and nothing kept) if they do not hash to
+        ``expected_sha256``, or fewer bytes than the declared size arrived.
+        """
+        fd = self._require_open()
+        try:
+            if self.size is not None and self.written != self.size:
+                raise InvalidRequest(
+                    f"blob writer declared {self.size} bytes but only {self.written} arrived"
+                )
+            digest = self._hash.hexdigest()
+            if expected_sha256 is not None and digest != expected_sha256.lower():
+                raise ChecksumMismatch(
+                    f"content hashes to sha256 {digest}, expected {expected_sha256}"
+                )
+            os.fsync(fd)
+            self._store._install(self.temp_path, digest)
+            self.blob_id = digest
+            return digest
+        finally:
+            self._close(discard=True)
+
+    def abort(self) -> None:
+        if self._fd is not None:
+            self._close(discard=True)
+
+    def _require_open(self) -> int:
+        if self._fd is None:
+            raise InvalidRequest("blob writer is already committed or aborted")
+        return self._fd
+
+    def _close(self, *, discard: bool) -> None:
+        fd, self._fd = self._fd, None
+        if discard:
+            with contextlib.suppress(FileNotFoundError):
+                self.temp_path.unlink()  # after a commit this is only the extra link
+        if fd is not None:
+            os.close(fd)
+        if self._reservation is not None:
+            self._reservation.release()
+
+    def __enter__(self) -> BlobWriter:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.abort()

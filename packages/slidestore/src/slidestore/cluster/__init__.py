@@ -1,0 +1,49 @@
+"""Cluster logic: node liveness and registry, replica placement, repair planning.
+
+Pure and deterministic: no I/O, no clock of its own (callers pass ``now``), no database.
+The coordinator persists the state and calls these functions; the in-memory
+:class:`Registry` is the reference for how its SQL-backed registry must behave.
+"""
+
+from __future__ import annotations
+
+from slidestore.cluster.errors import InvalidNodeReport, NoPlacement, UnknownNode
+from slidestore.cluster.liveness import DEFAULT_TIMEOUTS, LivenessTimeouts, state_at
+from slidestore.cluster.model import (
+    DEFAULT_REPLICAS,
+    DEFAULT_ZONE,
+    BlobReplicas,
+    CopyTask,
+    NodeInfo,
+    NodeState,
+    RepairPlan,
+    Transition,
+    TrimTask,
+)
+from slidestore.cluster.placement import DEFAULT_CHOICES, place, rank
+from slidestore.cluster.registry import Registry
+from slidestore.cluster.repair import DEFAULT_MAX_COPIES, plan_repair
+
+__all__ = [
+    "DEFAULT_CHOICES",
+    "DEFAULT_MAX_COPIES",
+    "DEFAULT_REPLICAS",
+    "DEFAULT_TIMEOUTS",
+    "DEFAULT_ZONE",
+    "BlobReplicas",
+    "CopyTask",
+    "InvalidNodeReport",
+    "LivenessTimeouts",
+    "NoPlacement",
+    "NodeInfo",
+    "NodeState",
+    "Registry",
+    "RepairPlan",
+    "Transition",
+    "TrimTask",
+    "UnknownNode",
+    "place",
+    "plan_repair",
+    "rank",
+    "state_at",
+]

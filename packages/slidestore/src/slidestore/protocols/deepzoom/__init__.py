@@ -1,0 +1,14 @@
+"""Deep Zoom (DZI) for OpenSeadragon: the grid, the ``.dzi`` descriptor and the tiles."""
+
+from slidestore.protocols.deepzoom.dzi import DZI_MEDIA_TYPE, dzi_xml
+from slidestore.protocols.deepzoom.generator import DeepZoom, DeepZoomStats, DeepZoomTile
+from slidestore.protocols.deepzoom.grid import DeepZoomGrid
+
+__all__ = [
+    "DZI_MEDIA_TYPE",
+    "DeepZoom",
+    "DeepZoomGrid",
+    "DeepZoomStats",
+    "DeepZoomTile",
+    "dzi_xml",
+]

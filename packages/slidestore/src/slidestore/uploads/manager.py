@@ -1,0 +1,450 @@
+"""Resumable upload sessions on disk, independent of any wire protocol.
+
+Layout: ``root/<upload id>/`` holds ``state.json`` (an :class:`UploadInfo`), ``data`` (the
+bytes so far) and ``lock`` (``flock``-ed by whoever is writing). The durable offset is
+the one in ``state.json``; it only advances after the bytes below it were fsynced, and
+``state.json`` is replaced atomically (temp file, fsync, rename, fsync of the directory).
+Bytes the data file holds past that offset (a refused chunk, a crash mid-chunk) are cut
+off when the next append starts.
+
+The whole-file sha256 is computed incrementally in memory while the bytes arrive. A
+hash state cannot be persisted, so after a restart (or when another process appended in
+between) the incremental hash is not resumed: at completion the missing part is hashed
+from disk once, starting where the in-memory hash stopped (byte 0 after a restart).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import os
+import re
+import secrets
+import shutil
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final
+
+import msgspec
+
+from slidestore.blobs import BlobStore, Reservation
+from slidestore.blobs.durable import fsync_dir, make_dirs
+from slidestore.errors import (
+    ChecksumMismatch,
+    InvalidRequest,
+    SlidestoreError,
+    UnsupportedFormat,
+    UploadConflict,
+    UploadExpired,
+    UploadNotFound,
+    UploadOffsetMismatch,
+    UploadTooLarge,
+)
+from slidestore.uploads import state
+from slidestore.uploads.appender import Appender
+from slidestore.uploads.checksums import ChunkChecksum, normalize_sha256
+from slidestore.uploads.state import UploadInfo
+from slidestore.uploads.validate import validate_slide
+
+_UPLOAD_ID: Final = re.compile(r"[A-Za-z0-9_-]{16,64}")
+_TRASH: Final = ".trash"
+_NEW: Final = ".new-"
+_HASH_CHUNK: Final = 1 << 20
+
+STATE_FILE: Final = "state.json"
+DATA_FILE: Final = "data"
+LOCK_FILE: Final = "lock"
+
+
+@dataclass
+class _Progress:
+    """The sha256 of an upload's first ``offset`` bytes, as far as this process saw them."""
+
+    offset: int
+    hash: hashlib._Hash
+
+
+class UploadManager:
+    """Creates, appends to, completes and expires resumable uploads.
+
+    On completion the declared sha256 (if any) must match, the file must pass
+    ``validate`` (by default: it opens as a slide and a tile decodes), and then it moves
+    into the :class:`BlobStore`; otherwise the upload is removed and the error raised.
+    The declared length is reserved against the store's free-space guard at creation.
+    """
+
+    def __init__(
+        self,
+        root: str | os.PathLike[str],
+        blobs: BlobStore,
+        *,
+        expiry_seconds: int,
+        max_size: int,
+        validate: Callable[[Path], None] | None = validate_slide,
+        checkpoint_bytes: int = 64 << 20,
+        clock: Callable[[], float] = time.time,
+    ):
+        self.root = Path(root)
+        self.blobs = blobs
+        self.expiry_seconds = expiry_seconds
+        self.max_size = max_size
+        self.validate = validate
+        self.checkpoint_bytes = checkpoint_bytes
+        """A long chunk without a chunk checksum is made durable every this many bytes."""
+        self.clock = clock
+        self._mutex = threading.Lock()  # guards the two dicts below
+        self._reservations: dict[str, Reservation] = {}
+        self._progress: dict[str, _Progress] = {}
+        self.bytes_received = 0
+        """Upload bytes this process made durable (a counter for metrics)."""
+        self._last_expire = 0.0
+        make_dirs(self.root)
+        self._recover()
+
+    def __repr__(self) -> str:
+        return f"UploadManager({str(self.root)!r})"
+
+    # -- paths and records -----------------------------------------------------------
+
+    def _dir(self, upload_id: str) -> Path:
+        if not isinstance(upload_id, str) or not _UPLOAD_ID.fullmatch(upload_id):
+            raise UploadNotFound(f"{upload_id!r} is not an upload id")
+        return self.root / upload_id
+
+    def data_path(self, upload_id: str) -> Path:
+        return self._dir(upload_id) / DATA_FILE
+
+    def _load(self, upload_id: str) -> UploadInfo:
+        return state.load(self._dir(upload_id) / STATE_FILE, upload_id)
+
+    def _save(self, info: UploadInfo) -> None:
+        state.save(self._dir(info.id) / STATE_FILE, info)
+
+    def _expired(self, info: UploadInfo) -> bool:
+        return self.clock() > info.expires_at
+
+    def ids(self) -> list[str]:
+        return sorted(
+            p.name for p in self.root.iterdir() if p.is_dir() and _UPLOAD_ID.fullmatch(p.name)
+        )
+
+    def in_flight(self) -> int:
+        """Uploads that exist and are not complete (any process's)."""
+        count = 0
+        for upload_id in self.ids():
+            with contextlib.suppress(SlidestoreError):
+                count += not self._load(upload_id).complete
+        return count
+
+    # -- recovery after a restart ----------------------------------------------------
+
+    def _recover(self) -> None:
+        for leftover in self.root.iterdir():
+            if leftover.name == _TRASH or leftover.name.startswith(_NEW):
+                shutil.rmtree(leftover, ignore_errors=True)
+        for upload_id in self.ids():
+            try:
+                info = self._load(upload_id)
+            except SlidestoreError:
+                continue
+            if not info.complete and info.remaining > 0:
+                # Accepted before the restart: keep its promise even if the disk filled up.
+                self._reservations[upload_id] = self.blobs.reserve(info.remaining, force=True)
+
+    # -- locking ---------------------------------------------------------------------
+
+    def _lock(self, upload_id: str) -> int:
+        """An fd holding the upload's exclusive flock; :class:`UploadConflict` if taken."""
+        path = self._dir(upload_id) / LOCK_FILE
+        try:
+            fd = os.open(path, os.O_RDWR)
+        except (FileNotFoundError, NotADirectoryError):
+            raise UploadNotFound(f"upload {upload_id} does not exist") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise UploadConflict(
+                f"upload {upload_id} is being written by another request; retry after it ends"
+            ) from None
+        return fd
+
+    def _locked_live(self, upload_id: str) -> tuple[int, UploadInfo]:
+        """Lock the upload and load it; the upload may have vanished before we got the lock."""
+        fd = self._lock(upload_id)
+        try:
+            info = self._load(upload_id)
+            if self._expired(info):
+                self._remove(upload_id)
+                raise UploadExpired(f"upload {upload_id} expired and was discarded")
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd, info
+
+    # -- the public operations -------------------------------------------------------
+
+    def create(
+        self,
+        length: int,
+        metadata: Mapping[str, bytes] | None = None,
+        sha256: str | bytes | None = None,
+    ) -> UploadInfo:
+        """A new upload of ``length`` bytes; its space is reserved now (or refused now).
+
+        ``sha256`` is the whole file's digest, checked at completion. An upload of 0
+        bytes completes at once (and, since no slide is empty, fails validation).
+        """
+        if isinstance(length, bool) or not isinstance(length, int) or length < 0:
+            raise InvalidRequest(f"upload length must be a non-negative integer, got {length!r}")
+        if length > self.max_size:
+            raise UploadTooLarge(
+                f"upload of {length} bytes exceeds this node's limit of {self.max_size} bytes"
+            )
+        declared = normalize_sha256(sha256) if sha256 is not None else None
+        reservation = self.blobs.reserve(length)
+        try:
+            upload_id = secrets.token_urlsafe(18)
+            now = self.clock()
+            info = UploadInfo(
+                id=upload_id,
+                length=length,
+                metadata=dict(metadata or {}),
+                sha256=declared,
+                created_at=now,
+                updated_at=now,
+                expires_at=now + self.expiry_seconds,
+            )
+            # Build the directory aside and rename it in: an upload exists completely or not.
+            staging = self.root / f"{_NEW}{upload_id}"
+            staging.mkdir()
+            for name in (DATA_FILE, LOCK_FILE):
+                fd = os.open(staging / name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+                os.close(fd)
+            state.save(staging / STATE_FILE, info)
+            fsync_dir(staging)
+            os.rename(staging, self.root / upload_id)
+            fsync_dir(self.root)
+        except BaseException:
+            reservation.release()
+            raise
+        with self._mutex:
+            self._reservations[upload_id] = reservation
+            self._progress[upload_id] = _Progress(0, hashlib.sha256())
+        if length == 0:
+            return self.finish(upload_id)
+        return info
+
+    def info(self, upload_id: str) -> UploadInfo:
+        """The upload's current record; :class:`UploadNotFound` or :class:`UploadExpired`."""
+        info = self._load(upload_id)
+        if self._expired(info):
+            with contextlib.suppress(UploadConflict, UploadNotFound):
+                fd = self._lock(upload_id)
+                try:
+                    self._remove(upload_id)
+                finally:
+                    os.close(fd)
+            raise UploadExpired(f"upload {upload_id} expired and was discarded")
+        return info
+
+    def open_append(
+        self, upload_id: str, offset: int, checksum: ChunkChecksum | None = None
+    ) -> Appender:
+        """Start receiving one chunk at ``offset``; the upload stays locked until the
+        :class:`Appender` commits or aborts (use it as a context manager).
+
+        :class:`UploadOffsetMismatch` if ``offset`` is not where the upload ends,
+        :class:`UploadConflict` if another chunk is being received right now.
+        """
+        fd, info = self._locked_live(upload_id)
+        try:
+            if offset != info.offset:
+                raise UploadOffsetMismatch(
+                    f"upload {upload_id} is at offset {info.offset}, the chunk starts at {offset}"
+                )
+            with self._mutex:
+                progress = self._progress.get(upload_id)
+                file_hash = (
+                    progress.hash.copy()
+                    if progress is not None and progress.offset == info.offset
+                    else None
+                )
+            return Appender(self, info, fd, checksum, file_hash)
+        except BaseException:
+            os.close(fd)
+            raise
+
+    def append(
+        self,
+        upload_id: str,
+        offset: int,
+        chunks: Iterable[bytes],
+        checksum: ChunkChecksum | None = None,
+    ) -> UploadInfo:
+        """Receive one chunk (given as an iterable of byte strings) and return the new state.
+
+        If ``chunks`` raises midway (a dropped connection), the bytes received so far are
+        kept — unless a chunk checksum was given, which can then no longer be verified.
+        """
+        with self.open_append(upload_id, offset, checksum) as appender:
+            for chunk in chunks:
+                appender.write(chunk)
+            return appender.commit()
+
+    def finish(self, upload_id: str) -> UploadInfo:
+        """Complete an upload whose bytes have all arrived; idempotent.
+
+        Normally done by the append that delivers the last byte. Call it again when that
+        append was interrupted after its bytes were durable (the client then sees the
+        full offset but no blob id).
+        """
+        fd, info = self._locked_live(upload_id)
+        try:
+            return self._finish_locked(info)
+        finally:
+            os.close(fd)
+
+    def terminate(self, upload_id: str) -> None:
+        """Discard an upload and its bytes (a completed upload's blob stays)."""
+        fd = self._lock(upload_id)
+        try:
+            self._load(upload_id)
+            self._remove(upload_id)
+        finally:
+            os.close(fd)
+
+    def expire(self) -> list[str]:
+        """Remove every upload not touched within ``expiry_seconds``; returns their ids."""
+        removed: list[str] = []
+        for upload_id in self.ids():
+            try:
+                info: UploadInfo | None = self._load(upload_id)
+            except UploadNotFound:
+                continue
+            except SlidestoreError:
+                info = None  # a damaged record: nothing there can be resumed
+            if info is not None and not self._expired(info):
+                continue
+            try:
+                fd = self._lock(upload_id)
+            except (UploadConflict, UploadNotFound):
+                continue  # being written right now, or already gone
+            try:
+                self._remove(upload_id)
+                removed.append(upload_id)
+            finally:
+                os.close(fd)
+        return removed
+
+    def maybe_expire(self, min_interval: float = 60.0) -> list[str]:
+        """:meth:`expire`, at most once per ``min_interval`` seconds (cheap to call often)."""
+        now = time.monotonic()
+        with self._mutex:
+            if now - self._last_expire < min_interval and self._last_expire:
+                return []
+            self._last_expire = now
+        return self.expire()
+
+    # -- internals used by the Appender (lock held) ----------------------------------
+
+    def _advance(
+        self, info: UploadInfo, offset: int, file_hash: hashlib._Hash | None
+    ) -> UploadInfo:
+        """Record that bytes up to ``offset`` are fsynced: persist, shrink the reservation."""
+        now = self.clock()
+        new = msgspec.structs.replace(
+            info, offset=offset, updated_at=now, expires_at=now + self.expiry_seconds
+        )
+        self._save(new)
+        with self._mutex:
+            reservation = self._reservations.get(info.id)
+            self.bytes_received += offset - info.offset
+            if file_hash is not None:
+                self._progress[info.id] = _Progress(offset, file_hash.copy())
+        if reservation is not None:
+            reservation.consume(offset - info.offset)
+        return new
+
+    def _finish_locked(self, info: UploadInfo) -> UploadInfo:
+        if info.complete or info.offset < info.length:
+            return info
+        upload_id = info.id
+        data = self.data_path(upload_id)
+        if info.digest is not None and not data.exists():
+            # Crashed between publishing the blob and recording it: record it now.
+            if self.blobs.exists(info.digest):
+                return self._completed(info, info.digest)
+            self._remove(upload_id)
+            raise UploadNotFound(f"upload {upload_id} lost its data before completing")
+        digest = self._digest(info)
+        if info.sha256 is not None and digest != info.sha256:
+            self._remove(upload_id)
+            raise ChecksumMismatch(
+                f"the uploaded bytes hash to sha256 {digest}, but {info.sha256} was declared; "
+                "the upload was discarded"
+            )
+        if self.validate is not None:
+            try:
+                self.validate(data)
+            except UnsupportedFormat:
+                self._remove(upload_id)
+                raise
+            except Exception as exc:
+                self._remove(upload_id)
+                raise UnsupportedFormat(
+                    f"the upload could not be checked as a slide: {type(exc).__name__}: {exc}"
+                ) from exc
+        info = msgspec.structs.replace(info, digest=digest)
+        self._save(info)
+        self.blobs.adopt(data, digest)
+        return self._completed(info, digest)
+
+    def _completed(self, info: UploadInfo, blob_id: str) -> UploadInfo:
+        info = msgspec.structs.replace(info, blob_id=blob_id, updated_at=self.clock())
+        self._save(info)
+        self._forget(info.id)
+        return info
+
+    def _digest(self, info: UploadInfo) -> str:
+        """The sha256 of the whole data file, reusing the in-memory hash of its prefix."""
+        with self._mutex:
+            progress = self._progress.pop(info.id, None)
+        if progress is None or progress.offset > info.length:
+            progress = _Progress(0, hashlib.sha256())
+        h, position = progress.hash, progress.offset
+        fd = os.open(self.data_path(info.id), os.O_RDONLY)
+        try:
+            while position < info.length:
+                chunk = os.pread(fd, min(_HASH_CHUNK, info.length - position), position)
+                if not chunk:
+                    raise SlidestoreError(
+                        f"upload {info.id}: data file is shorter than its recorded offset"
+                    )
+                h.update(chunk)
+                position += len(chunk)
+        finally:
+            os.close(fd)
+        return h.hexdigest()
+
+    def _forget(self, upload_id: str) -> None:
+        with self._mutex:
+            reservation = self._reservations.pop(upload_id, None)
+            self._progress.pop(upload_id, None)
+        if reservation is not None:
+            reservation.release()
+
+    def _remove(self, upload_id: str) -> None:
+        """Delete an upload's directory (caller holds its lock): gone in one rename."""
+        trash = self.root / _TRASH
+        trash.mkdir(exist_ok=True)
+        target = trash / f"{upload_id}-{time.time_ns()}"
+        with contextlib.suppress(FileNotFoundError):
+            os.rename(self._dir(upload_id), target)
+            fsync_dir(self.root)
+        shutil.rmtree(target, ignore_errors=True)
+        self._forget(upload_id)
