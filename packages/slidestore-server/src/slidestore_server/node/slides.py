@@ -1,41 +1,47 @@
 """Open slides of the blobs a node holds, kept open in a small LRU.
 
 Opening a slide parses its TIFF structure (milliseconds to tens of ms for big files), so
-handles are reused across requests. The decoded-tile cache budget is split evenly
-between the open slides' pyramids, so the node's tile memory stays bounded whatever the
-number of slides.
+handles are reused across requests. All open slides share one decoded-tile cache and one
+encoded-tile cache, each bounded in bytes, so the node's tile memory stays bounded
+whatever the number of slides.
 """
 
 from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from functools import cached_property
 from typing import TYPE_CHECKING
 
+from collections.abc import Hashable
+
 from slidestore import Slide, open_slide
+from slidestore.cache import LRUCache
+from slidestore.imaging import RGBArray
 from slidestore.pyramid import Pyramid, PyramidOptions, open_pyramid
+from slidestore.protocols.deepzoom import DeepZoom
+from slidestore.pyramid.pyramid import TileKey
 
 if TYPE_CHECKING:
     from slidestore.blobs import BlobStore
-    from slidestore.protocols.deepzoom import DeepZoom
 
 
 class SlideEntry:
-    def __init__(self, blob_id: str, slide: Slide, cache_bytes: int) -> None:
+    def __init__(
+        self,
+        blob_id: str,
+        slide: Slide,
+        tiles: LRUCache[TileKey, RGBArray],
+        encoded: LRUCache[Hashable, bytes],
+    ) -> None:
         self.blob_id = blob_id
         self.slide = slide
-        self._cache_bytes = cache_bytes
-
-    @cached_property
-    def pyramid(self) -> Pyramid:
-        return open_pyramid(self.slide, PyramidOptions(cache_bytes=self._cache_bytes))
-
-    @cached_property
-    def deepzoom(self) -> DeepZoom:
-        from slidestore.protocols.deepzoom import DeepZoom
-
-        return DeepZoom(self.pyramid)
+        self._tiles = tiles
+        self._encoded = encoded
+        # Built here, not lazily: a cached_property is not thread-safe and these are cheap.
+        self.pyramid: Pyramid = open_pyramid(
+            slide, PyramidOptions(cache_bytes=tiles.max_bytes), cache=tiles
+        )
+        self.deepzoom: DeepZoom = DeepZoom(self.pyramid, cache=encoded)
 
     def close(self) -> None:
         self.slide.close()
@@ -46,6 +52,10 @@ class SlideCache:
         self.blobs = blobs
         self.max_open = max(1, max_open)
         self.cache_bytes = cache_bytes
+        # Two thirds for decoded tiles (derived levels are built from them), a third for
+        # encoded non-passthrough tiles (derived-level JPEGs served again and again).
+        self.tiles: LRUCache[TileKey, RGBArray] = LRUCache(cache_bytes * 2 // 3)
+        self.encoded: LRUCache[Hashable, bytes] = LRUCache(cache_bytes // 3)
         self._entries: OrderedDict[str, SlideEntry] = OrderedDict()
         self._lock = threading.Lock()
         self._opening: dict[str, threading.Lock] = {}
@@ -71,7 +81,7 @@ class SlideCache:
                 return entry
             path = self.blobs.path(blob_id)
             slide = open_slide(path)
-            entry = SlideEntry(blob_id, slide, self.cache_bytes // self.max_open)
+            entry = SlideEntry(blob_id, slide, self.tiles, self.encoded)
             evicted: list[SlideEntry] = []
             with self._lock:
                 self._entries[blob_id] = entry
@@ -83,16 +93,9 @@ class SlideCache:
         return entry
 
     def cache_counts(self) -> tuple[int, int]:
-        """Decoded-tile cache (hits, misses) summed over the open slides."""
-        with self._lock:
-            entries = list(self._entries.values())
-        hits = misses = 0
-        for entry in entries:
-            if "pyramid" in entry.__dict__:  # only pyramids already built; never build one here
-                h, m = entry.pyramid.cache_counts()
-                hits += h
-                misses += m
-        return hits, misses
+        """Decoded-tile cache (hits, misses)."""
+        stats = self.tiles.stats()
+        return stats.hits, stats.misses
 
     def evict(self, blob_id: str) -> None:
         with self._lock:

@@ -307,9 +307,8 @@ class Slide:
                 f"{self.path}: no level small enough for a {target[0]}x{target[1]} thumbnail"
             )
         pixels = self.read_region((0, 0), level.index, (level.width, level.height))
-        image = Image.fromarray(pixels)
-        image.thumbnail(target, Image.Resampling.LANCZOS)
-        return np.asarray(image)
+        image = Image.fromarray(pixels).resize(target, Image.Resampling.LANCZOS, reducing_gap=3.0)
+        return np.array(image)
 
     # -- views -----------------------------------------------------------------------
 

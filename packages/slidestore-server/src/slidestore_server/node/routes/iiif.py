@@ -1,0 +1,80 @@
+"""IIIF Image API 3.0: ``/iiif/3/{id}/info.json`` and ``/iiif/3/{id}/{region}/{size}/{rotation}/{quality}.{format}``."""
+
+from __future__ import annotations
+
+import msgspec
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+from starlette.routing import Route
+
+from slidestore.protocols import iiif
+from slidestore.tokens import Operation
+from slidestore_server.auth import require
+from slidestore_server.node.responses import RENDER_VERSION, immutable
+from slidestore_server.node.routes.common import blob_id_param, open_entry
+from slidestore_server.node.state import NodeState
+
+_encoder = msgspec.json.Encoder()
+_CORS = {"Access-Control-Allow-Origin": "*"}
+
+
+def _base_id(request: Request, blob_id: str) -> str:
+    return str(request.base_url).rstrip("/") + f"/iiif/3/{blob_id}"
+
+
+async def base(request: Request) -> Response:
+    """The spec asks servers to redirect the bare image URI to its info.json (303)."""
+    blob_id = blob_id_param(request)
+    return RedirectResponse(f"/iiif/3/{blob_id}/info.json", status_code=303, headers=_CORS)
+
+
+async def info(request: Request) -> Response:
+    blob_id = blob_id_param(request)
+    require(request, Operation.READ, blob_id)
+    node: NodeState = request.app.state.node
+    entry = await open_entry(node, blob_id)
+    document = iiif.info(entry.pyramid, _base_id(request, blob_id))
+    accept = request.headers.get("accept", "")
+    media = iiif.INFO_MEDIA_TYPE if "ld+json" in accept else "application/json"
+    return immutable(
+        request,
+        _encoder.encode(document),
+        media,
+        f"{blob_id}-iiif-info-{RENDER_VERSION}-{hash(document['id']) & 0xFFFFFFFF:x}",
+        max_age=node.settings.cache_max_age,
+        headers={**_CORS, "Vary": "Accept"},
+    )
+
+
+async def image(request: Request) -> Response:
+    blob_id = blob_id_param(request)
+    require(request, Operation.READ, blob_id)
+    p = request.path_params
+    parsed = iiif.parse(p["region"], p["size"], p["rotation"], f"{p['quality']}.{p['format']}")
+    node: NodeState = request.app.state.node
+    entry = await open_entry(node, blob_id)
+    level0 = entry.pyramid.levels[0]
+    plan = iiif.resolve(parsed, level0.width, level0.height, iiif.DEFAULT_LIMITS)
+    canonical = plan.canonical(level0.width, level0.height)
+    rendered = await run_in_threadpool(iiif.render_plan, entry.pyramid, plan)
+    return immutable(
+        request,
+        rendered.data,
+        rendered.media_type,
+        f"{blob_id}-iiif-{canonical.replace('/', '_')}-{RENDER_VERSION}",
+        max_age=node.settings.cache_max_age,
+        headers={**_CORS, "Link": f'<{_base_id(request, blob_id)}/{canonical}>;rel="canonical"'},
+    )
+
+
+def routes() -> list[Route]:
+    return [
+        Route("/iiif/3/{blob_id}", base, methods=["GET"]),
+        Route("/iiif/3/{blob_id}/info.json", info, methods=["GET"]),
+        Route(
+            "/iiif/3/{blob_id}/{region}/{size}/{rotation}/{quality}.{format}",
+            image,
+            methods=["GET"],
+        ),
+    ]

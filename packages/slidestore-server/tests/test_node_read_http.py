@@ -1,0 +1,216 @@
+"""The node's read endpoints against a real node process and real slides."""
+
+from __future__ import annotations
+
+import signal
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+import zarr
+from openslide.deepzoom import DeepZoomGenerator
+
+import openslide
+import slidestore
+from slidestore import imaging, tokens
+from slidestore.blobs import BlobStore
+from slidestore.tokens import Operation
+from slidestore_server.testing import NodeProcess
+
+SECRET = "read-test-secret"
+
+
+class Seeded:
+    def __init__(self, node: NodeProcess, ids: dict[str, str]) -> None:
+        self.node = node
+        self.ids = ids
+        self.admin = tokens.mint(SECRET, ops={Operation.ADMIN}, ttl=3600)
+
+    def read_token(self, name: str, *ops: Operation) -> str:
+        return tokens.mint(SECRET, ops=set(ops) or {Operation.READ}, blob=self.ids[name], ttl=600)
+
+    def client(self, token: str | None = None) -> httpx.Client:
+        headers = {"Authorization": f"Bearer {token or self.admin}"}
+        return httpx.Client(base_url=self.node.url, headers=headers, timeout=30)
+
+
+@pytest.fixture(scope="module")
+def seeded(
+    tmp_path_factory: pytest.TempPathFactory,
+    sample_slide_path: Path,
+    unreadable_svs_path: Path,
+    boxes_tiff_path: Path,
+    generated_svs: Path,
+) -> Iterator[Seeded]:
+    data_dir = tmp_path_factory.mktemp("readnode") / "data"
+    # Seed blobs straight into the store: unreadable.svs would (rightly) be refused by an
+    # upload, but a node must still cope with a blob whose pixels turn out corrupt.
+    store = BlobStore(data_dir / "blobs", reserve_bytes=0)
+    ids = {
+        "sample": store.put_file(sample_slide_path),
+        "unreadable": store.put_file(unreadable_svs_path),
+        "boxes": store.put_file(boxes_tiff_path),
+        "generated": store.put_file(generated_svs),
+    }
+    node = NodeProcess(data_dir, settings={"secret": SECRET, "reserve_bytes": 0})
+    node.start()
+    try:
+        yield Seeded(node, ids)
+    finally:
+        node.kill(signal.SIGKILL)
+
+
+def test_info(seeded: Seeded) -> None:
+    with seeded.client() as c:
+        r = c.get(f"/slides/{seeded.ids['sample']}/info")
+    assert r.status_code == 200
+    body = r.json()
+    assert body["metadata"]["vendor"] == "aperio"
+    assert body["metadata"]["mpp_x"] == pytest.approx(0.499)
+    assert body["metadata"]["width"] == 2220
+    assert body["pyramid_levels"][0]["native_level"] == 0
+    assert r.headers["etag"].startswith('"')
+    assert "immutable" in r.headers["cache-control"]
+    with seeded.client() as c:
+        again = c.get(f"/slides/{seeded.ids['sample']}/info", headers={"If-None-Match": r.headers["etag"]})
+    assert again.status_code == 304
+
+
+def test_thumbnail_and_labels_need_the_labels_operation(seeded: Seeded) -> None:
+    blob = seeded.ids["sample"]
+    with seeded.client(seeded.read_token("sample")) as c:
+        thumb = c.get(f"/slides/{blob}/thumbnail", params={"size": 300, "format": "png"})
+        assert thumb.status_code == 200 and thumb.headers["content-type"] == "image/png"
+        assert max(imaging.decode(thumb.content).shape[:2]) == 300
+        refused = c.get(f"/slides/{blob}/label")
+        assert refused.status_code == 403 and refused.json()["error"] == "forbidden"
+    with seeded.client(seeded.read_token("sample", Operation.READ, Operation.LABELS)) as c:
+        label = c.get(f"/slides/{blob}/label")
+        assert label.status_code == 200
+        assert imaging.decode(label.content).shape == (463, 387, 3)
+        missing = c.get(f"/slides/{blob}/nonexistent")
+        assert missing.status_code == 404 and missing.json()["error"] == "associated_image_not_found"
+
+
+def test_deepzoom_passthrough_and_oracle(seeded: Seeded, generated_svs: Path) -> None:
+    blob = seeded.ids["generated"]
+    with seeded.client(seeded.read_token("generated")) as c:
+        dzi = c.get(f"/slides/{blob}.dzi")
+        assert dzi.status_code == 200 and b'TileSize="240"' in dzi.content
+        with slidestore.open_slide(generated_svs) as slide:
+            dz_level = 12  # level 0 of a 3072x2560 slide
+            r = c.get(f"/slides/{blob}_files/{dz_level}/3_4.jpeg")
+            assert r.status_code == 200
+            assert r.content == slide.raw_tile(0, 3, 4)  # byte-identical: passed through
+        generator = DeepZoomGenerator(openslide.OpenSlide(generated_svs), 240, 0)
+        r = c.get(f"/slides/{blob}_files/11/2_2.png")
+        ours = imaging.decode(r.content).astype(float)
+        theirs = np.asarray(generator.get_tile(11, (2, 2)).convert("RGB")).astype(float)
+        mse = float(((ours - theirs) ** 2).mean())
+        assert 10 * np.log10(255**2 / max(mse, 1e-9)) >= 40
+        bad = c.get(f"/slides/{blob}_files/12/999_0.jpeg")
+        assert bad.status_code == 404 and bad.json()["error"] == "out_of_bounds"
+        bad_fmt = c.get(f"/slides/{blob}_files/12/0_0.gif")
+        assert bad_fmt.status_code == 400
+
+
+def test_iiif(seeded: Seeded) -> None:
+    blob = seeded.ids["sample"]
+    with seeded.client(seeded.read_token("sample")) as c:
+        info = c.get(f"/iiif/3/{blob}/info.json")
+        assert info.status_code == 200
+        doc = info.json()
+        assert doc["width"] == 2220 and doc["height"] == 2967
+        assert doc["id"].endswith(f"/iiif/3/{blob}")
+        img = c.get(f"/iiif/3/{blob}/0,0,480,480/240,/0/default.jpg")
+        assert img.status_code == 200
+        assert imaging.decode(img.content).shape == (240, 240, 3)
+        gray = c.get(f"/iiif/3/{blob}/full/!200,200/0/gray.png")
+        assert gray.status_code == 200
+        for bad in ("full/max/45/default.jpg", "full/max/0/default.tif", "9999,9999,5,5/max/0/default.jpg", "full/0,/0/default.jpg"):
+            r = c.get(f"/iiif/3/{blob}/{bad}")
+            assert r.status_code == 400, bad
+            assert "error" in r.json()
+        redirect = c.get(f"/iiif/3/{blob}", follow_redirects=False)
+        assert redirect.status_code == 303
+
+
+def test_zarr_over_http(seeded: Seeded, sample_slide_path: Path) -> None:
+    blob = seeded.ids["sample"]
+    group = zarr.open_group(
+        f"{seeded.node.url}/zarr/{blob}",
+        mode="r",
+        storage_options={"headers": {"Authorization": f"Bearer {seeded.read_token('sample')}"}},
+    )
+    assert group.attrs["ome"]["version"] == "0.5"
+    region = np.asarray(group["0"][:, 250:500, 100:400]).transpose(1, 2, 0)
+    with slidestore.open_slide(sample_slide_path) as slide:
+        np.testing.assert_array_equal(region, slide.read_region((100, 250), 0, (300, 250)))
+    with seeded.client() as c:
+        assert c.get(f"/zarr/{blob}/0/c/0/99/99").status_code == 404
+        assert c.get(f"/zarr/{blob}/nope.json").status_code == 404
+
+
+def test_generic_tiff_served_without_passthrough(seeded: Seeded) -> None:
+    blob = seeded.ids["boxes"]
+    with seeded.client() as c:
+        r = c.get(f"/slides/{blob}_files/9/0_0.jpeg")
+        assert r.status_code == 200
+        assert imaging.decode(r.content).shape[2] == 3
+
+
+def test_unreadable_slide_fails_cleanly_and_node_keeps_serving(seeded: Seeded) -> None:
+    bad, good = seeded.ids["unreadable"], seeded.ids["sample"]
+    with seeded.client() as c:
+        for path in (f"/slides/{bad}_files/4/0_0.jpeg", f"/slides/{bad}_files/4/0_0.png", f"/zarr/{bad}/0/c/0/0/0"):
+            r = c.get(path)
+            assert r.status_code == 422, path
+            assert r.json()["error"] == "slide_read_error"
+        assert c.get(f"/slides/{good}_files/12/1_1.jpeg").status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("path", "status", "code"),
+    [
+        ("/slides/not-a-blob/info", 400, "invalid_blob_id"),
+        ("/slides/" + "0" * 64 + "/info", 404, "blob_not_found"),
+        ("/iiif/3/" + "0" * 64 + "/info.json", 404, "blob_not_found"),
+        ("/zarr/" + "0" * 64 + "/zarr.json", 404, "blob_not_found"),
+        ("/nowhere", 404, "not_found"),
+    ],
+)
+def test_bad_requests_answer_json(seeded: Seeded, path: str, status: int, code: str) -> None:
+    with seeded.client() as c:
+        r = c.get(path)
+    assert r.status_code == status
+    assert r.json()["error"] == code
+
+
+def test_tokens_enforced(seeded: Seeded) -> None:
+    blob = seeded.ids["sample"]
+    with httpx.Client(base_url=seeded.node.url) as c:
+        assert c.get(f"/slides/{blob}/info").status_code == 401
+        assert c.get(f"/slides/{blob}/info", params={"token": "garbage"}).status_code == 401
+        other = tokens.mint(SECRET, ops={Operation.READ}, blob=seeded.ids["boxes"], ttl=60)
+        assert c.get(f"/slides/{blob}/info", params={"token": other}).status_code == 403
+        forged = tokens.mint("wrong-secret", ops={Operation.ADMIN}, ttl=60)
+        assert c.get(f"/slides/{blob}/info", params={"token": forged}).status_code == 401
+        expired = tokens.mint(SECRET, ops={Operation.READ}, blob=blob, ttl=-10)
+        r = c.get(f"/slides/{blob}/info", params={"token": expired})
+        assert r.status_code == 401 and r.json()["error"] == "token_expired"
+        ok = c.get(f"/slides/{blob}_files/12/0_0.jpeg", params={"token": seeded.read_token("sample")})
+        assert ok.status_code == 200
+        assert c.get("/healthz").status_code == 200
+
+
+def test_metrics_and_openapi(seeded: Seeded) -> None:
+    with seeded.client() as c:
+        c.get(f"/slides/{seeded.ids['sample']}_files/11/0_0.jpeg")
+        text = c.get("/metrics").text
+        assert "slidestore_node_http_requests_total" in text
+        assert "slidestore_node_tile_cache_hit_ratio" in text
+        assert "slidestore_node_bytes_stored" in text
+        assert c.get("/openapi.json").json()["openapi"] == "3.1.0"
+        assert c.get("/readyz").status_code == 200
