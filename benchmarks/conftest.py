@@ -65,7 +65,9 @@ COMPARISONS: Final = (
         "derived_cold",
         "dzg_derived_jpeg",
     ),
-    Comparison("derived 2x tile, warm vs DZG get_tile+JPEG", "derived_warm", "dzg_derived_jpeg", 3.0),
+    Comparison(
+        "derived 2x tile, warm vs DZG get_tile+JPEG", "derived_warm", "dzg_derived_jpeg", 3.0
+    ),
     Comparison("zarr chunk read, cold vs DZG get_tile", "zarr_cold", "dzg_deepest"),
     Comparison("zarr chunk read, warm vs DZG get_tile", "zarr_warm", "dzg_deepest"),
 )
@@ -160,7 +162,9 @@ def dzg_nocache(osr_nocache: openslide.OpenSlide) -> DeepZoomGenerator:
 
 
 @pytest.hookimpl(trylast=True)
-def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:
+def pytest_terminal_summary(
+    terminalreporter: pytest.TerminalReporter, config: pytest.Config
+) -> None:
     medians = config.stash.get(MEDIANS, {})
     if not medians:
         return
@@ -175,9 +179,7 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: p
         ratio = base / ours
         goal = f">={c.goal:g}x" if c.goal is not None else "-"
         result = "-" if c.goal is None else ("PASS" if ratio >= c.goal else "FAIL")
-        write(
-            f"{c.label:<56} {_ms(ours):>10} {_ms(base):>10} {ratio:>8.1f}x {goal:>6}  {result}"
-        )
+        write(f"{c.label:<56} {_ms(ours):>10} {_ms(base):>10} {ratio:>8.1f}x {goal:>6}  {result}")
 
 
 def _ms(seconds: float) -> str:
