@@ -37,7 +37,7 @@ def ensure_tools() -> None:
 
 
 def main(argv: list[str]) -> int:
-    if sys.version_info < (3, 12):
+    if sys.version_info < (3, 12):  # noqa: UP036  (run.py may be started by an older Python)
         print("slidestore needs Python >= 3.12 (run this script with python3.12)", file=sys.stderr)
         return 2
     command, *rest = argv or ["help"]

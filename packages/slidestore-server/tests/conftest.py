@@ -6,6 +6,7 @@ import signal
 from collections.abc import Callable, Iterator
 
 import pytest
+
 from slidestore.testing.fixtures import (
     boxes_tiff_path,
     generated_svs,

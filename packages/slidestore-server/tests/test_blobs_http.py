@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 import httpx
 import pytest
+
 from slidestore import tokens
 from slidestore.blobs import BlobStore
 from slidestore.tokens import Operation

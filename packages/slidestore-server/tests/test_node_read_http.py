@@ -8,11 +8,11 @@ from pathlib import Path
 
 import httpx
 import numpy as np
+import openslide
 import pytest
 import zarr
 from openslide.deepzoom import DeepZoomGenerator
 
-import openslide
 import slidestore
 from slidestore import imaging, tokens
 from slidestore.blobs import BlobStore
@@ -74,7 +74,9 @@ def test_info(seeded: Seeded) -> None:
     assert r.headers["etag"].startswith('"')
     assert "immutable" in r.headers["cache-control"]
     with seeded.client() as c:
-        again = c.get(f"/slides/{seeded.ids['sample']}/info", headers={"If-None-Match": r.headers["etag"]})
+        again = c.get(
+            f"/slides/{seeded.ids['sample']}/info", headers={"If-None-Match": r.headers["etag"]}
+        )
     assert again.status_code == 304
 
 
@@ -91,7 +93,9 @@ def test_thumbnail_and_labels_need_the_labels_operation(seeded: Seeded) -> None:
         assert label.status_code == 200
         assert imaging.decode(label.content).shape == (463, 387, 3)
         missing = c.get(f"/slides/{blob}/nonexistent")
-        assert missing.status_code == 404 and missing.json()["error"] == "associated_image_not_found"
+        assert (
+            missing.status_code == 404 and missing.json()["error"] == "associated_image_not_found"
+        )
 
 
 def test_deepzoom_passthrough_and_oracle(seeded: Seeded, generated_svs: Path) -> None:
@@ -129,7 +133,12 @@ def test_iiif(seeded: Seeded) -> None:
         assert imaging.decode(img.content).shape == (240, 240, 3)
         gray = c.get(f"/iiif/3/{blob}/full/!200,200/0/gray.png")
         assert gray.status_code == 200
-        for bad in ("full/max/45/default.jpg", "full/max/0/default.tif", "9999,9999,5,5/max/0/default.jpg", "full/0,/0/default.jpg"):
+        for bad in (
+            "full/max/45/default.jpg",
+            "full/max/0/default.tif",
+            "9999,9999,5,5/max/0/default.jpg",
+            "full/0,/0/default.jpg",
+        ):
             r = c.get(f"/iiif/3/{blob}/{bad}")
             assert r.status_code == 400, bad
             assert "error" in r.json()
@@ -164,7 +173,11 @@ def test_generic_tiff_served_without_passthrough(seeded: Seeded) -> None:
 def test_unreadable_slide_fails_cleanly_and_node_keeps_serving(seeded: Seeded) -> None:
     bad, good = seeded.ids["unreadable"], seeded.ids["sample"]
     with seeded.client() as c:
-        for path in (f"/slides/{bad}_files/4/0_0.jpeg", f"/slides/{bad}_files/4/0_0.png", f"/zarr/{bad}/0/c/0/0/0"):
+        for path in (
+            f"/slides/{bad}_files/4/0_0.jpeg",
+            f"/slides/{bad}_files/4/0_0.png",
+            f"/zarr/{bad}/0/c/0/0/0",
+        ):
             r = c.get(path)
             assert r.status_code == 422, path
             assert r.json()["error"] == "slide_read_error"
@@ -200,7 +213,9 @@ def test_tokens_enforced(seeded: Seeded) -> None:
         expired = tokens.mint(SECRET, ops={Operation.READ}, blob=blob, ttl=-10)
         r = c.get(f"/slides/{blob}/info", params={"token": expired})
         assert r.status_code == 401 and r.json()["error"] == "token_expired"
-        ok = c.get(f"/slides/{blob}_files/12/0_0.jpeg", params={"token": seeded.read_token("sample")})
+        ok = c.get(
+            f"/slides/{blob}_files/12/0_0.jpeg", params={"token": seeded.read_token("sample")}
+        )
         assert ok.status_code == 200
         assert c.get("/healthz").status_code == 200
 

@@ -16,11 +16,12 @@ from pathlib import Path
 
 import httpx
 import pytest
+from tusclient.client import TusClient
+
 from slidestore import tokens
 from slidestore.testing.paths import shared_data_dir
 from slidestore.tokens import Operation
 from slidestore_server.testing import NodeProcess
-from tusclient.client import TusClient
 
 DATA = shared_data_dir()
 SLIDE = (DATA / "CMU-1-Small-Region.svs").read_bytes()

@@ -8,6 +8,7 @@ import stat
 from pathlib import Path
 
 import pytest
+
 from slidestore.blobs import BlobStore, fanout
 from slidestore.errors import (
     BlobNotFound,

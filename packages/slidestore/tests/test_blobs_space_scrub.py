@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
+
 from slidestore.blobs import BlobStore, free_bytes
 from slidestore.errors import InsufficientStorage
 

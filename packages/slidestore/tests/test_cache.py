@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
 from slidestore.cache import LRUCache, sizeof
 from slidestore.errors import SlideReadError
 

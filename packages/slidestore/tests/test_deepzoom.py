@@ -28,6 +28,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from openslide.deepzoom import DeepZoomGenerator
 from PIL import Image
+
 from slidestore import Slide, open_slide
 from slidestore.cache import LRUCache
 from slidestore.errors import InvalidRequest, OutOfBounds

@@ -20,6 +20,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
+
 from slidestore import Slide, open_slide
 from slidestore.geometry import Region
 from slidestore.imaging import decode

@@ -8,6 +8,7 @@ from collections.abc import Callable
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+
 from slidestore.errors import InvalidRequest, RegionTooLarge
 from slidestore.geometry import Region
 from slidestore.protocols.iiif import (

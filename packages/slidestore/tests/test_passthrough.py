@@ -33,7 +33,9 @@ def _assert_every_tile_matches(path: Path) -> int:
                         ).convert("RGB")
                     )
                     np.testing.assert_array_equal(
-                        pixels[: valid.height, : valid.width], expected, err_msg=f"{level} {col},{row}"
+                        pixels[: valid.height, : valid.width],
+                        expected,
+                        err_msg=f"{level} {col},{row}",
                     )
                     checked += 1
     return checked

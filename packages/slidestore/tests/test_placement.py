@@ -9,6 +9,7 @@ import msgspec
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
 from slidestore.cluster import NodeInfo, NodeState, NoPlacement, place, rank
 from slidestore.cluster.placement import hrw_hash, rank_key
 from slidestore.errors import InvalidRequest, SlidestoreError

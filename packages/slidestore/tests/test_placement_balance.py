@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
+
 from slidestore.cluster import NodeInfo, place
 
 GB = 10**9

@@ -23,6 +23,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
 from slidestore.cluster import NodeInfo, place, rank
 
 GB = 10**9

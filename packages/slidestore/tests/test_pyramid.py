@@ -16,9 +16,10 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import numpy.typing as npt
 import pytest
-import slidestore
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
+import slidestore
 from slidestore.cache import LRUCache
 from slidestore.errors import InvalidRequest, OutOfBounds, RegionTooLarge, SlideReadError
 from slidestore.geometry import LevelInfo, Region

@@ -14,10 +14,11 @@ from collections.abc import Iterator
 import numpy as np
 import numpy.typing as npt
 import pytest
-import slidestore
 import zarr
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
+import slidestore
 from slidestore.geometry import Region
 from slidestore.pyramid import Pyramid, open_pyramid
 from slidestore.testing import cached_svs

@@ -12,6 +12,7 @@ import fsspec
 import msgspec
 import numpy as np
 import pytest
+
 import slidestore
 from slidestore.errors import SlideReadError
 from slidestore.pyramid import PyramidOptions, open_pyramid

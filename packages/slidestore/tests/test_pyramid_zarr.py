@@ -21,16 +21,17 @@ import msgspec
 import numpy as np
 import numpy.typing as npt
 import pytest
-import slidestore
 import zarr
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from zarr.abc.store import OffsetByteRequest, RangeByteRequest, Store, SuffixByteRequest
+from zarr.core.buffer import default_buffer_prototype
+
+import slidestore
 from slidestore.errors import SlideReadError
 from slidestore.pyramid import Pyramid, PyramidOptions, PyramidStore, open_pyramid
 from slidestore.pyramid.ngff import group_document
 from slidestore.testing import shared_data_dir
-from zarr.abc.store import OffsetByteRequest, RangeByteRequest, Store, SuffixByteRequest
-from zarr.core.buffer import default_buffer_prototype
 
 DATA = shared_data_dir()
 SLIDES = ("CMU-1-Small-Region.svs", "boxes.tiff")

@@ -72,7 +72,7 @@ def test_associated_images_and_thumbnail(sample_slide_path: Path) -> None:
         thumb = slide.thumbnail(256)
         assert max(thumb.shape[:2]) == 256
         assert thumb.shape[0] > thumb.shape[1]  # portrait slide stays portrait
-        with pytest.raises(errors.AssociatedImageNotFound, match="no associated image 'nope'"):
+        with pytest.raises(errors.AssociatedImageNotFound, match=r"no associated image 'nope'"):
             slide.associated_image("nope")
 
 
@@ -96,7 +96,7 @@ def test_concurrent_reads_from_many_threads(sample_slide_path: Path) -> None:
 
 
 def test_missing_file(tmp_path: Path) -> None:
-    with pytest.raises(errors.SlideNotFound, match="no such file") as info:
+    with pytest.raises(errors.SlideNotFound, match=r"no such file") as info:
         slidestore.open_slide(tmp_path / "absent.svs")
     assert isinstance(info.value, FileNotFoundError)
     assert "absent.svs" in str(info.value)
@@ -105,18 +105,18 @@ def test_missing_file(tmp_path: Path) -> None:
 def test_non_slide_file(tmp_path: Path) -> None:
     path = tmp_path / "notes.svs"
     path.write_bytes(b"this is not a slide\n" * 100)
-    with pytest.raises(errors.UnsupportedFormat, match="notes.svs") as info:
+    with pytest.raises(errors.UnsupportedFormat, match=r"notes.svs") as info:
         slidestore.open_slide(path)
     assert isinstance(info.value, ValueError)
 
 
 def test_directory_is_refused(tmp_path: Path) -> None:
-    with pytest.raises(errors.UnsupportedFormat, match="not a regular file"):
+    with pytest.raises(errors.UnsupportedFormat, match=r"not a regular file"):
         slidestore.open_slide(tmp_path)
 
 
 def test_unopenable_tiff(unopenable_tiff_path: Path) -> None:
-    with pytest.raises(errors.UnsupportedFormat, match="Unsupported TIFF compression"):
+    with pytest.raises(errors.UnsupportedFormat, match=r"Unsupported TIFF compression"):
         slidestore.open_slide(unopenable_tiff_path)
 
 
@@ -124,9 +124,9 @@ def test_unreadable_slide_fails_cleanly(unreadable_svs_path: Path, sample_slide_
     with slidestore.open_slide(unreadable_svs_path) as slide:
         assert slide.dimensions == (16, 16)
         for _ in range(2):  # the second attempt meets a fresh handle, and fails the same way
-            with pytest.raises(errors.SlideReadError, match="unreadable.svs.*Bogus marker"):
+            with pytest.raises(errors.SlideReadError, match=r"unreadable.svs.*Bogus marker"):
                 slide.read_region((0, 0), 0, (16, 16))
-            with pytest.raises(errors.SlideReadError, match="unreadable.svs"):
+            with pytest.raises(errors.SlideReadError, match=r"unreadable.svs"):
                 slide.read_tile(0, 0, 0)
     with slidestore.open_slide(sample_slide_path) as good:
         assert good.read_region((0, 0), 0, (8, 8)).shape == (8, 8, 3)
@@ -147,9 +147,9 @@ def test_one_broken_tile_does_not_poison_the_slide(sample_slide_path: Path, tmp_
         fh.seek(offset + 2)  # keep SOI, break every marker after it
         fh.write(b"\xff\x00" * (count // 2 - 2))
     with slidestore.open_slide(broken) as slide:
-        with pytest.raises(errors.SlideReadError, match="broken.svs"):
+        with pytest.raises(errors.SlideReadError, match=r"broken.svs"):
             slide.read_region((0, 0), 0, (240, 240))
-        with pytest.raises(errors.SlideReadError, match="broken.svs"):
+        with pytest.raises(errors.SlideReadError, match=r"broken.svs"):
             slide.read_tile(0, 0, 0)
         good = slide.read_region((240, 240), 0, (240, 240))
         with slidestore.open_slide(sample_slide_path) as original:
@@ -165,7 +165,7 @@ def test_boxes_tiff_is_accepted_as_generic_pyramid(boxes_tiff_path: Path) -> Non
         # OpenSlide derives mpp from the TIFF resolution tags (72 dpi here): reported as is.
         assert slide.metadata.mpp_x == pytest.approx(352.78, rel=1e-3)
         assert not slide.can_passthrough(0)
-        with pytest.raises(errors.PassthroughUnavailable, match="not stored as JPEG"):
+        with pytest.raises(errors.PassthroughUnavailable, match=r"not stored as JPEG"):
             slide.raw_tile(0, 0, 0)
         tile = slide.read_tile(1, 2, 1)
         assert tile.shape == (64, 64, 3)
@@ -195,7 +195,7 @@ def test_bad_regions(
     error: type[Exception],
 ) -> None:
     with slidestore.open_slide(sample_slide_path) as slide:
-        with pytest.raises(error, match="CMU-1-Small-Region.svs"):
+        with pytest.raises(error, match=r"CMU-1-Small-Region.svs"):
             slide.read_region(location, level, size)
 
 

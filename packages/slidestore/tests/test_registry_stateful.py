@@ -11,6 +11,7 @@ from __future__ import annotations
 from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
+
 from slidestore.cluster import LivenessTimeouts, NodeState, Registry
 
 SUSPECT = 3.0

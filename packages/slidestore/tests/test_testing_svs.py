@@ -9,8 +9,9 @@ import numpy as np
 import numpy.typing as npt
 import openslide
 import pytest
-import slidestore
 import tifffile
+
+import slidestore
 from slidestore import imaging
 from slidestore.testing import cached_svs, level_sizes, thumbnail_size, write_svs
 from slidestore.testing.fixtures import GENERATED_SVS_SIZE

@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+
 from slidestore.blobs import BlobStore
 from slidestore.errors import (
     ChecksumMismatch,

@@ -32,7 +32,10 @@ class HttpMetrics:
     def __init__(self, registry: CollectorRegistry, prefix: str) -> None:
         self.registry = registry
         self.requests = Counter(
-            f"{prefix}_http_requests_total", "HTTP requests", ["route", "method", "status"], registry=registry
+            f"{prefix}_http_requests_total",
+            "HTTP requests",
+            ["route", "method", "status"],
+            registry=registry,
         )
         self.latency = Histogram(
             f"{prefix}_http_request_seconds",
@@ -41,7 +44,9 @@ class HttpMetrics:
             buckets=_BUCKETS,
             registry=registry,
         )
-        self.in_flight = Gauge(f"{prefix}_http_in_flight", "requests being served", registry=registry)
+        self.in_flight = Gauge(
+            f"{prefix}_http_in_flight", "requests being served", registry=registry
+        )
 
 
 class MetricsMiddleware:

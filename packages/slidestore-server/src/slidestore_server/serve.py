@@ -13,7 +13,9 @@ import os
 import uvicorn
 
 
-def run(factory: str, *, host: str, port: int, workers: int = 1, log_level: str = "warning") -> None:
+def run(
+    factory: str, *, host: str, port: int, workers: int = 1, log_level: str = "warning"
+) -> None:
     """Serve ``factory`` (``module:function`` returning an ASGI app) until interrupted.
 
     Settings reach worker processes through ``SLIDESTORE_*`` environment variables, which

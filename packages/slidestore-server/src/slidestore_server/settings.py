@@ -44,7 +44,9 @@ class NodeSettings(msgspec.Struct, kw_only=True, frozen=True):
         return self.public_url or f"http://{self.host}:{self.port}"
 
 
-def from_env(cls: type[Any] = NodeSettings, environ: dict[str, str] | None = None, **overrides: Any) -> Any:
+def from_env(
+    cls: type[Any] = NodeSettings, environ: dict[str, str] | None = None, **overrides: Any
+) -> Any:
     """Build settings from ``SLIDESTORE_<FIELD>`` variables, then explicit overrides."""
     env = os.environ if environ is None else environ
     raw: dict[str, Any] = {}

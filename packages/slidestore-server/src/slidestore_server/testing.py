@@ -7,6 +7,7 @@ port and data directory — which is how durability claims are tested.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -25,7 +26,9 @@ def free_port() -> int:
         return port
 
 
-def wait_http(url: str, *, timeout: float = 20.0, proc: subprocess.Popen[bytes] | None = None) -> None:
+def wait_http(
+    url: str, *, timeout: float = 20.0, proc: subprocess.Popen[bytes] | None = None
+) -> None:
     deadline = time.monotonic() + timeout
     last: Exception | None = None
     while time.monotonic() < deadline:
@@ -93,10 +96,8 @@ class ServerProcess:
         """Send ``sig`` to the whole process group (workers included) and reap on kill."""
         if self.proc is None:
             return
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(self.proc.pid, sig)
-        except ProcessLookupError:
-            pass
         if sig in (signal.SIGKILL, signal.SIGTERM):
             self.proc.wait(timeout=30)
             self.proc = None

@@ -47,7 +47,7 @@ def decode(data: bytes) -> RGBArray:
         if data[:2] == b"\xff\xd8":
             pixels = imagecodecs.jpeg8_decode(data)
             if pixels.ndim == 3 and pixels.shape[2] == 3:
-                return pixels  # type: ignore[no-any-return]
+                return pixels
         with Image.open(io.BytesIO(data)) as image:
             return np.array(image.convert("RGB"))
     except Exception as exc:  # decoders raise a zoo of types on hostile input

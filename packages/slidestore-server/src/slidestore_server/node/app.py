@@ -20,7 +20,12 @@ from slidestore.tokens import Operation
 from slidestore.uploads import UploadManager
 from slidestore_server.auth import require
 from slidestore_server.errors import EXCEPTION_HANDLERS
-from slidestore_server.metrics import CallbackCollector, HttpMetrics, MetricsMiddleware, metrics_endpoint
+from slidestore_server.metrics import (
+    CallbackCollector,
+    HttpMetrics,
+    MetricsMiddleware,
+    metrics_endpoint,
+)
 from slidestore_server.node import openapi
 from slidestore_server.node.routes import blobs, deepzoom, health, iiif, slides, uploads, zarr
 from slidestore_server.node.slides import SlideCache
@@ -40,7 +45,9 @@ def build_state(settings: NodeSettings) -> NodeState:
             expiry_seconds=settings.upload_expiry_seconds,
             max_size=settings.max_upload_bytes,
         ),
-        slides=SlideCache(blob_store, max_open=settings.open_slides, cache_bytes=settings.tile_cache_bytes),
+        slides=SlideCache(
+            blob_store, max_open=settings.open_slides, cache_bytes=settings.tile_cache_bytes
+        ),
     )
 
 
@@ -50,16 +57,24 @@ def _gauges(state: NodeState) -> Iterable[tuple[str, str, float]]:
     yield "slidestore_node_blobs", "blobs stored", float(stats.count)
     yield "slidestore_node_bytes_stored", "bytes stored in blobs", float(stats.bytes_stored)
     yield "slidestore_node_free_bytes", "free bytes on the data filesystem", float(stats.free_bytes)
-    yield "slidestore_node_uploads_in_flight", "upload sessions not yet complete", float(
-        state.uploads.in_flight()
+    yield (
+        "slidestore_node_uploads_in_flight",
+        "upload sessions not yet complete",
+        float(state.uploads.in_flight()),
     )
-    yield "slidestore_node_bytes_received", "upload bytes received by this process", float(
-        state.uploads.bytes_received
+    yield (
+        "slidestore_node_bytes_received",
+        "upload bytes received by this process",
+        float(state.uploads.bytes_received),
     )
     yield "slidestore_node_tile_cache_hits", "decoded tile cache hits", float(hits)
     yield "slidestore_node_tile_cache_misses", "decoded tile cache misses", float(misses)
     total = hits + misses
-    yield "slidestore_node_tile_cache_hit_ratio", "decoded tile cache hit ratio", hits / total if total else 0.0
+    yield (
+        "slidestore_node_tile_cache_hit_ratio",
+        "decoded tile cache hit ratio",
+        hits / total if total else 0.0,
+    )
 
 
 def create_app(settings: NodeSettings) -> Starlette:

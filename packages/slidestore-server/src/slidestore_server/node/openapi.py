@@ -13,7 +13,10 @@ ERROR = {"$ref": "#/components/schemas/Error"}
 
 
 def _json(description: str, schema: dict[str, Any] | None = None) -> dict[str, Any]:
-    return {"description": description, "content": {"application/json": {"schema": schema or ERROR}}}
+    return {
+        "description": description,
+        "content": {"application/json": {"schema": schema or ERROR}},
+    }
 
 
 def _errors(*statuses: int) -> dict[str, Any]:
@@ -79,10 +82,17 @@ def document() -> dict[str, Any]:
             "/readyz": {
                 "get": {
                     "security": [],
-                    "responses": {"200": {"description": "ready"}, "503": {"description": "not ready"}},
+                    "responses": {
+                        "200": {"description": "ready"},
+                        "503": {"description": "not ready"},
+                    },
                 }
             },
-            "/metrics": {"get": {"responses": {"200": {"description": "Prometheus text"}, **_errors(401, 403)}}},
+            "/metrics": {
+                "get": {
+                    "responses": {"200": {"description": "Prometheus text"}, **_errors(401, 403)}
+                }
+            },
             "/blobs/{blob_id}": {
                 "get": {
                     "parameters": [BLOB],
@@ -101,7 +111,10 @@ def document() -> dict[str, Any]:
             "/slides/{blob_id}/info": {
                 "get": {
                     "parameters": [BLOB],
-                    "responses": {"200": _json("normalized metadata", {"type": "object"}), **READ_ERRORS},
+                    "responses": {
+                        "200": _json("normalized metadata", {"type": "object"}),
+                        **READ_ERRORS,
+                    },
                 }
             },
             "/slides/{blob_id}/thumbnail": {
@@ -148,7 +161,10 @@ def document() -> dict[str, Any]:
             "/iiif/3/{blob_id}/info.json": {
                 "get": {
                     "parameters": [BLOB],
-                    "responses": {"200": _json("IIIF image information", {"type": "object"}), **READ_ERRORS},
+                    "responses": {
+                        "200": _json("IIIF image information", {"type": "object"}),
+                        **READ_ERRORS,
+                    },
                 }
             },
             "/iiif/3/{blob_id}/{region}/{size}/{rotation}/{quality}.{format}": {
@@ -174,27 +190,60 @@ def document() -> dict[str, Any]:
                 }
             },
             "/uploads": {
-                "options": {"security": [], "responses": {"204": {"description": "tus capabilities"}}},
+                "options": {
+                    "security": [],
+                    "responses": {"204": {"description": "tus capabilities"}},
+                },
                 "post": {
                     "parameters": [
-                        {"name": "Upload-Length", "in": "header", "required": True, "schema": {"type": "integer", "minimum": 0}},
-                        {"name": "Tus-Resumable", "in": "header", "required": True, "schema": {"type": "string", "enum": ["1.0.0"]}},
-                        {"name": "Upload-Metadata", "in": "header", "required": False, "schema": {"type": "string"}},
+                        {
+                            "name": "Upload-Length",
+                            "in": "header",
+                            "required": True,
+                            "schema": {"type": "integer", "minimum": 0},
+                        },
+                        {
+                            "name": "Tus-Resumable",
+                            "in": "header",
+                            "required": True,
+                            "schema": {"type": "string", "enum": ["1.0.0"]},
+                        },
+                        {
+                            "name": "Upload-Metadata",
+                            "in": "header",
+                            "required": False,
+                            "schema": {"type": "string"},
+                        },
                     ],
-                    "responses": {"201": {"description": "created"}, **_errors(400, 401, 403, 412, 413, 507)},
+                    "responses": {
+                        "201": {"description": "created"},
+                        **_errors(400, 401, 403, 412, 413, 507),
+                    },
                 },
             },
             "/uploads/{upload_id}": {
                 "head": {
                     "parameters": [_path_param("upload_id", {"type": "string"})],
-                    "responses": {"200": {"description": "offset"}, "404": {"description": "unknown"}, "410": {"description": "expired"}},
+                    "responses": {
+                        "200": {"description": "offset"},
+                        "404": {"description": "unknown"},
+                        "410": {"description": "expired"},
+                    },
                 },
                 "delete": {
                     "parameters": [
                         _path_param("upload_id", {"type": "string"}),
-                        {"name": "Tus-Resumable", "in": "header", "required": True, "schema": {"type": "string", "enum": ["1.0.0"]}},
+                        {
+                            "name": "Tus-Resumable",
+                            "in": "header",
+                            "required": True,
+                            "schema": {"type": "string", "enum": ["1.0.0"]},
+                        },
                     ],
-                    "responses": {"204": {"description": "terminated"}, **_errors(400, 401, 403, 404, 410, 412)},
+                    "responses": {
+                        "204": {"description": "terminated"},
+                        **_errors(400, 401, 403, 404, 410, 412),
+                    },
                 },
             },
         },

@@ -10,15 +10,14 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from typing import TYPE_CHECKING
-
 from collections.abc import Hashable
+from typing import TYPE_CHECKING
 
 from slidestore import Slide, open_slide
 from slidestore.cache import LRUCache
 from slidestore.imaging import RGBArray
-from slidestore.pyramid import Pyramid, PyramidOptions, open_pyramid
 from slidestore.protocols.deepzoom import DeepZoom
+from slidestore.pyramid import Pyramid, PyramidOptions, open_pyramid
 from slidestore.pyramid.pyramid import TileKey
 
 if TYPE_CHECKING:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from slidestore.errors import InvalidRequest, SlidestoreError
 
 
-class NoPlacement(SlidestoreError, RuntimeError):  # noqa: N818 (project names errors without "Error")
+class NoPlacement(SlidestoreError, RuntimeError):
     """Fewer eligible nodes (alive, not draining, with room above their reserve) than needed.
 
     A condition of the cluster, not of the request: retrying after nodes return or space
@@ -24,7 +24,7 @@ class NoPlacement(SlidestoreError, RuntimeError):  # noqa: N818 (project names e
         self.found = found
 
 
-class UnknownNode(SlidestoreError, KeyError):  # noqa: N818
+class UnknownNode(SlidestoreError, KeyError):
     """A heartbeat or query for a node id the registry has never seen (it must register)."""
 
     code = "unknown_node"

@@ -29,7 +29,7 @@ from slidestore.errors import (
 from slidestore.geometry import LevelInfo, Region
 from slidestore.imaging import RGBArray
 from slidestore.metadata import AssociatedImageInfo, SlideMetadata, normalize
-from slidestore.reading.tiff_tiles import LevelTiles, locate_tiles
+from slidestore.reading.tiff_tiles import locate_tiles
 
 if TYPE_CHECKING:
     from slidestore.pyramid import Pyramid, PyramidOptions
@@ -171,9 +171,7 @@ class Slide:
 
     # -- pixels ----------------------------------------------------------------------
 
-    def read_region(
-        self, location: tuple[int, int], level: int, size: tuple[int, int]
-    ) -> RGBArray:
+    def read_region(self, location: tuple[int, int], level: int, size: tuple[int, int]) -> RGBArray:
         """Pixels of ``size`` (w, h) at ``level``, top-left at ``location`` in level-0 pixels.
 
         A region that only partly overlaps the slide is filled with the background colour
@@ -189,9 +187,12 @@ class Slide:
                 f"{self.path}: region {w}x{h} exceeds the limit of {self.max_region_pixels} pixels"
             )
         lx, ly = math.floor(x / info.downsample), math.floor(y / info.downsample)
-        if Region(x=lx, y=ly, width=w, height=h).intersection(
-            Region(x=0, y=0, width=info.width, height=info.height)
-        ) is None:
+        if (
+            Region(x=lx, y=ly, width=w, height=h).intersection(
+                Region(x=0, y=0, width=info.width, height=info.height)
+            )
+            is None
+        ):
             raise OutOfBounds(
                 f"{self.path}: region {w}x{h} at ({x}, {y}) lies outside level {level} "
                 f"({info.width}x{info.height})"

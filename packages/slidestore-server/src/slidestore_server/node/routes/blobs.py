@@ -17,15 +17,15 @@ import re
 from typing import Final
 
 import anyio
-from slidestore.blobs import BlobRange, check_blob_id
-from slidestore.errors import RangeNotSatisfiable
-from slidestore.tokens import Operation
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 from starlette.types import Receive, Scope, Send
 
+from slidestore.blobs import BlobRange, check_blob_id
+from slidestore.errors import RangeNotSatisfiable
+from slidestore.tokens import Operation
 from slidestore_server.auth import require
 from slidestore_server.errors import error_response
 from slidestore_server.node.responses import etag_matches

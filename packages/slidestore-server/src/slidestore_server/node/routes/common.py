@@ -16,7 +16,9 @@ _BLOB_ID = re.compile(r"[0-9a-f]{64}")
 
 def check_blob_id(blob_id: str) -> str:
     if not _BLOB_ID.fullmatch(blob_id):
-        raise InvalidBlobId(f"{blob_id[:80]!r} is not a blob id (64 lowercase hex digits of sha256)")
+        raise InvalidBlobId(
+            f"{blob_id[:80]!r} is not a blob id (64 lowercase hex digits of sha256)"
+        )
     return blob_id
 
 

@@ -17,7 +17,9 @@ async def readyz(request: Request) -> JSONResponse:
     node: NodeState = request.app.state.node
     problems = node.blobs.readiness_problems()
     status = 200 if not problems else 503
-    return JSONResponse({"status": "ready" if not problems else "not_ready", "problems": problems}, status)
+    return JSONResponse(
+        {"status": "ready" if not problems else "not_ready", "problems": problems}, status
+    )
 
 
 def routes() -> list[Route]:

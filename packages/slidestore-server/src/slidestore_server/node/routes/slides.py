@@ -67,7 +67,9 @@ async def thumbnail(request: Request) -> Response:
     fmt = _format(request)
     raw_size = request.query_params.get("size", "512")
     if not raw_size.isdigit() or not 1 <= int(raw_size) <= _MAX_THUMBNAIL:
-        raise InvalidRequest(f"size must be an integer from 1 to {_MAX_THUMBNAIL}, got {raw_size!r}")
+        raise InvalidRequest(
+            f"size must be an integer from 1 to {_MAX_THUMBNAIL}, got {raw_size!r}"
+        )
     size = int(raw_size)
     node: NodeState = request.app.state.node
     entry = await open_entry(node, blob_id)

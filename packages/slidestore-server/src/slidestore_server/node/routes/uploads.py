@@ -29,14 +29,14 @@ from email.utils import formatdate
 from typing import Final
 
 import anyio
-from slidestore.errors import InvalidRequest, SlidestoreError, UploadConflict, UploadTooLarge
-from slidestore.tokens import Operation
-from slidestore.uploads import CHUNK_ALGORITHMS, ChunkChecksum, UploadInfo, normalize_sha256
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
+from slidestore.errors import InvalidRequest, SlidestoreError, UploadConflict, UploadTooLarge
+from slidestore.tokens import Operation
+from slidestore.uploads import CHUNK_ALGORITHMS, ChunkChecksum, UploadInfo, normalize_sha256
 from slidestore_server.auth import require
 from slidestore_server.errors import error_response, slidestore_error_handler
 from slidestore_server.node.state import NodeState

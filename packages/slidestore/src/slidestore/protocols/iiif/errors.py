@@ -29,7 +29,7 @@ class IIIFRequestError(InvalidRequest):
         self.http_status = http_status
 
 
-class IIIFSizeTooLarge(IIIFRequestError, RegionTooLarge):  # noqa: N818 - named like its parent
+class IIIFSizeTooLarge(IIIFRequestError, RegionTooLarge):
     """The scaled image would exceed ``maxWidth``, ``maxHeight`` or ``maxArea``."""
 
     code = "region_too_large"
