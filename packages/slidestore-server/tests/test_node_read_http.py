@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import signal
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -229,3 +229,13 @@ def test_metrics_and_openapi(seeded: Seeded) -> None:
         assert "slidestore_node_bytes_stored" in text
         assert c.get("/openapi.json").json()["openapi"] == "3.1.0"
         assert c.get("/readyz").status_code == 200
+
+
+def test_readyz_reports_an_unreachable_coordinator(start_node: Callable[..., NodeProcess]) -> None:
+    from slidestore_server.testing import free_port
+
+    node = start_node(reserve_bytes=0, coordinator_url=f"http://127.0.0.1:{free_port()}")
+    r = httpx.get(node.url + "/readyz")
+    assert r.status_code == 503
+    assert "coordinator" in r.json()["problems"][0]
+    assert httpx.get(node.url + "/healthz").status_code == 200
