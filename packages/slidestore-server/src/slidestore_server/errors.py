@@ -6,6 +6,7 @@ exception's MRO, so a subclass inherits its parent's status unless listed itself
 
 from __future__ import annotations
 
+import logging
 from typing import Final
 
 import msgspec
@@ -41,6 +42,7 @@ STATUS: Final[dict[type[BaseException], int]] = {
 }
 
 _encoder = msgspec.json.Encoder()
+log = logging.getLogger("slidestore.http")
 
 
 class ErrorBody(msgspec.Struct):
@@ -69,6 +71,16 @@ def error_response(
 async def slidestore_error_handler(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, e.SlidestoreError)
     status = status_for(exc)
+    log.log(
+        logging.WARNING if status >= 500 or status == 422 else logging.INFO,
+        "request refused",
+        extra={
+            "status": status,
+            "error": exc.code,
+            "path": request.url.path,
+            "method": request.method,
+        },
+    )
     headers = {"WWW-Authenticate": 'Bearer realm="slidestore"'} if status == 401 else None
     return error_response(status, exc.code, str(exc), headers)
 

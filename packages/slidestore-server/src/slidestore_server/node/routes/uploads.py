@@ -23,6 +23,7 @@ from __future__ import annotations
 import base64
 import binascii
 import contextlib
+import logging
 import re
 from collections.abc import Awaitable, Callable
 from email.utils import formatdate
@@ -45,6 +46,7 @@ TUS_VERSION: Final = "1.0.0"
 TUS_EXTENSIONS: Final = "creation,creation-with-upload,checksum,termination,expiration"
 OFFSET_CONTENT_TYPE: Final = "application/offset+octet-stream"
 BLOB_ID_HEADER: Final = "Slidestore-Blob-Id"
+log = logging.getLogger("slidestore.uploads")
 SHA256_METADATA_KEY: Final = "sha256"
 _BATCH: Final = 1 << 20
 _DIGITS: Final = re.compile(r"[0-9]{1,20}")
@@ -273,7 +275,13 @@ async def patch(request: Request, node: NodeState) -> Response:
     try:
         info = await _receive(request, node, upload_id, offset, checksum)
     except ClientDisconnect:
+        log.info("upload interrupted", extra={"upload_id": upload_id})
         return _disconnected()
+    if info.blob_id:
+        log.info(
+            "upload complete",
+            extra={"upload_id": upload_id, "blob_id": info.blob_id, "bytes": info.length},
+        )
     return Response(status_code=204, headers=_upload_headers(info))
 
 
