@@ -91,3 +91,10 @@ def durability(session: nox.Session) -> None:
         *session.posargs,
         env={"SLIDESTORE_BIG_UPLOAD_BYTES": str(5 << 30)},
     )
+
+
+@nox.session(python=PYTHON)
+def load(session: nox.Session) -> None:
+    """wrk load test: node vs the DeepZoom baseline and the HTTP ceiling; tus upload speed."""
+    sync(session, "dev")
+    session.run("python", "benchmarks/load/run_load.py", *session.posargs)

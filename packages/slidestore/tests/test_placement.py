@@ -229,9 +229,11 @@ def test_decision_time_p99_for_100_nodes_is_under_10ms() -> None:
         for n in nodes
     ]
     timings = []
+    # CPU time of this thread: the budget is for our work, not for what other processes on
+    # a busy 2-core CI machine do to the wall clock.
     for i in range(1000):
-        started = time.perf_counter()
+        started = time.thread_time()
         place(f"{i:064x}", (1 + i % 25) * GB, nodes, replicas=3)
-        timings.append(time.perf_counter() - started)
+        timings.append(time.thread_time() - started)
     p99 = statistics.quantiles(timings, n=100)[98]
     assert p99 < 0.010, f"p99 {p99 * 1e3:.2f} ms"
