@@ -60,6 +60,12 @@ def _query(name: str, schema: dict[str, Any]) -> dict[str, Any]:
 BLOB = _path_param("blob_id", BLOB_ID)
 READ_ERRORS = _errors(400, 401, 403, 404, 422)
 FORMAT = {"type": "string", "enum": ["jpeg", "jpg", "png", "webp"]}
+TUS_RESUMABLE = {
+    "name": "Tus-Resumable",
+    "in": "header",
+    "required": True,
+    "schema": {"type": "string", "enum": ["1.0.0"]},
+}
 
 
 def document() -> dict[str, Any]:
@@ -202,12 +208,7 @@ def document() -> dict[str, Any]:
                             "required": True,
                             "schema": {"type": "integer", "minimum": 0},
                         },
-                        {
-                            "name": "Tus-Resumable",
-                            "in": "header",
-                            "required": True,
-                            "schema": {"type": "string", "enum": ["1.0.0"]},
-                        },
+                        TUS_RESUMABLE,
                         {
                             "name": "Upload-Metadata",
                             "in": "header",
@@ -217,28 +218,30 @@ def document() -> dict[str, Any]:
                     ],
                     "responses": {
                         "201": {"description": "created"},
-                        **_errors(400, 401, 403, 412, 413, 507),
+                        # 422: an empty upload (Upload-Length: 0) completes at once and
+                        # must open as a slide.
+                        **_errors(400, 401, 403, 412, 413, 422, 507),
                     },
                 },
             },
             "/uploads/{upload_id}": {
                 "head": {
-                    "parameters": [_path_param("upload_id", {"type": "string"})],
+                    "parameters": [_path_param("upload_id", {"type": "string"}), TUS_RESUMABLE],
                     "responses": {
+                        # HEAD responses carry no body, so no content is declared.
                         "200": {"description": "offset"},
+                        "400": {"description": "bad request"},
+                        "401": {"description": "missing, malformed or expired token"},
+                        "403": {"description": "token does not grant write"},
                         "404": {"description": "unknown"},
                         "410": {"description": "expired"},
+                        "412": {"description": "unsupported Tus-Resumable version"},
                     },
                 },
                 "delete": {
                     "parameters": [
                         _path_param("upload_id", {"type": "string"}),
-                        {
-                            "name": "Tus-Resumable",
-                            "in": "header",
-                            "required": True,
-                            "schema": {"type": "string", "enum": ["1.0.0"]},
-                        },
+                        TUS_RESUMABLE,
                     ],
                     "responses": {
                         "204": {"description": "terminated"},
