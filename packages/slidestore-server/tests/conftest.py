@@ -7,25 +7,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from slidestore.testing.fixtures import (
-    boxes_tiff_path,
-    generated_svs,
-    sample_slide_path,
-    small_svs_path,
-    unopenable_tiff_path,
-    unreadable_svs_path,
-)
 from slidestore_server.testing import NodeProcess
-
-__all__ = [
-    "boxes_tiff_path",
-    "generated_svs",
-    "sample_slide_path",
-    "small_svs_path",
-    "start_node",
-    "unopenable_tiff_path",
-    "unreadable_svs_path",
-]
 
 
 @pytest.fixture

@@ -37,6 +37,7 @@ from slidestore.protocols import DeepZoom
 from slidestore.protocols.deepzoom import DeepZoomGrid
 from slidestore.pyramid import open_pyramid
 from slidestore.testing import cached_svs
+from slidestore.testing.compare import psnr
 
 DATA = Path(os.environ.get("SLIDESTORE_TEST_DATA", Path(__file__).parents[4] / "shared" / "data"))
 CMU = DATA / "CMU-1-Small-Region.svs"
@@ -48,11 +49,6 @@ TINY = 8
 TINY_MEAN_TOLERANCE = 20.0
 
 RGB = npt.NDArray[np.uint8]
-
-
-def psnr(a: RGB, b: RGB) -> float:
-    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
-    return float("inf") if mse == 0 else 10 * np.log10(255.0**2 / mse)
 
 
 @pytest.fixture(scope="module")

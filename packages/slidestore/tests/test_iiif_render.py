@@ -37,17 +37,13 @@ from slidestore.protocols.iiif import (
 )
 from slidestore.protocols.resample import level_scale, read_scaled
 from slidestore.pyramid import Pyramid
+from slidestore.testing.compare import psnr
 
 DATA = Path(os.environ.get("SLIDESTORE_TEST_DATA", Path(__file__).parents[4] / "shared" / "data"))
 CMU = DATA / "CMU-1-Small-Region.svs"
 BOXES = DATA / "boxes.tiff"
 
 RGB = npt.NDArray[np.uint8]
-
-
-def psnr(a: npt.NDArray[np.uint8], b: npt.NDArray[np.uint8]) -> float:
-    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
-    return float("inf") if mse == 0 else 10 * np.log10(255.0**2 / mse)
 
 
 @pytest.fixture(scope="module")

@@ -26,19 +26,12 @@ from slidestore.geometry import LevelInfo, Region
 from slidestore.pyramid import Pyramid, PyramidOptions, open_pyramid, plan_levels
 from slidestore.pyramid.levels import reads_exactly
 from slidestore.testing import shared_data_dir
+from slidestore.testing.compare import reference_halve
 
 DATA = shared_data_dir()
 SLIDES = ("CMU-1-Small-Region.svs", "boxes.tiff")
 
 Image = npt.NDArray[np.uint8]
-
-
-def reference_halve(image: Image) -> Image:
-    """The 2x2 mean written differently from the library's: pad by edge, reshape, sum."""
-    h, w = image.shape[:2]
-    padded = np.pad(image.astype(np.int64), ((0, h % 2), (0, w % 2), (0, 0)), mode="edge")
-    sums = padded.reshape(padded.shape[0] // 2, 2, padded.shape[1] // 2, 2, 3).sum(axis=(1, 3))
-    return ((sums + 2) // 4).astype(np.uint8)
 
 
 def reference_levels(slide: slidestore.Slide, pyramid: Pyramid) -> list[Image]:

@@ -22,16 +22,9 @@ import slidestore
 from slidestore.geometry import Region
 from slidestore.pyramid import Pyramid, open_pyramid
 from slidestore.testing import cached_svs
+from slidestore.testing.compare import reference_halve
 
 Image = npt.NDArray[np.uint8]
-
-
-def reference_halve(image: Image) -> Image:
-    """The 2x2 mean written independently of the library: pad by edge, reshape, sum."""
-    h, w = image.shape[:2]
-    padded = np.pad(image.astype(np.int64), ((0, h % 2), (0, w % 2), (0, 0)), mode="edge")
-    sums = padded.reshape(padded.shape[0] // 2, 2, padded.shape[1] // 2, 2, 3).sum(axis=(1, 3))
-    return ((sums + 2) // 4).astype(np.uint8)
 
 
 @pytest.fixture(scope="module")

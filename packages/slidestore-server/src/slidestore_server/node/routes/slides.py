@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import msgspec
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from slidestore import imaging
+from slidestore import Slide, imaging
 from slidestore.errors import InvalidRequest
+from slidestore.imaging import RGBArray
 from slidestore.tokens import Operation
 from slidestore_server.auth import require
 from slidestore_server.node.responses import RENDER_VERSION, immutable
@@ -61,45 +64,14 @@ def _format(request: Request) -> imaging.ImageFormat:
     return imaging.normalize_format(request.query_params.get("format", "jpeg"))
 
 
-async def thumbnail(request: Request) -> Response:
-    blob_id = blob_id_param(request)
-    require(request, Operation.READ, blob_id)
-    fmt = _format(request)
-    raw_size = request.query_params.get("size", "512")
-    if not raw_size.isdigit() or not 1 <= int(raw_size) <= _MAX_THUMBNAIL:
-        raise InvalidRequest(
-            f"size must be an integer from 1 to {_MAX_THUMBNAIL}, got {raw_size!r}"
-        )
-    size = int(raw_size)
-    node: NodeState = request.app.state.node
-    entry = await open_entry(node, blob_id)
-
-    def render() -> bytes:
-        return imaging.encode(entry.slide.thumbnail(size), fmt, quality=85)
-
-    body = await run_in_threadpool(render)
-    return immutable(
-        request,
-        body,
-        imaging.MEDIA_TYPES[fmt],
-        f"{blob_id}-thumbnail-{size}-{fmt}-{RENDER_VERSION}",
-        max_age=node.settings.cache_max_age,
-    )
-
-
-async def associated(request: Request) -> Response:
-    """Label and macro often show patient identifiers: they need the ``labels`` operation."""
-    blob_id = blob_id_param(request)
-    name = request.path_params["name"]
-    require(request, Operation.LABELS, blob_id)
+async def _picture(
+    request: Request, blob_id: str, name: str, render: Callable[[Slide], RGBArray], quality: int
+) -> Response:
+    """An image of the whole slide, rendered off the event loop, cached forever."""
     fmt = _format(request)
     node: NodeState = request.app.state.node
     entry = await open_entry(node, blob_id)
-
-    def render() -> bytes:
-        return imaging.encode(entry.slide.associated_image(name), fmt, quality=90)
-
-    body = await run_in_threadpool(render)
+    body = await run_in_threadpool(lambda: imaging.encode(render(entry.slide), fmt, quality))
     return immutable(
         request,
         body,
@@ -107,6 +79,26 @@ async def associated(request: Request) -> Response:
         f"{blob_id}-{name}-{fmt}-{RENDER_VERSION}",
         max_age=node.settings.cache_max_age,
     )
+
+
+async def thumbnail(request: Request) -> Response:
+    blob_id = blob_id_param(request)
+    require(request, Operation.READ, blob_id)
+    raw_size = request.query_params.get("size", "512")
+    if not raw_size.isdigit() or not 1 <= int(raw_size) <= _MAX_THUMBNAIL:
+        raise InvalidRequest(
+            f"size must be an integer from 1 to {_MAX_THUMBNAIL}, got {raw_size!r}"
+        )
+    size = int(raw_size)
+    return await _picture(request, blob_id, f"thumbnail-{size}", lambda s: s.thumbnail(size), 85)
+
+
+async def associated(request: Request) -> Response:
+    """Label and macro often show patient identifiers: they need the ``labels`` operation."""
+    blob_id = blob_id_param(request)
+    name = str(request.path_params["name"])
+    require(request, Operation.LABELS, blob_id)
+    return await _picture(request, blob_id, name, lambda s: s.associated_image(name), 90)
 
 
 def routes() -> list[Route]:

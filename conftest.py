@@ -1,7 +1,7 @@
-"""Fixtures shared by slidestore's tests.
+"""Fixtures for every test directory of the workspace (packages/*/tests, tests/).
 
-The fixtures live in ``slidestore.testing.fixtures`` so that other packages' suites can
-import the same ones; importing them here registers them for this directory.
+They live in ``slidestore.testing.fixtures`` so that any suite, in or out of this
+repository, can import the same ones; importing them here registers them once.
 """
 
 from slidestore.testing.fixtures import (
