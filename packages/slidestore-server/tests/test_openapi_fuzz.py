@@ -96,13 +96,16 @@ def api_schema(node: tuple[NodeProcess, list[str]]) -> Any:
 # schemathesis' own ``from_fixture``/``parametrize`` trips over pytest 9 (``_nodeid``), so
 # operations are parametrized here from the in-process document and each one is driven
 # with hypothesis over schemathesis' strategies, in both generation modes.
-# Negative cases need something to break: operations without parameters get positive ones only.
+# Negative cases need something to break (a parameter or the bearer header): open operations
+# without parameters get positive ones only.
 CASES = [
     (method.upper(), path, mode)
     for path, item in openapi.document()["paths"].items()
     for method, operation in item.items()
     for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE)
-    if mode is GenerationMode.POSITIVE or operation.get("parameters")
+    if mode is GenerationMode.POSITIVE
+    or operation.get("parameters")
+    or operation.get("security") != []  # the bearer header can be broken too
 ]
 
 
