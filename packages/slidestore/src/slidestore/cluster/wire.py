@@ -1,0 +1,195 @@
+"""The JSON messages between nodes, the coordinator and clients (see ``docs/cluster.md``).
+
+One module so the node agent, the coordinator and the client SDK cannot drift apart: each
+side encodes and decodes exactly these structs with ``msgspec.json``.
+"""
+
+from __future__ import annotations
+
+import enum
+
+import msgspec
+
+from slidestore.cluster.model import DEFAULT_ZONE, NodeState
+
+API = "/v1"
+"""Prefix of the coordinator's cluster API."""
+
+
+class BlobRef(msgspec.Struct, frozen=True, kw_only=True):
+    blob_id: str
+    size: int
+
+
+# -- node -> coordinator ---------------------------------------------------------------
+
+
+class NodeReport(msgspec.Struct, frozen=True, kw_only=True):
+    """Figures a node sends with every registration and heartbeat."""
+
+    capacity_bytes: int
+    free_bytes: int
+    used_bytes: int
+    reserve_bytes: int = 0
+    load: float = 0.0
+    """Requests in flight (or any comparable measure of how busy it is)."""
+
+
+class Register(msgspec.Struct, frozen=True, kw_only=True):
+    """``POST /v1/nodes/register``: sent on start and whenever the coordinator forgot us.
+
+    ``inventory`` is the node's complete list of healthy blobs; ``quarantined`` the ids
+    whose copy failed a scrub (they do not count as replicas).
+    """
+
+    node_id: str
+    url: str
+    zone: str = DEFAULT_ZONE
+    report: NodeReport
+    inventory: tuple[BlobRef, ...] = ()
+    quarantined: tuple[str, ...] = ()
+
+
+class RegisterAck(msgspec.Struct, frozen=True, kw_only=True):
+    heartbeat_interval: float
+    suspect_after: float
+    dead_after: float
+
+
+class Heartbeat(msgspec.Struct, frozen=True, kw_only=True):
+    """``POST /v1/nodes/{node_id}/heartbeat``: figures plus inventory changes since the last
+    acknowledged heartbeat. A node that gets 404 (``node_unknown``) registers again with its
+    full inventory. A node sends one immediately (not waiting for the interval) after an
+    upload commits, a replica arrives, a blob is deleted or a scrub quarantines one.
+    """
+
+    report: NodeReport
+    added: tuple[BlobRef, ...] = ()
+    removed: tuple[str, ...] = ()
+    quarantined: tuple[str, ...] = ()
+
+
+class HeartbeatAck(msgspec.Struct, frozen=True, kw_only=True):
+    state: NodeState
+
+
+# -- coordinator -> node -------------------------------------------------------------
+
+
+class Replicate(msgspec.Struct, frozen=True, kw_only=True):
+    """``POST /replicas`` on a node: pull ``blob_id`` and keep it once its sha256 verifies.
+
+    Exactly one source: ``source_url`` is a peer node's base URL (the blob is streamed from
+    ``{source_url}/blobs/{blob_id}``), ``archive_url`` an fsspec URL of the blob's archived
+    copy. ``bytes_per_second`` caps the copy's bandwidth (None: uncapped).
+    """
+
+    blob_id: str
+    size: int
+    source_url: str | None = None
+    archive_url: str | None = None
+    bytes_per_second: float | None = None
+
+
+class Replicated(msgspec.Struct, frozen=True, kw_only=True):
+    blob_id: str
+    size: int
+    copied_bytes: int
+    """0 when the node already held a good copy."""
+    seconds: float
+
+
+# -- clients -> coordinator ------------------------------------------------------------
+
+
+class NodeView(msgspec.Struct, frozen=True, kw_only=True):
+    """``GET /v1/nodes`` items."""
+
+    node_id: str
+    url: str
+    zone: str
+    state: NodeState
+    capacity_bytes: int
+    free_bytes: int
+    used_bytes: int
+    reserve_bytes: int
+    load: float
+    last_heartbeat: float
+    draining: bool = False
+    blobs: int = 0
+
+
+class PlacementRequest(msgspec.Struct, frozen=True, kw_only=True):
+    """``POST /v1/placements``: where should a new blob of ``size`` bytes go?
+
+    With ``sha256`` the coordinator can answer that the cluster already holds it.
+    ``exclude`` lists nodes the client failed to reach (a primary killed mid-upload).
+    """
+
+    size: int
+    sha256: str | None = None
+    replicas: int | None = None
+    exclude: tuple[str, ...] = ()
+    expires_at: float | None = None
+    """Retention of the new blob: seconds since the epoch, None to keep it (pinned)."""
+
+
+class Target(msgspec.Struct, frozen=True, kw_only=True):
+    node_id: str
+    url: str
+
+
+class Placement(msgspec.Struct, frozen=True, kw_only=True):
+    exists: bool
+    """The cluster already has this content (``sha256`` given): nothing to upload."""
+    primary: Target | None
+    targets: tuple[Target, ...]
+    """All R chosen nodes, primary first; the others pull from it after it commits."""
+    upload_url: str | None
+    """The primary's tus collection URL."""
+    token: str
+    """A write token for the upload (and read on the blob, to check the result)."""
+    replicas: int
+
+
+class ReplicaView(msgspec.Struct, frozen=True, kw_only=True):
+    node_id: str
+    url: str
+    state: NodeState
+
+
+class BlobStatus(enum.StrEnum):
+    OK = "ok"
+    UNDER_REPLICATED = "under_replicated"
+    UNAVAILABLE = "unavailable"
+    """No replica on a live node right now."""
+    ARCHIVED = "archived"
+    DELETED = "deleted"
+
+
+class BlobView(msgspec.Struct, frozen=True, kw_only=True):
+    """``GET /v1/blobs/{blob_id}`` (and ``…/wait?replicas=N&timeout=S``, a long poll)."""
+
+    blob_id: str
+    size: int
+    target: int
+    replicas: tuple[ReplicaView, ...]
+    """Healthy copies on nodes that are not dead, readable ones (alive) first."""
+    status: BlobStatus
+    pinned: bool
+    expires_at: float | None
+    archive_url: str | None = None
+
+
+class Retention(msgspec.Struct, frozen=True, kw_only=True):
+    """``PUT /v1/blobs/{blob_id}/retention``."""
+
+    pinned: bool = False
+    expires_at: float | None = None
+
+
+class ErrorBody(msgspec.Struct, frozen=True, kw_only=True):
+    """Every 4xx/5xx body on the wire."""
+
+    error: str
+    detail: str
