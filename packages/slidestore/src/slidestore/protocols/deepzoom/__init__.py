@@ -3,6 +3,7 @@
 from slidestore.protocols.deepzoom.dzi import DZI_MEDIA_TYPE, dzi_xml
 from slidestore.protocols.deepzoom.generator import DeepZoom, DeepZoomStats, DeepZoomTile
 from slidestore.protocols.deepzoom.grid import DeepZoomGrid
+from slidestore.protocols.deepzoom.prerender import PackedLevels, Rendition, Stopped, prerender
 
 __all__ = [
     "DZI_MEDIA_TYPE",
@@ -10,5 +11,9 @@ __all__ = [
     "DeepZoomGrid",
     "DeepZoomStats",
     "DeepZoomTile",
+    "PackedLevels",
+    "Rendition",
+    "Stopped",
     "dzi_xml",
+    "prerender",
 ]

@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Hashable
+from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
 import msgspec
@@ -24,6 +25,7 @@ from slidestore.errors import InvalidRequest, PassthroughUnavailable
 from slidestore.imaging import ImageFormat, RGBArray
 from slidestore.protocols.deepzoom.dzi import dzi_xml
 from slidestore.protocols.deepzoom.grid import DeepZoomGrid
+from slidestore.protocols.deepzoom.prerender import PackedLevels
 from slidestore.protocols.resample import level_scale, read_scaled
 from slidestore.reading import Slide
 
@@ -45,6 +47,9 @@ it (boxes.tiff: identical tiles; CMU-1 coarse levels +7 dB) and cost a fraction 
 full-width Lanczos kernel. Only Deep Zoom uses it: a IIIF image is read from a level
 less than 2x finer than its output, where Pillow never pre-reduces."""
 
+RENDITION_VERSION: Final = 1
+"""Bumped whenever rendering changes, so prerendered tiles of the old way are not used."""
+
 DEFAULT_TILE_SIZE: Final = 254
 """Used when the slide's native tiles are not square (Deep Zoom tiles must be)."""
 
@@ -58,6 +63,8 @@ class DeepZoomTile(msgspec.Struct, frozen=True, kw_only=True):
     """The stored JPEG tile, byte for byte (no decode, no encode)."""
     cached: bool
     """Taken from the encoded-tile cache (always False for passthrough tiles)."""
+    prerendered: bool = False
+    """Read from the slide's rendition (rendered ahead of time, see ``prerender``)."""
 
 
 class DeepZoomStats(msgspec.Struct, frozen=True, kw_only=True):
@@ -67,6 +74,8 @@ class DeepZoomStats(msgspec.Struct, frozen=True, kw_only=True):
     """Tiles decoded/resampled and encoded."""
     cache_hits: int
     """Tiles answered from the encoded-tile cache."""
+    prerendered: int = 0
+    """Tiles read from the rendition."""
 
 
 class _Counters:
@@ -75,6 +84,7 @@ class _Counters:
         self.passthrough = 0
         self.rendered = 0
         self.cache_hits = 0
+        self.prerendered = 0
 
 
 class DeepZoom:
@@ -118,6 +128,7 @@ class DeepZoom:
         self._counters = _Counters()
         self._sources = tuple(self._source_level(z) for z in range(self.grid.level_count))
         self._native = tuple(self._passthrough_level(z) for z in range(self.grid.level_count))
+        self._packs: PackedLevels | None = None
 
     # -- geometry, as openslide.deepzoom.DeepZoomGenerator --------------------------------
 
@@ -174,13 +185,41 @@ class DeepZoom:
     def tile_with_info(
         self, level: int, col: int, row: int, format: str | None = None
     ) -> DeepZoomTile:
-        """The encoded tile plus whether it was passed through or came from the cache."""
+        """The encoded tile plus how it was obtained (passed through, prerendered, cached)."""
+        stored = self.stored_tile(level, col, row, format)
+        if stored is not None:
+            return stored
         fmt = self.format if format is None else imaging.normalize_format(format)
-        box = self.grid.tile_box(level, col, row)  # validates level/col/row
+        rendered = False
+
+        def compute() -> bytes:
+            nonlocal rendered
+            rendered = True
+            return self.render_tile(level, col, row, fmt)
+
+        data = self._cache.get_or_compute((self._token, level, col, row, fmt), compute)
+        with self._counters.lock:
+            if rendered:
+                self._counters.rendered += 1
+            else:
+                self._counters.cache_hits += 1
+        return DeepZoomTile(
+            data=data, media_type=imaging.MEDIA_TYPES[fmt], passthrough=False, cached=not rendered
+        )
+
+    def stored_tile(
+        self, level: int, col: int, row: int, format: str | None = None
+    ) -> DeepZoomTile | None:
+        """The tile if it is stored as is — a native tile or a prerendered one — else None.
+
+        Costs one ``pread`` and never decodes, so a server may call it on its event loop.
+        """
+        fmt = self.format if format is None else imaging.normalize_format(format)
+        self.grid.tile_box(level, col, row)  # validates level/col/row
         media_type = imaging.MEDIA_TYPES[fmt]
-        native = self._native[level]
-        ts = self.grid.tile_size
-        if fmt == "jpeg" and native is not None and box.width == ts and box.height == ts:
+        if fmt == "jpeg" and self.passes_through(level, col, row):
+            native = self._native[level]
+            assert native is not None
             try:
                 data = self.slide.raw_tile(native, col, row)
             except PassthroughUnavailable:
@@ -191,23 +230,54 @@ class DeepZoom:
                 return DeepZoomTile(
                     data=data, media_type=media_type, passthrough=True, cached=False
                 )
+        if self._packs is not None and fmt == self.format:
+            packed = self._packs.get(level, col, row)
+            if packed is not None:
+                with self._counters.lock:
+                    self._counters.prerendered += 1
+                return DeepZoomTile(
+                    data=packed,
+                    media_type=media_type,
+                    passthrough=False,
+                    cached=False,
+                    prerendered=True,
+                )
+        return None
 
-        rendered = False
+    def passes_through(self, level: int, col: int, row: int) -> bool:
+        """Whether a JPEG request for this tile is answered with a stored native tile."""
+        if self._native[level] is None:
+            return False
+        box = self.grid.tile_box(level, col, row)
+        return box.width == box.height == self.grid.tile_size
 
-        def compute() -> bytes:
-            nonlocal rendered
-            rendered = True
-            return imaging.encode(self.tile_pixels(level, col, row), fmt, self.quality)
+    def render_tile(self, level: int, col: int, row: int, format: str | None = None) -> bytes:
+        """Render and encode the tile (no passthrough, no cache): what prerendering stores."""
+        fmt = self.format if format is None else imaging.normalize_format(format)
+        return imaging.encode(self.tile_pixels(level, col, row), fmt, self.quality)
 
-        data = self._cache.get_or_compute((self._token, level, col, row, fmt), compute)
-        with self._counters.lock:
-            if rendered:
-                self._counters.rendered += 1
-            else:
-                self._counters.cache_hits += 1
-        return DeepZoomTile(
-            data=data, media_type=media_type, passthrough=False, cached=not rendered
+    # -- renditions ------------------------------------------------------------------
+
+    @property
+    def rendition_key(self) -> str:
+        """Names a rendition of this generator's settings (see ``prerender``)."""
+        return (
+            f"dz-{self.grid.tile_size}-{self.grid.overlap}-{self.format}"
+            f"-q{self.quality}-r{RENDITION_VERSION}"
         )
+
+    def use_rendition(self, directory: Path) -> None:
+        """Serve prerendered tiles from ``directory`` (the part written so far, and more as
+        it appears)."""
+        columns = tuple(cols for cols, _ in self.grid.level_tiles)
+        previous, self._packs = self._packs, PackedLevels(directory, columns)
+        if previous is not None:
+            previous.close()
+
+    def close(self) -> None:
+        packs, self._packs = self._packs, None
+        if packs is not None:
+            packs.close()
 
     def tile_pixels(self, level: int, col: int, row: int) -> RGBArray:
         """The tile's RGB pixels, ``(height, width, 3)`` with the tile's clipped size."""
@@ -241,6 +311,7 @@ class DeepZoom:
                 passthrough=self._counters.passthrough,
                 rendered=self._counters.rendered,
                 cache_hits=self._counters.cache_hits,
+                prerendered=self._counters.prerendered,
             )
 
     # -- level mapping -----------------------------------------------------------------

@@ -1,0 +1,99 @@
+"""The node prerenders Deep Zoom tiles in the background and serves them like native tiles."""
+
+from __future__ import annotations
+
+import re
+import signal
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from slidestore import open_slide, tokens
+from slidestore.blobs import BlobStore
+from slidestore.protocols.deepzoom import DeepZoom
+from slidestore.tokens import Operation
+from slidestore_server.testing import NodeProcess
+
+SECRET = "rendition-test-secret"
+
+
+def wait_complete(client: httpx.Client, blob_id: str, timeout: float = 60.0) -> dict[str, object]:
+    deadline = time.monotonic() + timeout
+    while True:
+        body = client.get(f"/slides/{blob_id}/renditions").json()["deepzoom"]
+        if body["state"] == "complete" or time.monotonic() > deadline:
+            return dict(body)
+        time.sleep(0.1)
+
+
+def metric(client: httpx.Client, name: str) -> float:
+    text = client.get("/metrics").text
+    match = re.search(rf"^{name} (\S+)$", text, re.MULTILINE)
+    assert match, name
+    return float(match.group(1))
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_derived_levels_are_prerendered_and_served_byte_identical(
+    tmp_path: Path, generated_svs: Path, workers: int
+) -> None:
+    data_dir = tmp_path / "data"
+    blob_id = BlobStore(data_dir / "blobs", reserve_bytes=0).put_file(generated_svs)
+    node = NodeProcess(
+        data_dir, settings={"secret": SECRET, "reserve_bytes": 0, "workers": workers}
+    ).start()
+    admin = tokens.mint(SECRET, ops={Operation.ADMIN}, ttl=600)
+    try:
+        with httpx.Client(
+            base_url=node.url, headers={"Authorization": f"Bearer {admin}"}, timeout=30
+        ) as client:
+            state = wait_complete(client, blob_id)
+            assert state["state"] == "complete", state
+            assert int(str(state["tiles"])) > 0
+            manifests = list((data_dir / "renditions" / blob_id).glob("*/manifest.json"))
+            assert len(manifests) == 1
+            assert not list((data_dir / "renditions").rglob("*.partial"))
+            time.sleep(0.3)  # open slides look for newly finished packs every 0.1 s
+            with open_slide(generated_svs) as slide:
+                reference = DeepZoom(slide, encoded_cache_bytes=0)
+                for level in range(reference.level_count):
+                    cols, rows = reference.level_tiles[level]
+                    for col, row in {(0, 0), (cols - 1, rows - 1), (cols // 2, rows // 2)}:
+                        r = client.get(f"/slides/{blob_id}_files/{level}/{col}_{row}.jpeg")
+                        assert r.status_code == 200
+                        assert r.content == reference.tile(level, col, row), (level, col, row)
+            if workers == 1:
+                assert metric(client, "slidestore_node_deepzoom_prerendered") > 0
+                assert metric(client, "slidestore_node_deepzoom_rendered") == 0
+            r = client.delete(f"/blobs/{blob_id}")
+            assert r.status_code == 204
+            assert not (data_dir / "renditions" / blob_id).exists()
+    finally:
+        node.kill(signal.SIGKILL)
+
+
+def test_a_blob_that_is_not_a_slide_is_marked_and_not_retried(
+    tmp_path: Path, unreadable_svs_path: Path
+) -> None:
+    data_dir = tmp_path / "data"
+    blob_id = BlobStore(data_dir / "blobs", reserve_bytes=0).put_file(unreadable_svs_path)
+    node = NodeProcess(data_dir, settings={"secret": SECRET, "reserve_bytes": 0}).start()
+    admin = tokens.mint(SECRET, ops={Operation.ADMIN}, ttl=600)
+    try:
+        with httpx.Client(
+            base_url=node.url, headers={"Authorization": f"Bearer {admin}"}, timeout=30
+        ) as client:
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:
+                state = client.get(f"/slides/{blob_id}/renditions").json()["deepzoom"]
+                if state["state"] == "unsupported":
+                    break
+                time.sleep(0.1)
+            assert state["state"] == "unsupported"
+            # The node keeps serving: a clean 4xx for the broken pixels, not a 5xx.
+            r = client.get(f"/slides/{blob_id}_files/0/0_0.jpeg")
+            assert 400 <= r.status_code < 500
+    finally:
+        node.kill(signal.SIGKILL)
