@@ -52,3 +52,21 @@ def test_wrong_secret_and_tampering() -> None:
 def test_garbage_is_always_invalid_token(garbage: str) -> None:
     with pytest.raises(errors.InvalidToken):
         tokens.verify("k", garbage)
+
+
+def test_verifier_remembers_valid_tokens_but_still_checks_expiry() -> None:
+    verifier = tokens.Verifier("s3cret", max_entries=2)
+    token = tokens.mint("s3cret", ops={Operation.READ}, ttl=10, now=1000.0)
+    assert verifier.verify(token, now=1001.0).exp == 1010
+    assert verifier.verify(token, now=1005.0).exp == 1010  # from memory
+    with pytest.raises(errors.TokenExpired):
+        verifier.verify(token, now=1011.0)
+    forged = tokens.mint("other", ops={Operation.ADMIN}, ttl=10, now=1000.0)
+    for _ in range(2):  # a forged token is never remembered: refused every time
+        with pytest.raises(errors.InvalidToken):
+            verifier.verify(forged, now=1001.0)
+    for i in range(5):  # the memory stays bounded
+        verifier.verify(
+            tokens.mint("s3cret", ops={Operation.READ}, ttl=10 + i, now=1000.0), now=1001.0
+        )
+    assert len(verifier._known) <= 2

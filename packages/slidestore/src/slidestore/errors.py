@@ -154,3 +154,36 @@ class UploadConflict(SlidestoreError, RuntimeError):
 
 class RangeNotSatisfiable(InvalidRequest):
     code = "range_not_satisfiable"
+
+
+# -- cluster client -------------------------------------------------------------------
+
+
+class ClusterUnavailable(SlidestoreError, ConnectionError):
+    """No coordinator, or no node holding the blob, answered (connection errors, timeouts,
+    5xx) after the client's retries."""
+
+    code = "cluster_unavailable"
+
+
+class ReplicationTimeout(SlidestoreError, TimeoutError):
+    """The blob did not reach the requested number of healthy replicas in time (408)."""
+
+    code = "replication_timeout"
+
+
+# -- replication ----------------------------------------------------------------------
+
+
+class SourceUnavailable(SlidestoreError, ConnectionError):
+    """A replica's source (a peer node or the archive) could not be read: unreachable,
+    refused, missing the blob, or cut off mid-copy. Nothing was kept; another source may do."""
+
+    code = "source_unavailable"
+
+
+class SourceCorrupt(SlidestoreError, ValueError):
+    """A replica's source sent bytes that do not hash to the blob id (or not ``size`` of
+    them). Nothing was kept; the source's copy needs a scrub."""
+
+    code = "source_corrupt"

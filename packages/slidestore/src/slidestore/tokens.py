@@ -109,3 +109,29 @@ def verify(secret: str | bytes, token: str, *, now: float | None = None) -> Capa
     if cap.exp < (time.time() if now is None else now):
         raise TokenExpired("token has expired")
     return cap
+
+
+class Verifier:
+    """:func:`verify` with a bounded memory of tokens that verified before.
+
+    A viewer sends the same token with every tile, so a server verifies it once and then
+    only checks the expiry. Only tokens that verified are remembered: a forged one always
+    goes through the full constant-time check.
+    """
+
+    def __init__(self, secret: str | bytes, *, max_entries: int = 4096) -> None:
+        self._secret = _key(secret)
+        self._max_entries = max_entries
+        self._known: dict[str, Capability] = {}
+
+    def verify(self, token: str, *, now: float | None = None) -> Capability:
+        cap = self._known.get(token)
+        if cap is None:
+            cap = verify(self._secret, token, now=now)
+            if len(self._known) >= self._max_entries:
+                self._known.clear()  # rare; simpler than LRU and as good for a token mix
+            self._known[token] = cap
+        elif cap.exp < (time.time() if now is None else now):
+            self._known.pop(token, None)
+            raise TokenExpired("token has expired")
+        return cap

@@ -1,0 +1,243 @@
+"""The asynchronous cluster client: the one implementation the sync client runs too."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from collections.abc import Callable, Generator, Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Literal, Self
+
+import msgspec
+from tqdm import tqdm
+
+from slidestore import errors
+from slidestore.client.hashing import CHUNK_SIZE, sha256_file
+from slidestore.client.http import Transport
+from slidestore.client.replicas import fetch_blob_view
+from slidestore.client.slide import AsyncRemoteSlide
+from slidestore.client.tus import PrimaryUnreachable, TusOptions, TusUpload
+from slidestore.cluster import wire
+
+Wait = Literal["primary", "all"]
+
+_encoder = msgspec.json.Encoder()
+_placement_decoder = msgspec.json.Decoder(wire.Placement)
+_blob_decoder = msgspec.json.Decoder(wire.BlobView)
+_nodes_decoder = msgspec.json.Decoder(list[wire.NodeView])
+
+MAX_PLACEMENTS = 3
+"""Placements tried per upload (each new one excludes the primaries that failed)."""
+WAIT_POLL = 30.0
+"""Seconds one ``…/wait`` long poll may take before we ask again."""
+
+
+def _progress_bar(enabled: bool, total: int, desc: str) -> tqdm[Any]:
+    return tqdm(
+        total=total, unit="B", unit_scale=True, unit_divisor=1024, desc=desc, disable=not enabled
+    )
+
+
+class AsyncCluster:
+    """A connection to a slidestore cluster (its coordinators) with one token.
+
+    ``async with aconnect(url, token) as cluster`` or ``cluster = await aconnect(...)``.
+    """
+
+    def __init__(
+        self,
+        url: str | Sequence[str],
+        token: str | None = None,
+        *,
+        timeout: float = 30.0,
+        retries: int = 3,
+        backoff: float = 0.25,
+    ) -> None:
+        self.transport = Transport(url, token, timeout=timeout, retries=retries, backoff=backoff)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.transport.coordinators!r})"
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    async def aclose(self) -> None:
+        await self.transport.aclose()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    def __await__(self) -> Generator[Any, None, Self]:
+        async def ready() -> Self:
+            return self
+
+        return ready().__await__()
+
+    # -- blobs ---------------------------------------------------------------------------
+
+    async def info(self, blob_id: str) -> wire.BlobView:
+        """The coordinator's view of a blob: size, replicas, status, retention."""
+        return await fetch_blob_view(self.transport, blob_id)
+
+    blob = info
+
+    async def replicas(self, blob_id: str) -> list[wire.ReplicaView]:
+        return list((await self.info(blob_id)).replicas)
+
+    async def delete(self, blob_id: str) -> None:
+        """Delete the blob on every node (needs a token granting ``delete``)."""
+        await self.transport.coordinator("DELETE", f"{wire.API}/blobs/{blob_id}", ok=(200, 204))
+
+    async def nodes(self) -> list[wire.NodeView]:
+        response = await self.transport.coordinator("GET", f"{wire.API}/nodes")
+        return _nodes_decoder.decode(response.content)
+
+    async def wait(
+        self, blob_id: str, replicas: int | None = None, *, timeout: float = 600.0
+    ) -> wire.BlobView:
+        """Until the blob has ``replicas`` healthy copies (default: its target R).
+
+        Long polls of at most :data:`WAIT_POLL` seconds; :class:`ReplicationTimeout` after
+        ``timeout`` seconds.
+        """
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            poll = max(0.0, min(WAIT_POLL, left))
+            params: dict[str, Any] = {"timeout": round(poll, 3)}
+            if replicas is not None:
+                params["replicas"] = replicas
+            try:
+                response = await self.transport.coordinator(
+                    "GET",
+                    f"{wire.API}/blobs/{blob_id}/wait",
+                    params=params,
+                    timeout=poll + self.transport.timeout,
+                )
+            except errors.ReplicationTimeout:
+                if time.monotonic() >= deadline:
+                    raise
+                await asyncio.sleep(min(0.05, max(0.0, deadline - time.monotonic())))
+                continue
+            return _blob_decoder.decode(response.content)
+
+    async def open(self, blob_id: str, *, replicas: list[str] | None = None) -> AsyncRemoteSlide:
+        """The slide stored as ``blob_id``; ``replicas`` (node URLs) skips the coordinator."""
+        return await AsyncRemoteSlide.open(self.transport, blob_id, replicas=replicas)
+
+    # -- upload --------------------------------------------------------------------------
+
+    async def _place(self, request: wire.PlacementRequest) -> wire.Placement:
+        response = await self.transport.coordinator(
+            "POST", f"{wire.API}/placements", content=_encoder.encode(request), ok=(200, 201)
+        )
+        return _placement_decoder.decode(response.content)
+
+    async def upload(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        progress: bool = True,
+        wait: Wait = "primary",
+        replicas: int | None = None,
+        expires_at: float | None = None,
+        retries: int = 8,
+        chunk_size: int = CHUNK_SIZE,
+        wait_timeout: float = 600.0,
+        on_offset: Callable[[int], None] | None = None,
+    ) -> str:
+        """Store the slide at ``path``; returns its blob id (the file's sha256, hex).
+
+        ``wait="primary"`` returns once the primary node committed it; ``"all"`` once the
+        cluster holds all R copies. ``retries`` failed requests in a row make the primary
+        count as unreachable: the blob is then placed again without it (at most
+        :data:`MAX_PLACEMENTS` placements). ``on_offset`` sees every durable offset.
+        """
+        if wait not in ("primary", "all"):
+            raise errors.InvalidRequest(f"wait must be 'primary' or 'all', got {wait!r}")
+        if not 0 < chunk_size <= CHUNK_SIZE:
+            raise errors.InvalidRequest(f"chunk_size must be 1..{CHUNK_SIZE}, got {chunk_size}")
+        file = Path(path)
+        size = file.stat().st_size
+        with _progress_bar(progress, size, f"hashing {file.name}") as bar:
+            sha256 = await asyncio.to_thread(
+                sha256_file, file, chunk_size=CHUNK_SIZE, progress=bar.update
+            )
+        exclude: list[str] = []
+        options = TusOptions(
+            chunk_size=chunk_size,
+            retries=retries,
+            backoff=self.transport.backoff,
+            timeout=max(self.transport.timeout, 120.0),
+        )
+        for _ in range(MAX_PLACEMENTS):
+            placement = await self._place(
+                wire.PlacementRequest(
+                    size=size,
+                    sha256=sha256,
+                    replicas=replicas,
+                    exclude=tuple(exclude),
+                    expires_at=expires_at,
+                )
+            )
+            if placement.exists:
+                break
+            if placement.upload_url is None or placement.primary is None:
+                raise errors.SlidestoreError(
+                    f"placement for {file.name} names no primary/upload_url: {placement}"
+                )
+            with _progress_bar(progress, size, f"uploading {file.name}") as bar:
+
+                def report(offset: int, bar: tqdm[Any] = bar) -> None:
+                    bar.update(offset - bar.n)
+                    if on_offset is not None:
+                        on_offset(offset)
+
+                upload = TusUpload(
+                    self.transport.client(),
+                    placement.upload_url,
+                    placement.token,
+                    file,
+                    size=size,
+                    sha256=sha256,
+                    options=options,
+                    progress=report,
+                )
+                try:
+                    await upload.run()
+                except PrimaryUnreachable:
+                    exclude.append(placement.primary.node_id)
+                    continue
+            break
+        else:
+            raise errors.ClusterUnavailable(
+                f"uploading {file.name}: no primary took it after {MAX_PLACEMENTS} placements "
+                f"(unreachable: {', '.join(exclude)})"
+            )
+        if wait == "all":
+            await self.wait(sha256, placement.replicas, timeout=wait_timeout)
+        return sha256
+
+
+def aconnect(
+    url: str | Sequence[str],
+    token: str | None = None,
+    *,
+    timeout: float = 30.0,
+    retries: int = 3,
+    backoff: float = 0.25,
+) -> AsyncCluster:
+    """An :class:`AsyncCluster`; use ``async with aconnect(...)`` or ``await aconnect(...)``.
+
+    ``url`` is a coordinator URL or several (every coordinator answers the API).
+    """
+    return AsyncCluster(url, token, timeout=timeout, retries=retries, backoff=backoff)
