@@ -1,0 +1,126 @@
+"""The application factory: ``create_app(Settings)``; ``labportal.app:app`` for ASGI servers."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from advanced_alchemy.extensions.litestar import SQLAlchemyPlugin
+from litestar import Litestar
+from litestar.concurrency import sync_to_thread
+from litestar.datastructures import State
+from litestar.di import Provide
+from litestar.openapi import OpenAPIConfig
+from litestar.openapi.plugins import SwaggerRenderPlugin
+from litestar.openapi.spec import Components, SecurityScheme
+from litestar.plugins.jinja import JinjaTemplateEngine
+from litestar.static_files import create_static_files_router
+from litestar.template import TemplateConfig
+
+import labportal
+from labportal.db import migrate
+from labportal.db.engine import alchemy_config
+from labportal.deps import provide_settings
+from labportal.domain.accounts.controllers import AuthController, TokenController
+from labportal.domain.cases.controllers import CaseController, TeamCasesController
+from labportal.domain.discussion.controllers import CaseCommentsController, CommentController
+from labportal.domain.teams.controllers import InvitationController, TeamController
+from labportal.errors import EXCEPTION_HANDLERS
+from labportal.security.passwords import Passwords
+from labportal.security.principal import SESSION_COOKIE, provide_optional_user, provide_principal
+from labportal.security.ratelimit import LoginRateLimiter
+from labportal.settings import Settings
+from labportal.system import logs
+from labportal.system.health import HealthController
+from labportal.system.metrics import Metrics, observability_middleware
+from labportal.web.pages import PAGE_CONTROLLERS
+
+WEB = Path(__file__).parent / "web"
+log = logging.getLogger("labportal")
+
+API_CONTROLLERS = [
+    AuthController,
+    TokenController,
+    TeamController,
+    InvitationController,
+    TeamCasesController,
+    CaseController,
+    CaseCommentsController,
+    CommentController,
+]
+
+
+def _openapi() -> OpenAPIConfig:
+    return OpenAPIConfig(
+        title="labportal",
+        version=labportal.__version__,
+        description="The slidestore lab portal API. Errors are RFC 9457 problem details.",
+        path="/schema",
+        render_plugins=[SwaggerRenderPlugin()],
+        components=Components(
+            security_schemes={
+                "bearer": SecurityScheme(
+                    type="http", scheme="bearer", description="Personal API token (lpt_...)"
+                ),
+                "session": SecurityScheme(
+                    type="apiKey",
+                    name=SESSION_COOKIE,
+                    security_scheme_in="cookie",
+                    description="Browser session; unsafe requests also need X-CSRF-Token",
+                ),
+            }
+        ),
+        security=[{"bearer": []}, {"session": []}],
+    )
+
+
+def create_app(settings: Settings | None = None) -> Litestar:
+    settings = settings or Settings.from_env()
+    logs.configure(settings.log_level)
+
+    async def migrate_on_start() -> None:
+        if settings.migrate_on_start:
+            log.info("migrating database", extra={"fields": {"revision": "head"}})
+            await sync_to_thread(migrate.upgrade, settings.database_url)
+
+    alchemy = alchemy_config(settings)
+    state: dict[str, Any] = {
+        "settings": settings,
+        "alchemy": alchemy,
+        "passwords": Passwords(settings),
+        "login_limiter": LoginRateLimiter(
+            settings.login_max_failures, settings.login_window_seconds
+        ),
+        "metrics": Metrics(),
+    }
+    return Litestar(
+        route_handlers=[
+            HealthController,
+            *API_CONTROLLERS,
+            *PAGE_CONTROLLERS,
+            create_static_files_router(
+                path="/static", directories=[WEB / "static"], include_in_schema=False
+            ),
+        ],
+        dependencies={
+            "settings": Provide(provide_settings, sync_to_thread=False),
+            "principal": Provide(provide_principal),
+            "viewer": Provide(provide_optional_user),
+        },
+        plugins=[SQLAlchemyPlugin(config=alchemy)],
+        exception_handlers=EXCEPTION_HANDLERS,
+        middleware=[observability_middleware],
+        openapi_config=_openapi(),
+        template_config=TemplateConfig(directory=WEB / "templates", engine=JinjaTemplateEngine),
+        on_startup=[migrate_on_start],
+        state=State(state),
+        request_max_body_size=1024 * 1024,
+        debug=settings.debug,
+    )
+
+
+def __getattr__(name: str) -> Any:
+    if name == "app":  # ``uvicorn labportal.app:app`` builds from the environment
+        return create_app()
+    raise AttributeError(name)

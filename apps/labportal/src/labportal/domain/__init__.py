@@ -1,0 +1,1 @@
+"""The portal's domains, each with models, schemas, services and controllers."""

@@ -1,0 +1,1 @@
+"""Users, browser sessions, personal API tokens."""

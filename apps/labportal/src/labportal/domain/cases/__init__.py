@@ -1,0 +1,1 @@
+"""Cases: a team's unit of work, with a status workflow and an audit trail."""

@@ -1,0 +1,1 @@
+"""Comment threads on a case, each open or resolved."""

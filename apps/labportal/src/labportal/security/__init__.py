@@ -1,0 +1,1 @@
+"""Passwords, secrets, the login rate limit and the authenticated principal."""

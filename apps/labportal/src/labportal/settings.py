@@ -1,0 +1,77 @@
+"""Settings: every knob has a laptop default and an environment variable ``LABPORTAL_<NAME>``."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from typing import Any
+
+PREFIX = "LABPORTAL_"
+
+
+def normalize_database_url(url: str) -> str:
+    """Plain ``sqlite://`` / ``postgresql://`` URLs get the async drivers the portal uses."""
+    for plain, driver in (
+        ("sqlite://", "sqlite+aiosqlite://"),
+        ("postgresql://", "postgresql+asyncpg://"),
+        ("postgres://", "postgresql+asyncpg://"),
+    ):
+        if url.startswith(plain):
+            return driver + url[len(plain) :]
+    return url
+
+
+@dataclass(frozen=True)
+class Settings:
+    database_url: str = "sqlite+aiosqlite:///labportal.sqlite3"
+    """LABPORTAL_DATABASE_URL: SQLite file by default, ``postgresql://...`` in production."""
+    migrate_on_start: bool = False
+    """LABPORTAL_MIGRATE_ON_START: run ``alembic upgrade head`` when the app starts."""
+    host: str = "127.0.0.1"
+    port: int = 8000
+    base_url: str = ""
+    """LABPORTAL_BASE_URL: public origin for invitation links (default: the request's)."""
+    cookie_secure: bool = False
+    """LABPORTAL_COOKIE_SECURE: set the Secure flag on the session cookie (behind HTTPS)."""
+    session_ttl_seconds: int = 12 * 3600
+    login_max_failures: int = 5
+    """LABPORTAL_LOGIN_MAX_FAILURES: failed logins per e-mail (x4 per client address)..."""
+    login_window_seconds: int = 300
+    """...within this window before answering 429."""
+    invitation_ttl_hours: int = 7 * 24
+    argon2_time_cost: int = 3
+    argon2_memory_kib: int = 65536
+    argon2_parallelism: int = 4
+    coordinator_url: str = ""
+    """LABPORTAL_COORDINATOR_URL: when set, /readyz also checks the cluster coordinator."""
+    log_level: str = "INFO"
+    debug: bool = False
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "database_url", normalize_database_url(self.database_url))
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        environ = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for field in fields(cls):
+            raw = environ.get(PREFIX + field.name.upper())
+            if raw is None:
+                continue
+            if field.type == "bool":
+                values[field.name] = raw.strip().lower() in {"1", "true", "yes", "on"}
+            elif field.type == "int":
+                values[field.name] = int(raw)
+            else:
+                values[field.name] = raw
+        values.update(overrides)
+        return cls(**values)
+
+    def replace(self, **changes: Any) -> Settings:
+        return dataclasses.replace(self, **changes)
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")

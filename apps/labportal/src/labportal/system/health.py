@@ -1,0 +1,72 @@
+"""/healthz (the process answers), /readyz (database, coordinator when configured), /metrics."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import httpx
+import msgspec
+from litestar import Controller, Response, get
+from litestar.datastructures import State
+from litestar.di import NamedDependency
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from labportal.settings import Settings
+
+log = logging.getLogger("labportal.health")
+
+
+class Health(msgspec.Struct):
+    status: str
+
+
+class Readiness(msgspec.Struct):
+    status: str
+    """ready or unavailable"""
+    checks: dict[str, str]
+
+
+async def check_database(engine: NamedDependency[AsyncEngine]) -> str:
+    try:
+        async with asyncio.timeout(5), engine.connect() as conn:
+            await conn.execute(text("SELECT 1"))
+    except Exception as exc:
+        log.warning("database not ready: %s", exc)
+        return f"error: {type(exc).__name__}"
+    return "ok"
+
+
+async def check_coordinator(url: str) -> str:
+    try:
+        async with httpx.AsyncClient(timeout=3) as client:
+            response = await client.get(url.rstrip("/") + "/healthz")
+    except httpx.HTTPError as exc:
+        return f"error: {type(exc).__name__}"
+    return "ok" if response.status_code == 200 else f"error: HTTP {response.status_code}"
+
+
+class HealthController(Controller):
+    tags = ["operations"]
+
+    @get("/healthz", summary="Liveness")
+    async def healthz(self) -> Health:
+        return Health(status="ok")
+
+    @get("/readyz", summary="Readiness: 503 while a dependency is unavailable")
+    async def readyz(
+        self, db_engine: NamedDependency[AsyncEngine], settings: NamedDependency[Settings]
+    ) -> Response[Readiness]:
+        checks = {"database": await check_database(db_engine)}
+        if settings.coordinator_url:
+            checks["coordinator"] = await check_coordinator(settings.coordinator_url)
+        ready = all(v == "ok" for v in checks.values())
+        return Response(
+            Readiness(status="ready" if ready else "unavailable", checks=checks),
+            status_code=200 if ready else 503,
+        )
+
+    @get("/metrics", summary="Prometheus metrics", media_type="text/plain; version=0.0.4")
+    async def metrics(self, state: State) -> str:
+        return state.metrics.render()  # type: ignore[no-any-return]

@@ -1,0 +1,1 @@
+"""Server-rendered pages (Jinja) with a small script that calls the JSON API."""

@@ -1,0 +1,198 @@
+"""Server-rendered pages: the main flows, each a thin view over the same services as the API.
+
+Reads happen here; every change goes through the JSON API from ``static/portal.js``.
+Pages need a browser session and redirect to /login otherwise.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+from urllib.parse import urlencode
+
+from litestar import Controller, Request, get
+from litestar.di import NamedDependency
+from litestar.params import FromPath, FromQuery
+from litestar.response import Redirect, Template
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from labportal.domain.cases import workflow
+from labportal.domain.cases.controllers import _filters
+from labportal.domain.cases.services import CaseService
+from labportal.domain.discussion.services import CommentService
+from labportal.domain.teams.invitations import InvitationService, effective_status
+from labportal.domain.teams.roles import at_least
+from labportal.domain.teams.services import TeamService
+from labportal.errors import Problem
+from labportal.security.principal import Principal
+
+
+def _safe_next(value: str | None) -> str:
+    """Only local paths: never redirect to another site after login."""
+    if value and value.startswith("/") and not value.startswith("//") and "\\" not in value:
+        return value
+    return "/teams"
+
+
+def _login(request: Request[Any, Any, Any]) -> Redirect:
+    target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    return Redirect(f"/login?{urlencode({'next': target})}")
+
+
+def _page(name: str, viewer: Principal | None, **context: Any) -> Template:
+    csrf = viewer.session.csrf_token if viewer and viewer.session else ""
+    user = viewer.user if viewer else None
+    return Template(template_name=name, context={"user": user, "csrf": csrf, **context})
+
+
+class PageController(Controller):
+    include_in_schema = False
+
+    @get("/")
+    async def home(self, viewer: NamedDependency[Principal | None]) -> Redirect:
+        return Redirect("/teams" if viewer else "/login")
+
+    @get("/login")
+    async def login(
+        self, viewer: NamedDependency[Principal | None], next: FromQuery[str | None] = None
+    ) -> Template:
+        return _page("login.html", viewer, next=_safe_next(next))
+
+    @get("/register")
+    async def register(
+        self, viewer: NamedDependency[Principal | None], next: FromQuery[str | None] = None
+    ) -> Template:
+        return _page("register.html", viewer, next=_safe_next(next))
+
+    @get("/teams")
+    async def teams(
+        self,
+        request: Request[Any, Any, Any],
+        viewer: NamedDependency[Principal | None],
+        db_session: NamedDependency[AsyncSession],
+    ) -> Template | Redirect:
+        if viewer is None:
+            return _login(request)
+        teams = await TeamService(session=db_session).teams_of(viewer.user)
+        return _page("teams.html", viewer, teams=teams)
+
+    @get("/teams/{team_id:uuid}")
+    async def team(
+        self,
+        request: Request[Any, Any, Any],
+        team_id: FromPath[uuid.UUID],
+        viewer: NamedDependency[Principal | None],
+        db_session: NamedDependency[AsyncSession],
+    ) -> Template | Redirect:
+        if viewer is None:
+            return _login(request)
+        service = TeamService(session=db_session)
+        team, me = await service.get_team(team_id, viewer.user)
+        is_admin = at_least(me.role, "admin")
+        invitations = []
+        if is_admin:
+            rows = await InvitationService(session=db_session).list_for_team(team_id, viewer.user)
+            invitations = [(i, effective_status(i)) for i in rows]
+        return _page(
+            "team.html",
+            viewer,
+            team=team,
+            me=me,
+            is_admin=is_admin,
+            members=await service.members(team_id, viewer.user),
+            invitations=invitations,
+        )
+
+    @get("/invitations/{token:str}")
+    async def invitation(
+        self,
+        request: Request[Any, Any, Any],
+        token: FromPath[str],
+        viewer: NamedDependency[Principal | None],
+        db_session: NamedDependency[AsyncSession],
+    ) -> Template | Redirect:
+        if viewer is None:
+            return _login(request)
+        invitation = await InvitationService(session=db_session).by_secret(token[:128])
+        return _page(
+            "invitation.html",
+            viewer,
+            invitation=invitation,
+            status=effective_status(invitation),
+            token=token,
+        )
+
+    @get("/teams/{team_id:uuid}/cases")
+    async def cases(
+        self,
+        request: Request[Any, Any, Any],
+        team_id: FromPath[uuid.UUID],
+        viewer: NamedDependency[Principal | None],
+        db_session: NamedDependency[AsyncSession],
+        status: FromQuery[str | None] = None,
+        assignee: FromQuery[str | None] = None,
+        tag: FromQuery[str | None] = None,
+        q: FromQuery[str | None] = None,
+        offset: FromQuery[int] = 0,
+    ) -> Template | Redirect:
+        if viewer is None:
+            return _login(request)
+        if status and status not in workflow.STATUSES:
+            raise Problem(f"status must be one of {', '.join(workflow.STATUSES)}")
+        team, me = await TeamService(session=db_session).get_team(team_id, viewer.user)
+        filters = _filters(viewer, status or None, assignee or None, tag or None, q or None)
+        limit, offset = 25, max(0, min(offset, 1_000_000))
+        rows, total = await CaseService(session=db_session).list_cases(
+            team_id, viewer.user, filters, limit, offset
+        )
+        params = {"status": status, "assignee": assignee, "tag": tag, "q": q}
+
+        def query(**changes: Any) -> str:
+            return urlencode({k: v for k, v in {**params, **changes}.items() if v})
+
+        return _page(
+            "cases.html",
+            viewer,
+            team=team,
+            cases=rows,
+            total=total,
+            limit=limit,
+            offset=offset,
+            statuses=workflow.STATUSES,
+            filters=params,
+            query=query,
+            can_write=at_least(me.role, "member"),
+        )
+
+    @get("/cases/{case_id:uuid}")
+    async def case(
+        self,
+        request: Request[Any, Any, Any],
+        case_id: FromPath[uuid.UUID],
+        viewer: NamedDependency[Principal | None],
+        db_session: NamedDependency[AsyncSession],
+    ) -> Template | Redirect:
+        if viewer is None:
+            return _login(request)
+        cases = CaseService(session=db_session)
+        case, me = await cases.get_case(case_id, viewer.user)
+        comments = await CommentService(session=db_session).list_comments(case_id, viewer.user)
+        threads = [
+            {"root": c, "replies": [r for r in comments if r.parent_id == c.id]}
+            for c in comments
+            if c.parent_id is None
+        ]
+        members = await TeamService(session=db_session).members(case.team_id, viewer.user)
+        return _page(
+            "case.html",
+            viewer,
+            case=case,
+            transitions=workflow.allowed(case.status),
+            can_write=at_least(me.role, "member"),
+            assignable=[m for m in members if at_least(m.role, "member")],
+            threads=threads,
+            events=await cases.events(case_id, viewer.user),
+        )
+
+
+PAGE_CONTROLLERS: list[type] = [PageController]

@@ -1,0 +1,68 @@
+// The portal's only script: forms and buttons marked data-api call the JSON API with the
+// session cookie and the CSRF header, then reload, redirect or show a field of the answer.
+"use strict";
+
+function csrfToken() {
+  const meta = document.querySelector('meta[name="csrf-token"]');
+  return meta ? meta.content : "";
+}
+
+function fill(template, body) {
+  return template.replace(/\{(\w+)\}/g, (_, key) => encodeURIComponent(body[key] ?? ""));
+}
+
+function formBody(form) {
+  const body = {};
+  for (const el of form.elements) {
+    if (!el.name || el.disabled) continue;
+    let value = el.type === "checkbox" ? el.checked : el.value;
+    const kind = el.dataset.kind;
+    if (kind === "list") value = value.split(",").map((s) => s.trim()).filter(Boolean);
+    else if (kind === "int") value = value === "" ? null : Number(value);
+    else if (kind === "nullable" && value === "") value = null;
+    if (el.dataset.optional !== undefined && (value === "" || value === null)) continue;
+    body[el.name] = value;
+  }
+  return body;
+}
+
+async function call(el, body) {
+  const error = el.querySelector(".error") || document.getElementById("error");
+  if (error) error.textContent = "";
+  const method = (el.dataset.method || "POST").toUpperCase();
+  const init = { method, headers: { "X-CSRF-Token": csrfToken() }, credentials: "same-origin" };
+  if (method !== "GET" && method !== "DELETE") {
+    init.headers["Content-Type"] = "application/json";
+    init.body = JSON.stringify(body);
+  }
+  const response = await fetch(el.dataset.api, init);
+  const answer = response.status === 204 ? {} : await response.json().catch(() => ({}));
+  if (!response.ok) {
+    const message = answer.detail || response.statusText;
+    if (error) error.textContent = message; else alert(message);
+    return;
+  }
+  if (el.dataset.show) {
+    const target = document.getElementById(el.dataset.showIn || "result");
+    target.textContent = answer[el.dataset.show];
+    target.hidden = false;
+  } else if (el.dataset.redirect) {
+    window.location.assign(fill(el.dataset.redirect, answer));
+  } else {
+    window.location.reload();
+  }
+}
+
+document.addEventListener("submit", (event) => {
+  const form = event.target;
+  if (!form.dataset.api) return;
+  event.preventDefault();
+  call(form, formBody(form));
+});
+
+document.addEventListener("click", (event) => {
+  const button = event.target.closest("button[data-api]");
+  if (!button || button.form) return;
+  if (button.dataset.confirm && !window.confirm(button.dataset.confirm)) return;
+  call(button, button.dataset.body ? JSON.parse(button.dataset.body) : {});
+});

@@ -1,0 +1,105 @@
+"""Portal fixtures: every test runs against SQLite (a file) and PostgreSQL (a database made
+for this session on 127.0.0.1:5432 and dropped at the end), both migrated by alembic."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import asyncpg
+import pytest
+import pytest_asyncio
+
+from labportal.db import migrate
+from labportal.settings import Settings
+
+from .helpers import Portal
+from .server import ServerProcess
+
+HERE = Path(__file__).parent
+PG_SERVER = os.environ.get("LABPORTAL_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432")
+
+
+async def _pg_admin(sql: str) -> None:
+    conn = await asyncpg.connect(PG_SERVER + "/test")
+    try:
+        await conn.execute(sql)
+    finally:
+        await conn.close()
+
+
+def create_pg_database() -> str:
+    name = f"labportal_{uuid.uuid4().hex[:12]}"
+    asyncio.run(_pg_admin(f'CREATE DATABASE "{name}"'))
+    return name
+
+
+def drop_pg_database(name: str) -> None:
+    asyncio.run(_pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+def pg_url(name: str) -> str:
+    return PG_SERVER.replace("postgresql://", "postgresql+asyncpg://") + "/" + name
+
+
+@pytest.fixture(scope="session", params=["sqlite", "postgres"])
+def database_url(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    """A migrated, shared database per backend (tests make their own users and teams)."""
+    if request.param == "sqlite":
+        url = f"sqlite+aiosqlite:///{tmp_path_factory.mktemp('sqlite') / 'portal.sqlite3'}"
+        migrate.upgrade(url)
+        yield url
+        return
+    name = create_pg_database()
+    try:
+        migrate.upgrade(pg_url(name))
+        yield pg_url(name)
+    finally:
+        drop_pg_database(name)
+
+
+def portal_settings(database_url: str, **overrides: object) -> Settings:
+    """Cheap argon2 parameters: the tests hash many passwords on shared CPUs."""
+    base = {
+        "database_url": database_url,
+        "argon2_time_cost": 1,
+        "argon2_memory_kib": 1024,
+        "argon2_parallelism": 1,
+        "log_level": "WARNING",
+    }
+    base.update(overrides)
+    return Settings(**base)  # type: ignore[arg-type]
+
+
+@pytest.fixture(scope="session", params=["sqlite", "postgres"])
+def server(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ServerProcess]:
+    """``labportal serve --migrate`` on an empty database of each backend."""
+    tmp = tmp_path_factory.mktemp("server")
+    name = None
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp / 'served.sqlite3'}"
+    else:
+        name = create_pg_database()
+        url = pg_url(name).replace("+asyncpg", "")
+    try:
+        process = ServerProcess.start(url, tmp / "server.log")
+        try:
+            yield process
+        finally:
+            process.stop()
+    finally:
+        if name:
+            drop_pg_database(name)
+
+
+@pytest_asyncio.fixture
+async def portal(database_url: str) -> AsyncIterator[Portal]:
+    async with Portal.running(portal_settings(database_url)) as running:
+        yield running

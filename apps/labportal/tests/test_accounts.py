@@ -1,0 +1,145 @@
+"""Registration, login/logout, password change, login rate limit, CSRF on the session cookie."""
+
+from __future__ import annotations
+
+import pytest
+
+from .conftest import portal_settings
+from .helpers import PASSWORD, Portal, problem
+
+pytestmark = pytest.mark.asyncio
+
+
+async def test_register_sets_httponly_session_cookie_and_returns_csrf(portal: Portal) -> None:
+    client = portal.client()
+    r = await client.post(
+        "/api/auth/register",
+        json={"email": " Ada@Example.ORG ", "password": PASSWORD, "display_name": " Ada "},
+    )
+    assert r.status_code == 201, r.text
+    body = r.json()
+    assert body["user"]["email"] == "ada@example.org"
+    assert body["user"]["display_name"] == "Ada"
+    assert body["csrf_token"]
+    cookie = r.headers["set-cookie"].lower()
+    assert "labportal_session=" in cookie and "httponly" in cookie and "samesite=lax" in cookie
+    me = await client.get("/api/auth/me")
+    assert me.status_code == 200 and me.json()["csrf_token"] == body["csrf_token"]
+
+
+async def test_register_validation_messages(portal: Portal) -> None:
+    client = portal.client()
+    cases = [
+        ({"email": "nope", "password": PASSWORD, "display_name": "x"}, "e-mail address"),
+        ({"email": "a@b.org", "password": "short", "display_name": "x"}, "at least 10"),
+        ({"email": "a@b.org", "password": PASSWORD, "display_name": "  "}, "must not be blank"),
+        ({"email": "a@b.org", "password": PASSWORD, "display_name": "a\x00b"}, "control"),
+        ({"email": "a@b.org", "password": PASSWORD}, "display_name"),
+    ]
+    for payload, message in cases:
+        body = problem(await client.post("/api/auth/register", json=payload), 400)
+        assert message in body["detail"], body
+
+
+async def test_duplicate_email_is_a_conflict(portal: Portal) -> None:
+    user = await portal.user("dup")
+    r = await portal.client().post(
+        "/api/auth/register",
+        json={"email": user.email.upper(), "password": PASSWORD, "display_name": "Again"},
+    )
+    assert problem(r, 409)["code"] == "email_taken"
+
+
+async def test_login_logout_and_wrong_password(portal: Portal) -> None:
+    user = await portal.user("bob")
+    client = portal.client()
+    body = problem(
+        await client.post("/api/auth/login", json={"email": user.email, "password": "wrong-pass!"}),
+        401,
+    )
+    assert body["code"] == "invalid_credentials"
+    r = await client.post("/api/auth/login", json={"email": user.email, "password": PASSWORD})
+    assert r.status_code == 200, r.text
+    csrf = r.json()["csrf_token"]
+    assert (await client.get("/api/teams")).status_code == 200
+    # Logout is an unsafe request: it needs the CSRF header too.
+    problem(await client.post("/api/auth/logout"), 403)
+    r = await client.post("/api/auth/logout", headers={"X-CSRF-Token": csrf})
+    assert r.status_code == 204
+    problem(await client.get("/api/teams"), 401)
+
+
+async def test_unauthenticated_is_401(portal: Portal) -> None:
+    client = portal.client()
+    for method, url in [("GET", "/api/teams"), ("POST", "/api/teams"), ("GET", "/api/tokens")]:
+        problem(await client.request(method, url, json={}), 401)
+
+
+async def test_csrf_header_required_for_unsafe_cookie_requests(portal: Portal) -> None:
+    user = await portal.user("csrf")
+    del user.client.headers["X-CSRF-Token"]
+    body = problem(await user.post("/api/teams", json={"name": "T"}), 403)
+    assert body["code"] == "csrf_failed"
+    body = problem(
+        await user.post("/api/teams", json={"name": "T"}, headers={"X-CSRF-Token": "forged"}), 403
+    )
+    assert body["code"] == "csrf_failed"
+    assert (await user.get("/api/teams")).status_code == 200  # safe methods need none
+    r = await user.post("/api/teams", json={"name": "T"}, headers={"X-CSRF-Token": user.csrf})
+    assert r.status_code == 201
+
+
+async def test_password_change(portal: Portal) -> None:
+    user = await portal.user("pw")
+    other = portal.client()
+    r = await other.post("/api/auth/login", json={"email": user.email, "password": PASSWORD})
+    assert r.status_code == 200
+    body = problem(
+        await user.post(
+            "/api/auth/password",
+            json={"current_password": "not-the-one!", "new_password": "brand new secret"},
+        ),
+        401,
+    )
+    assert "current password" in body["detail"]
+    problem(
+        await user.post(
+            "/api/auth/password", json={"current_password": PASSWORD, "new_password": "short"}
+        ),
+        400,
+    )
+    r = await user.post(
+        "/api/auth/password",
+        json={"current_password": PASSWORD, "new_password": "brand new secret"},
+    )
+    assert r.status_code == 204, r.text
+    assert (await user.get("/api/teams")).status_code == 200  # this session survives
+    problem(await other.get("/api/teams"), 401)  # the other one is logged out
+    fresh = portal.client()
+    problem(
+        await fresh.post("/api/auth/login", json={"email": user.email, "password": PASSWORD}), 401
+    )
+    r = await fresh.post(
+        "/api/auth/login", json={"email": user.email, "password": "brand new secret"}
+    )
+    assert r.status_code == 200
+
+
+async def test_login_rate_limit(database_url: str) -> None:
+    settings = portal_settings(database_url, login_max_failures=3, login_window_seconds=60)
+    async with Portal.running(settings) as portal:
+        user = await portal.user("limited")
+        client = portal.client()
+        wrong = {"email": user.email, "password": "wrong-password"}
+        for _ in range(3):
+            problem(await client.post("/api/auth/login", json=wrong), 401)
+        r = await client.post("/api/auth/login", json={"email": user.email, "password": PASSWORD})
+        body = problem(r, 429)
+        assert int(r.headers["retry-after"]) > 0 and body["retry_after"] > 0
+        assert "too many failed logins" in body["detail"]
+        # Another account from the same address is still allowed (per e-mail first).
+        other = await portal.user("other")
+        ok = await portal.client().post(
+            "/api/auth/login", json={"email": other.email, "password": PASSWORD}
+        )
+        assert ok.status_code == 200

@@ -1,0 +1,109 @@
+"""Invitation links: accept, decline, revoke, expiry, e-mail binding."""
+
+from __future__ import annotations
+
+import datetime
+import uuid
+
+import pytest
+from sqlalchemy import update
+
+from labportal.domain.teams.models import Invitation
+
+from .helpers import Portal, problem
+
+pytestmark = pytest.mark.asyncio
+
+
+async def test_invite_accept(portal: Portal) -> None:
+    owner, guest = await portal.user("owner"), await portal.user("guest")
+    team = await portal.team(owner, "Histo")
+    r = await owner.post(f"/api/teams/{team}/invitations", json={"role": "viewer"})
+    assert r.status_code == 201, r.text
+    invite = r.json()
+    assert invite["url"] == f"http://portal.test/invitations/{invite['token']}"
+    assert invite["status"] == "pending" and invite["team_name"] == "Histo"
+    preview = await guest.get(f"/api/invitations/{invite['token']}")
+    assert preview.status_code == 200 and "token" not in preview.json()
+    r = await guest.post(f"/api/invitations/{invite['token']}/accept")
+    assert r.status_code == 200 and r.json()["role"] == "viewer"
+    assert (await guest.get(f"/api/teams/{team}")).json()["role"] == "viewer"
+    body = problem(await guest.post(f"/api/invitations/{invite['token']}/accept"), 409)
+    assert body["code"] == "invitation_accepted"
+    listed = (await owner.get(f"/api/teams/{team}/invitations")).json()
+    assert [i["status"] for i in listed] == ["accepted"]
+    problem(await guest.get("/api/invitations/unknown-token"), 404)
+
+
+async def test_already_member(portal: Portal) -> None:
+    owner = await portal.user("owner")
+    team = await portal.team(owner)
+    token = (await owner.post(f"/api/teams/{team}/invitations", json={})).json()["token"]
+    assert (
+        problem(await owner.post(f"/api/invitations/{token}/accept"), 409)["code"]
+        == "already_member"
+    )
+
+
+async def test_decline_and_revoke(portal: Portal) -> None:
+    owner, guest = await portal.user("owner"), await portal.user("guest")
+    team = await portal.team(owner)
+    first = (await owner.post(f"/api/teams/{team}/invitations", json={})).json()
+    r = await guest.post(f"/api/invitations/{first['token']}/decline")
+    assert r.status_code == 200 and r.json()["status"] == "declined"
+    problem(await guest.post(f"/api/invitations/{first['token']}/accept"), 409)
+    problem(await guest.get(f"/api/teams/{team}"), 404)
+
+    second = (await owner.post(f"/api/teams/{team}/invitations", json={})).json()
+    r = await owner.delete(f"/api/teams/{team}/invitations/{second['id']}")
+    assert r.status_code == 204
+    assert (
+        problem(await guest.post(f"/api/invitations/{second['token']}/accept"), 409)["code"]
+        == "invitation_revoked"
+    )
+    problem(await owner.delete(f"/api/teams/{team}/invitations/{second['id']}"), 409)
+    problem(await owner.delete(f"/api/teams/{team}/invitations/{uuid.uuid4()}"), 404)
+    # Another team's admin cannot revoke it through their own team.
+    other = await portal.team(guest)
+    third = (await owner.post(f"/api/teams/{team}/invitations", json={})).json()
+    problem(await guest.delete(f"/api/teams/{other}/invitations/{third['id']}"), 404)
+
+
+async def test_expired_invitation(portal: Portal) -> None:
+    owner, guest = await portal.user("owner"), await portal.user("guest")
+    team = await portal.team(owner)
+    r = await owner.post(f"/api/teams/{team}/invitations", json={"expires_in_hours": 1})
+    invite = r.json()
+    expires = datetime.datetime.fromisoformat(invite["expires_at"])
+    assert (
+        datetime.timedelta(minutes=59)
+        < expires - datetime.datetime.now(datetime.UTC)
+        <= datetime.timedelta(hours=1)
+    )
+    async with portal.session() as session:
+        past = datetime.datetime.now(datetime.UTC) - datetime.timedelta(seconds=1)
+        await session.execute(
+            update(Invitation)
+            .where(Invitation.id == uuid.UUID(invite["id"]))
+            .values(expires_at=past)
+        )
+        await session.commit()
+    assert (
+        problem(await guest.post(f"/api/invitations/{invite['token']}/accept"), 410)["code"]
+        == "invitation_expired"
+    )
+    problem(await guest.post(f"/api/invitations/{invite['token']}/decline"), 410)
+    assert (await guest.get(f"/api/invitations/{invite['token']}")).json()["status"] == "expired"
+    problem(await guest.get(f"/api/teams/{team}"), 404)
+    problem(await owner.post(f"/api/teams/{team}/invitations", json={"expires_in_hours": 0}), 400)
+
+
+async def test_invitation_bound_to_email(portal: Portal) -> None:
+    owner, guest, intruder = [await portal.user(n) for n in ("owner", "guest", "intruder")]
+    team = await portal.team(owner)
+    r = await owner.post(f"/api/teams/{team}/invitations", json={"email": guest.email.upper()})
+    invite = r.json()
+    assert invite["email"] == guest.email
+    problem(await intruder.post(f"/api/invitations/{invite['token']}/accept"), 403)
+    assert (await guest.post(f"/api/invitations/{invite['token']}/accept")).status_code == 200
+    problem(await owner.post(f"/api/teams/{team}/invitations", json={"email": "bad"}), 400)
