@@ -8,6 +8,7 @@ import sys
 
 import msgspec
 
+from slidestore_server.coordinator.settings import CoordinatorSettings
 from slidestore_server.settings import NodeSettings
 
 
@@ -35,6 +36,14 @@ def main(argv: list[str] | None = None) -> int:
     node = sub.add_parser("node", help="run a storage node")
     _add_settings(node, NodeSettings)
     node.add_argument("--log-level", default="warning")
+    coordinator = sub.add_parser("coordinator", help="run a cluster coordinator")
+    _add_settings(coordinator, CoordinatorSettings)
+    coordinator.add_argument("--log-level", default="warning")
+    dev = sub.add_parser("dev-cluster", help="a coordinator and N nodes on this machine")
+    dev.add_argument("--nodes", type=int, default=3)
+    dev.add_argument("--data-dir", default="./slidestore-dev-cluster")
+    dev.add_argument("--replicas", type=int, default=None)
+    dev.add_argument("--secret", default=None)
     args = parser.parse_args(argv)
 
     from slidestore_server import serve
@@ -52,6 +61,24 @@ def main(argv: list[str] | None = None) -> int:
             log_level=args.log_level,
         )
         return 0
+    if args.command == "coordinator":
+        _export(args, CoordinatorSettings)
+        coordinator_settings: CoordinatorSettings = from_env(CoordinatorSettings)
+        serve.configure_logging()
+        # One process: the leader loop and its in-flight copies live in it.
+        serve.run(
+            "slidestore_server.coordinator.asgi:app_from_env",
+            host=coordinator_settings.host,
+            port=coordinator_settings.port,
+            log_level=args.log_level,
+        )
+        return 0
+    if args.command == "dev-cluster":
+        from slidestore_server import devcluster
+
+        return devcluster.run(
+            nodes=args.nodes, data_dir=args.data_dir, replicas=args.replicas, secret=args.secret
+        )
     parser.error(f"unknown command {args.command}")
     return 2
 

@@ -15,6 +15,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from slidestore import errors as e
+from slidestore.cluster import errors as cluster_errors
+from slidestore_server.coordinator import errors as coordinator_errors
 
 STATUS: Final[dict[type[BaseException], int]] = {
     e.TokenMissing: 401,
@@ -24,6 +26,10 @@ STATUS: Final[dict[type[BaseException], int]] = {
     e.SlideNotFound: 404,
     e.BlobNotFound: 404,
     e.UploadNotFound: 404,
+    cluster_errors.UnknownNode: 404,
+    coordinator_errors.WaitTimeout: 408,
+    coordinator_errors.NotArchived: 409,
+    cluster_errors.NoPlacement: 507,
     e.AssociatedImageNotFound: 404,
     e.OutOfBounds: 404,
     e.PassthroughUnavailable: 404,
@@ -36,6 +42,8 @@ STATUS: Final[dict[type[BaseException], int]] = {
     e.SlideReadError: 422,
     e.ChecksumMismatch: 460,
     e.InsufficientStorage: 507,
+    e.SourceUnavailable: 502,
+    e.SourceCorrupt: 502,
     e.InvalidRequest: 400,
     e.SlideClosed: 503,
     e.SlidestoreError: 400,

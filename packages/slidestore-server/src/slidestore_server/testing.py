@@ -126,3 +126,10 @@ class ServerProcess:
 
 class NodeProcess(ServerProcess):
     command = "node"
+
+
+class CoordinatorProcess(ServerProcess):
+    """``slidestore-server coordinator``; pass ``database_url`` in settings for PostgreSQL
+    (default: SQLite in ``data_dir``)."""
+
+    command = "coordinator"

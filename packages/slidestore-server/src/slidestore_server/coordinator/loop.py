@@ -1,0 +1,82 @@
+"""The coordinator's loop: every coordinator checks for leadership each pass; only the
+leader records liveness transitions, repairs, and applies retention (docs/cluster.md).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from slidestore.cluster import NodeInfo
+from slidestore_server.coordinator import catalog, registry, worklist
+from slidestore_server.coordinator.repair import Repairer
+from slidestore_server.coordinator.retention import Retention
+from slidestore_server.coordinator.state import Coordinator
+
+log = logging.getLogger("slidestore.coordinator.loop")
+
+#: Seconds between refreshes of the status gauges (a few aggregate queries).
+GAUGE_INTERVAL = 2.0
+
+
+class Loop:
+    def __init__(self, coord: Coordinator) -> None:
+        self.coord = coord
+        self.repairer = Repairer(coord)
+        self.retention = Retention(coord)
+        self._gauges_at = 0.0
+
+    async def run(self) -> None:
+        coord = self.coord
+        while True:
+            try:
+                leading = await coord.leadership.check()
+                coord.metrics.leader.set(1 if leading else 0)
+                if leading:
+                    await self.leader_pass()
+                await self._refresh_gauges()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("coordinator pass failed")
+            await asyncio.sleep(coord.settings.loop_interval)
+
+    async def leader_pass(self) -> None:
+        nodes = await self.liveness()
+        await self.repairer.run_pass(nodes)
+        await self.retention.run_pass()
+        async with self.coord.engine.begin() as conn:
+            await catalog.forget_old_placements(conn, self.coord.now())
+
+    async def liveness(self) -> list[NodeInfo]:
+        """Record state changes (the views derive states themselves); return the nodes."""
+        coord = self.coord
+        async with coord.engine.begin() as conn:
+            nodes = await registry.all_nodes(conn, coord.now(), coord.timeouts)
+            stored = await registry.stored_states(conn)
+            changed = [node for node in nodes if stored.get(node.node_id) is not node.state]
+            if changed:
+                await registry.record_states(conn, changed)
+        for node in changed:
+            log.warning(
+                "node %s: %s -> %s",
+                node.node_id,
+                stored.get(node.node_id),
+                node.state,
+                extra={"node": node.node_id, "state": node.state.value},
+            )
+        return nodes
+
+    async def _refresh_gauges(self) -> None:
+        now = self.coord.now()
+        if now - self._gauges_at < GAUGE_INTERVAL:
+            return
+        self._gauges_at = now
+        async with self.coord.engine.connect() as conn:
+            counts = await worklist.counts(conn, now, self.coord.timeouts)
+        self.coord.metrics.record_counts(counts)
+
+    async def close(self) -> None:
+        await self.repairer.close()
+        await self.retention.close()
+        await self.coord.leadership.release()

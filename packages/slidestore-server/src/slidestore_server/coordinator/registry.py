@@ -1,0 +1,189 @@
+"""The SQL-backed node registry: what ``slidestore.cluster.Registry`` does in memory.
+
+Each call is one transaction. Liveness is not stored as truth: views derive it from
+``last_heartbeat`` with :func:`slidestore.cluster.state_at`, so an API answer is right
+even while no leader is running; the leader records transitions in ``nodes.state``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from sqlalchemy import delete, func, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from slidestore.cluster import InvalidNodeReport, LivenessTimeouts, NodeInfo, NodeState, state_at
+from slidestore.cluster.wire import Heartbeat, NodeReport, NodeView, Register
+from slidestore_server.coordinator import catalog
+from slidestore_server.coordinator.db import upsert
+from slidestore_server.coordinator.errors import NodeUnknown
+from slidestore_server.coordinator.schema import nodes, replicas
+
+
+def _check(node_id: str, report: NodeReport) -> None:
+    figures = (report.capacity_bytes, report.free_bytes, report.used_bytes, report.reserve_bytes)
+    if not node_id or len(node_id) > 64:
+        raise InvalidNodeReport("node id must be 1 to 64 characters")
+    if min(figures) < 0:
+        raise InvalidNodeReport(f"node {node_id}: byte counts must be >= 0")
+    if report.free_bytes > report.capacity_bytes:
+        raise InvalidNodeReport(f"node {node_id}: free bytes exceed capacity")
+
+
+def _figures(report: NodeReport) -> dict[str, Any]:
+    return {
+        "capacity_bytes": report.capacity_bytes,
+        "free_bytes": report.free_bytes,
+        "used_bytes": report.used_bytes,
+        "reserve_bytes": report.reserve_bytes,
+        "load": report.load,
+    }
+
+
+async def register(conn: AsyncConnection, msg: Register, now: float, default_target: int) -> None:
+    """A node (re)starts: upsert it as alive and replace its inventory with the full list.
+
+    Draining survives re-registration (an operator's decision, not the node's).
+    """
+    _check(msg.node_id, msg.report)
+    values = {
+        "url": msg.url.rstrip("/"),
+        "zone": msg.zone,
+        "state": NodeState.ALIVE.value,
+        "last_heartbeat": now,
+        **_figures(msg.report),
+    }
+    stmt = upsert(conn, nodes).values(node_id=msg.node_id, draining=False, **values)
+    await conn.execute(stmt.on_conflict_do_update(index_elements=["node_id"], set_=values))
+    await conn.execute(delete(replicas).where(replicas.c.node_id == msg.node_id))
+    await _put_replicas(conn, msg.node_id, (ref.blob_id for ref in msg.inventory), False)
+    await _put_replicas(conn, msg.node_id, msg.quarantined, True)
+    await catalog.adopt(conn, msg.node_id, msg.inventory, now, default_target)
+
+
+async def heartbeat(
+    conn: AsyncConnection, node_id: str, msg: Heartbeat, now: float, default_target: int
+) -> None:
+    """Figures and inventory changes; raises :class:`NodeUnknown` for an unregistered node."""
+    _check(node_id, msg.report)
+    # The write comes first: on SQLite it takes the write lock before anything is read.
+    result = await conn.execute(
+        update(nodes)
+        .where(nodes.c.node_id == node_id)
+        .values(state=NodeState.ALIVE.value, last_heartbeat=now, **_figures(msg.report))
+    )
+    if result.rowcount == 0:
+        raise NodeUnknown(f"node {node_id} is not registered")
+    if msg.removed:
+        await conn.execute(
+            delete(replicas).where(
+                replicas.c.node_id == node_id, replicas.c.blob_id.in_(msg.removed)
+            )
+        )
+    await _put_replicas(conn, node_id, (ref.blob_id for ref in msg.added), False)
+    await _put_replicas(conn, node_id, msg.quarantined, True)
+    await catalog.adopt(conn, node_id, msg.added, now, default_target)
+
+
+async def _put_replicas(
+    conn: AsyncConnection, node_id: str, blob_ids: Iterable[str], quarantined: bool
+) -> None:
+    rows = [{"blob_id": b, "node_id": node_id, "quarantined": quarantined} for b in blob_ids]
+    if rows:
+        stmt = upsert(conn, replicas)
+        await conn.execute(
+            stmt.on_conflict_do_update(
+                index_elements=["blob_id", "node_id"], set_={"quarantined": quarantined}
+            ),
+            rows,
+        )
+
+
+async def add_replica(conn: AsyncConnection, blob_id: str, node_id: str) -> None:
+    """A repair copy succeeded: count it now rather than at the target's next heartbeat."""
+    await _put_replicas(conn, node_id, (blob_id,), False)
+
+
+async def drop_replica(conn: AsyncConnection, blob_id: str, node_id: str) -> None:
+    await conn.execute(
+        delete(replicas).where(replicas.c.blob_id == blob_id, replicas.c.node_id == node_id)
+    )
+
+
+def node_info(row: Any, now: float, timeouts: LivenessTimeouts) -> NodeInfo:
+    return NodeInfo(
+        node_id=row.node_id,
+        url=row.url,
+        zone=row.zone,
+        capacity_bytes=row.capacity_bytes,
+        free_bytes=row.free_bytes,
+        used_bytes=row.used_bytes,
+        reserve_bytes=row.reserve_bytes,
+        state=state_at(row.last_heartbeat, now, timeouts),
+        last_heartbeat=row.last_heartbeat,
+        load=row.load,
+        draining=row.draining,
+    )
+
+
+async def all_nodes(
+    conn: AsyncConnection, now: float, timeouts: LivenessTimeouts
+) -> list[NodeInfo]:
+    rows = await conn.execute(select(nodes).order_by(nodes.c.node_id))
+    return [node_info(row, now, timeouts) for row in rows]
+
+
+async def stored_states(conn: AsyncConnection) -> dict[str, NodeState]:
+    rows = await conn.execute(select(nodes.c.node_id, nodes.c.state))
+    return {row.node_id: NodeState(row.state) for row in rows}
+
+
+async def record_states(conn: AsyncConnection, changed: Sequence[NodeInfo]) -> None:
+    """Store the leader's view of each node's state, unless a heartbeat came in since the
+    nodes were read (it made the node alive, and must not be overwritten)."""
+    for node in changed:
+        await conn.execute(
+            update(nodes)
+            .where(nodes.c.node_id == node.node_id, nodes.c.last_heartbeat == node.last_heartbeat)
+            .values(state=node.state.value)
+        )
+
+
+async def set_draining(conn: AsyncConnection, node_id: str, draining: bool) -> None:
+    result = await conn.execute(
+        update(nodes).where(nodes.c.node_id == node_id).values(draining=draining)
+    )
+    if result.rowcount == 0:
+        raise NodeUnknown(f"node {node_id} is not registered")
+
+
+async def views(
+    conn: AsyncConnection, now: float, timeouts: LivenessTimeouts, node_id: str | None = None
+) -> list[NodeView]:
+    query = select(nodes).order_by(nodes.c.node_id)
+    counts = select(replicas.c.node_id, func.count()).where(replicas.c.quarantined.is_(False))
+    if node_id is not None:
+        query = query.where(nodes.c.node_id == node_id)
+        counts = counts.where(replicas.c.node_id == node_id)
+    held = dict((await conn.execute(counts.group_by(replicas.c.node_id))).tuples().all())
+    out = []
+    for row in await conn.execute(query):
+        info = node_info(row, now, timeouts)
+        out.append(
+            NodeView(
+                node_id=info.node_id,
+                url=info.url,
+                zone=info.zone,
+                state=info.state,
+                capacity_bytes=info.capacity_bytes,
+                free_bytes=info.free_bytes,
+                used_bytes=info.used_bytes,
+                reserve_bytes=info.reserve_bytes,
+                load=info.load,
+                last_heartbeat=info.last_heartbeat,
+                draining=info.draining,
+                blobs=held.get(info.node_id, 0),
+            )
+        )
+    return out

@@ -1,0 +1,194 @@
+"""``/v1/placements`` and ``/v1/blobs/...``: where uploads go and what became of them."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from slidestore import tokens
+from slidestore.blobs import check_blob_id
+from slidestore.cluster import place
+from slidestore.cluster.wire import (
+    API,
+    BlobStatus,
+    BlobView,
+    Placement,
+    PlacementRequest,
+    Retention,
+    Target,
+)
+from slidestore.errors import BlobNotFound, InvalidRequest
+from slidestore.tokens import Operation
+from slidestore_server.auth import require
+from slidestore_server.coordinator import catalog
+from slidestore_server.coordinator.errors import NotArchived, WaitTimeout
+from slidestore_server.coordinator.http import coordinator, decode, float_param, json
+
+#: Upload tokens live as long as a large upload may take; nodes check write on them.
+UPLOAD_TOKEN_TTL = 3600.0
+#: How often a long poll looks at the database again.
+WAIT_POLL = 0.075
+
+
+async def placements(request: Request) -> Response:
+    require(request, Operation.WRITE)
+    started = time.perf_counter()
+    req = await decode(request, PlacementRequest)
+    coord = coordinator(request)
+    replicas = req.replicas if req.replicas is not None else coord.settings.replicas
+    if req.size < 0 or not 1 <= replicas <= 16:
+        raise InvalidRequest("size must be >= 0 and replicas between 1 and 16")
+    if req.sha256 is not None:
+        check_blob_id(req.sha256)
+    secret = coord.settings.secret
+    now = coord.now()
+    async with coord.engine.connect() as conn:
+        if req.sha256 and await catalog.has_copy(conn, req.sha256, now, coord.settings.dead_after):
+            token = tokens.mint(secret, ops={Operation.READ}, blob=req.sha256, ttl=UPLOAD_TOKEN_TTL)
+            return json(
+                Placement(
+                    exists=True,
+                    primary=None,
+                    targets=(),
+                    upload_url=None,
+                    token=token,
+                    replicas=replicas,
+                ),
+                headers=_timing(time.perf_counter() - started),
+            )
+    nodes = await coord.placeable_nodes()
+    # min_replicas=1: an upload goes ahead with one node down; repair adds the rest later.
+    chosen = place(
+        req.sha256 or uuid.uuid4().hex,
+        req.size,
+        nodes,
+        replicas=replicas,
+        exclude=req.exclude,
+        min_replicas=1,
+    )
+    urls = {node.node_id: node.url for node in nodes}
+    targets = tuple(Target(node_id=n, url=urls[n]) for n in chosen)
+    async with coord.engine.begin() as conn:
+        await catalog.record_placement(
+            conn,
+            blob_id=req.sha256,
+            primary=chosen[0],
+            size=req.size,
+            target=replicas,
+            expires_at=req.expires_at,
+            now=now,
+        )
+    token = tokens.mint(
+        secret, ops={Operation.WRITE, Operation.READ}, ttl=UPLOAD_TOKEN_TTL, subject="placement"
+    )
+    elapsed = time.perf_counter() - started
+    coord.metrics.placement_seconds.observe(elapsed)
+    return json(
+        Placement(
+            exists=False,
+            primary=targets[0],
+            targets=targets,
+            upload_url=f"{targets[0].url}/uploads",
+            token=token,
+            replicas=replicas,
+        ),
+        headers=_timing(elapsed),
+    )
+
+
+def _timing(seconds: float) -> dict[str, str]:
+    """Server-Timing: the decision's own duration, apart from network and client time."""
+    return {"Server-Timing": f"place;dur={seconds * 1000:.3f}"}
+
+
+def _blob_id(request: Request) -> str:
+    return check_blob_id(str(request.path_params["blob_id"]))
+
+
+async def _view(request: Request, blob_id: str) -> BlobView | None:
+    coord = coordinator(request)
+    async with coord.engine.connect() as conn:
+        return await catalog.view(conn, blob_id, coord.now(), coord.timeouts)
+
+
+async def get_blob(request: Request) -> Response:
+    blob_id = _blob_id(request)
+    require(request, Operation.READ, blob_id)
+    found = await _view(request, blob_id)
+    if found is None:
+        raise BlobNotFound(f"the cluster has no blob {blob_id}")
+    return json(found)
+
+
+async def wait_blob(request: Request) -> Response:
+    """Long poll until the blob has ``replicas`` healthy copies on nodes that are not dead.
+
+    An unknown blob is waited for too: the upload may not have been reported yet.
+    """
+    blob_id = _blob_id(request)
+    require(request, Operation.READ, blob_id)
+    wanted = int(float_param(request, "replicas", 0, 0, 64))
+    timeout = float_param(request, "timeout", 30.0, 0, 600)
+    deadline = time.monotonic() + timeout
+    while True:
+        found = await _view(request, blob_id)
+        if found is not None:
+            if found.status in (BlobStatus.DELETED, BlobStatus.ARCHIVED):
+                return json(found)  # it will never get copies: answer instead of timing out
+            if len(found.replicas) >= (wanted or found.target):
+                return json(found)
+        left = deadline - time.monotonic()
+        if left <= 0:
+            have = 0 if found is None else len(found.replicas)
+            raise WaitTimeout(f"blob {blob_id} has {have} copies after {timeout:g} s")
+        await asyncio.sleep(min(WAIT_POLL, left))
+
+
+async def delete_blob(request: Request) -> Response:
+    blob_id = _blob_id(request)
+    require(request, Operation.DELETE, blob_id)
+    coord = coordinator(request)
+    async with coord.engine.begin() as conn:
+        holders = await catalog.mark_deleted(conn, blob_id)
+    await request.app.state.loop.retention.delete_now(blob_id, holders)
+    return Response(status_code=204)
+
+
+async def put_retention(request: Request) -> Response:
+    blob_id = _blob_id(request)
+    require(request, Operation.ADMIN)
+    retention = await decode(request, Retention)
+    coord = coordinator(request)
+    async with coord.engine.begin() as conn:
+        await catalog.set_retention(conn, blob_id, retention)
+    return json(await _view(request, blob_id))
+
+
+async def restore(request: Request) -> Response:
+    """Copy an archived blob back; the body (a ``Retention``, optional) is its new retention,
+    pinned by default so it is not archived again at once."""
+    blob_id = _blob_id(request)
+    require(request, Operation.ADMIN)
+    retention = await decode(request, Retention)
+    coord = coordinator(request)
+    async with coord.engine.begin() as conn:
+        if await catalog.restore(conn, blob_id, retention) is None:
+            raise NotArchived(f"blob {blob_id} has no archived copy")
+    return json(await _view(request, blob_id))
+
+
+def routes() -> list[Route]:
+    blob = f"{API}/blobs/{{blob_id}}"
+    return [
+        Route(f"{API}/placements", placements, methods=["POST"]),
+        Route(blob, get_blob, methods=["GET"]),
+        Route(blob, delete_blob, methods=["DELETE"]),
+        Route(f"{blob}/wait", wait_blob, methods=["GET"]),
+        Route(f"{blob}/retention", put_retention, methods=["PUT"]),
+        Route(f"{blob}/restore", restore, methods=["POST"]),
+    ]

@@ -1,0 +1,94 @@
+"""The coordinator's tables (SQLAlchemy Core: plain rows, no ORM identity map to go stale
+when several coordinators write the same database).
+
+Times are wall-clock seconds (``time.time()``) stamped by whichever coordinator received
+the message: several coordinators share the rows, so a per-process monotonic clock would
+not compare; a node's own clock is never used.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    Double,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+)
+
+metadata = MetaData()
+
+nodes = Table(
+    "nodes",
+    metadata,
+    Column("node_id", String(64), primary_key=True),
+    Column("url", Text, nullable=False),
+    Column("zone", String(128), nullable=False),
+    # As last recorded by the leader; views recompute it from last_heartbeat.
+    Column("state", String(16), nullable=False),
+    Column("capacity_bytes", BigInteger, nullable=False),
+    Column("free_bytes", BigInteger, nullable=False),
+    Column("used_bytes", BigInteger, nullable=False),
+    Column("reserve_bytes", BigInteger, nullable=False),
+    Column("load", Double, nullable=False, default=0.0),
+    Column("last_heartbeat", Double, nullable=False),
+    Column("draining", Boolean, nullable=False, default=False),
+)
+
+blobs = Table(
+    "blobs",
+    metadata,
+    Column("blob_id", String(64), primary_key=True),
+    Column("size", BigInteger, nullable=False),
+    Column("target", Integer, nullable=False),
+    Column("pinned", Boolean, nullable=False),
+    Column("expires_at", Double, nullable=True),
+    Column("archive_url", Text, nullable=True),
+    # Archived: the live copies were dropped on purpose (expired, safe in the archive).
+    Column("archived", Boolean, nullable=False, default=False),
+    Column("deleted", Boolean, nullable=False, default=False),
+    Column("created_at", Double, nullable=False),
+    Index("ix_blobs_expires_at", "expires_at"),
+)
+
+replicas = Table(
+    "replicas",
+    metadata,
+    Column("blob_id", String(64), primary_key=True),
+    Column("node_id", String(64), primary_key=True),
+    # A copy that failed a scrub: kept so the node is asked to drop it, never counted.
+    Column("quarantined", Boolean, nullable=False, default=False),
+    Index("ix_replicas_node", "node_id"),
+)
+
+# Placements not yet committed: the blob row is created by the heartbeat that reports
+# the upload, so abandoned uploads leave no blob behind. Without a sha256 the blob id is
+# unknown until then; the commit is matched by (primary node, size).
+placements = Table(
+    "placements",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("blob_id", String(64), nullable=True),
+    Column("primary_node", String(64), nullable=False),
+    Column("size", BigInteger, nullable=False),
+    Column("target", Integer, nullable=False),
+    Column("pinned", Boolean, nullable=False),
+    Column("expires_at", Double, nullable=True),
+    Column("created_at", Double, nullable=False),
+    Index("ix_placements_blob", "blob_id"),
+    Index("ix_placements_primary", "primary_node", "size"),
+)
+
+# The SQLite leader lease (PostgreSQL uses an advisory lock instead).
+leader = Table(
+    "leader",
+    metadata,
+    Column("name", String(32), primary_key=True),
+    Column("holder", String(64), nullable=False),
+    Column("expires_at", Double, nullable=False),
+)

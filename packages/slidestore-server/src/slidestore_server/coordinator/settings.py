@@ -1,0 +1,46 @@
+"""Coordinator settings: defaults for one laptop, each overridable by ``SLIDESTORE_*``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import msgspec
+
+
+class CoordinatorSettings(msgspec.Struct, kw_only=True, frozen=True):
+    data_dir: Path = Path("./slidestore-coordinator")
+    """SLIDESTORE_DATA_DIR: holds the SQLite database unless database_url says otherwise."""
+    secret: str = "dev-secret-change-me"
+    """SLIDESTORE_SECRET: the cluster's HMAC secret for tokens."""
+    host: str = "127.0.0.1"
+    """SLIDESTORE_HOST"""
+    port: int = 8600
+    """SLIDESTORE_PORT"""
+    database_url: str | None = None
+    """SLIDESTORE_DATABASE_URL: sqlite:///path or postgresql://user@host/db."""
+    replicas: int = 3
+    """SLIDESTORE_REPLICAS: copies of every blob unless the upload asked otherwise."""
+    heartbeat_interval: float = 1.0
+    """SLIDESTORE_HEARTBEAT_INTERVAL: told to nodes when they register."""
+    suspect_after: float = 3.0
+    """SLIDESTORE_SUSPECT_AFTER: seconds of silence before a node is suspect."""
+    dead_after: float = 10.0
+    """SLIDESTORE_DEAD_AFTER: seconds of silence before a node's replicas stop counting."""
+    max_copies: int = 4
+    """SLIDESTORE_MAX_COPIES: repair copies running at once in the whole cluster."""
+    copy_bytes_per_second: float | None = None
+    """SLIDESTORE_COPY_BYTES_PER_SECOND: bandwidth cap of each repair copy."""
+    archive_url: str | None = None
+    """SLIDESTORE_ARCHIVE_URL: fsspec URL expired blobs are archived under."""
+    loop_interval: float = 0.5
+    """SLIDESTORE_LOOP_INTERVAL: seconds between passes of the leader's loop."""
+    lease_seconds: float = 3.0
+    """SLIDESTORE_LEASE_SECONDS: SQLite leader lease; a dead leader is replaced after it."""
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def database(self) -> str:
+        return self.database_url or f"sqlite:///{self.data_dir / 'coordinator.db'}"

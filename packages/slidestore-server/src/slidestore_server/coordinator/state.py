@@ -1,0 +1,61 @@
+"""What the coordinator's handlers and loop share, kept at ``app.state.coordinator``."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import msgspec
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from slidestore.cluster import LivenessTimeouts, NodeInfo, state_at
+from slidestore_server.coordinator import registry
+from slidestore_server.coordinator.leader import Leadership
+from slidestore_server.coordinator.metrics import CoordinatorMetrics
+from slidestore_server.coordinator.nodes import NodeClient
+from slidestore_server.coordinator.settings import CoordinatorSettings
+
+
+@dataclass
+class Coordinator:
+    settings: CoordinatorSettings
+    engine: AsyncEngine
+    leadership: Leadership
+    nodes: NodeClient
+    metrics: CoordinatorMetrics = field(default_factory=CoordinatorMetrics)
+    #: Node rows as last read for placements: (read at, nodes). Placement is the hot
+    #: path and the figures move only with heartbeats, so a fraction of a second of
+    #: staleness costs nothing; liveness is re-derived from last_heartbeat on every use.
+    node_cache: tuple[float, list[NodeInfo]] = (0.0, [])
+    node_cache_seconds: float = 1.0  # the heartbeat interval: figures change no faster
+
+    async def placeable_nodes(self) -> list[NodeInfo]:
+        now = self.now()
+        read_at, cached = self.node_cache
+        if now - read_at > self.node_cache_seconds or now < read_at:
+            async with self.engine.connect() as conn:
+                cached = await registry.all_nodes(conn, now, self.timeouts)
+            self.node_cache = (now, cached)
+            return cached
+        timeouts = self.timeouts
+        return [
+            node
+            if (state := state_at(node.last_heartbeat, now, timeouts)) is node.state
+            else msgspec.structs.replace(node, state=state)
+            for node in cached
+        ]
+
+    def forget_nodes(self) -> None:
+        """A registration or drain here: the next placement must see it."""
+        self.node_cache = (0.0, [])
+
+    @property
+    def timeouts(self) -> LivenessTimeouts:
+        return LivenessTimeouts(
+            suspect_after=self.settings.suspect_after, dead_after=self.settings.dead_after
+        )
+
+    @staticmethod
+    def now() -> float:
+        # Wall clock: shared by every coordinator on the database (see schema.py).
+        return time.time()

@@ -1,0 +1,236 @@
+"""The coordinator against SQLite and PostgreSQL: registry, liveness, placement, blobs.
+
+Nodes are simulated (``FakeNode``) over real HTTP; each test gets a fresh database.
+"""
+# ruff: noqa: F811  (fixtures imported from coordinator_kit are test parameters here)
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+
+import httpx
+import pytest
+from coordinator_kit import (  # noqa: F401  (fixtures)
+    FAST_LIVENESS,
+    GB,
+    FakeNode,
+    database_url,
+    eventually,
+    headers,
+    start_coordinator,
+)
+
+from slidestore import tokens
+from slidestore.tokens import Operation
+from slidestore_server.testing import CoordinatorProcess
+
+Start = Callable[..., CoordinatorProcess]
+BLOB_A = "a" * 64
+BLOB_B = "b" * 64
+
+
+def states(coordinator: CoordinatorProcess) -> dict[str, str]:
+    answer = httpx.get(f"{coordinator.url}/v1/nodes", headers=headers(Operation.READ))
+    assert answer.status_code == 200
+    return {node["node_id"]: node["state"] for node in answer.json()}
+
+
+def place(coordinator: CoordinatorProcess, **body: object) -> httpx.Response:
+    return httpx.post(
+        f"{coordinator.url}/v1/placements", json=body, headers=headers(Operation.WRITE)
+    )
+
+
+def test_register_heartbeat_and_liveness_transitions(start_coordinator: Start) -> None:
+    coordinator = start_coordinator(**FAST_LIVENESS)
+    node = FakeNode(coordinator.url, "n1")
+    ack = node.register()
+    assert ack.status_code == 200
+    assert ack.json() == {"heartbeat_interval": 1.0, "suspect_after": 0.5, "dead_after": 1.5}
+    assert states(coordinator) == {"n1": "alive"}
+    assert node.heartbeat().json() == {"state": "alive"}
+
+    eventually(lambda: states(coordinator)["n1"] == "suspect", timeout=3)
+    eventually(lambda: states(coordinator)["n1"] == "dead", timeout=3)
+    status = httpx.get(f"{coordinator.url}/v1/status", headers=headers(Operation.READ)).json()
+    assert status["nodes"] == {"alive": 0, "suspect": 0, "dead": 1}
+    # A heartbeat revives it at once.
+    assert node.heartbeat().status_code == 200
+    assert states(coordinator) == {"n1": "alive"}
+
+
+def test_heartbeat_from_an_unknown_node_is_404_node_unknown(start_coordinator: Start) -> None:
+    coordinator = start_coordinator()
+    answer = FakeNode(coordinator.url, "ghost").heartbeat()
+    assert answer.status_code == 404
+    assert answer.json()["error"] == "node_unknown"
+
+
+def test_node_messages_need_admin_tokens_and_sane_figures(start_coordinator: Start) -> None:
+    coordinator = start_coordinator()
+    refused = httpx.post(
+        f"{coordinator.url}/v1/nodes/register", json={}, headers=headers(Operation.WRITE)
+    )
+    assert refused.status_code == 403
+    bad = FakeNode(coordinator.url, "n1", capacity=10, free=20).register()
+    assert bad.status_code == 400
+    assert bad.json()["error"] == "invalid_node_report"
+
+
+def test_placement_spreads_zones_skips_full_and_excluded_nodes(start_coordinator: Start) -> None:
+    coordinator = start_coordinator(replicas=3)
+    nodes = [
+        FakeNode(coordinator.url, "a1", zone="a"),
+        FakeNode(coordinator.url, "a2", zone="a"),
+        FakeNode(coordinator.url, "b1", zone="b"),
+        FakeNode(coordinator.url, "c1", zone="c"),
+        FakeNode(coordinator.url, "full", zone="d", free=1 * GB),
+    ]
+    for node in nodes:
+        assert node.register().status_code == 200
+    zone = {node.node_id: node.zone for node in nodes}
+    for size in range(1, 30):
+        answer = place(coordinator, size=5 * GB + size)
+        assert answer.status_code == 200, answer.text
+        body = answer.json()
+        chosen = [t["node_id"] for t in body["targets"]]
+        assert len(chosen) == 3
+        assert "full" not in chosen
+        assert len({zone[n] for n in chosen}) == 3  # zones a, b, c: one copy each
+        assert body["primary"] == body["targets"][0]
+        assert body["upload_url"] == f"{body['primary']['url']}/uploads"
+        assert not body["exists"]
+
+    excluded = place(coordinator, size=GB, exclude=["b1", "c1"]).json()
+    chosen = {t["node_id"] for t in excluded["targets"]}
+    assert chosen.isdisjoint({"b1", "c1"})
+    assert len(chosen) == 3  # a1, a2 and the small node: the blob fits there
+
+    none_fits = place(coordinator, size=60 * GB)
+    assert none_fits.status_code == 507
+    assert none_fits.json()["error"] == "no_placement"
+
+
+def test_placement_token_lets_the_primary_accept_the_upload(start_coordinator: Start) -> None:
+    coordinator = start_coordinator()
+    FakeNode(coordinator.url, "n1").register()
+    body = place(coordinator, size=10).json()
+    cap = tokens.verify("coordinator-test-secret", body["token"])
+    assert cap.allows(Operation.WRITE) and cap.allows(Operation.READ, BLOB_A)
+    assert cap.exp - time.time() > 3000
+
+
+def test_known_content_exists_and_commits_record_the_placement(start_coordinator: Start) -> None:
+    coordinator = start_coordinator(replicas=3)
+    n1, n2 = FakeNode(coordinator.url, "n1"), FakeNode(coordinator.url, "n2")
+    n1.register()
+    n2.register()
+    expires = time.time() + 3600
+    first = place(coordinator, size=100, sha256=BLOB_A, replicas=2, expires_at=expires).json()
+    assert first["exists"] is False
+    blob = httpx.get(f"{coordinator.url}/v1/blobs/{BLOB_A}", headers=headers(Operation.READ))
+    assert blob.status_code == 404  # placed, not committed: no blob yet
+
+    primary = n1 if first["primary"]["node_id"] == "n1" else n2
+    primary.heartbeat(added={BLOB_A: 100})
+    view = httpx.get(f"{coordinator.url}/v1/blobs/{BLOB_A}", headers=headers(Operation.READ))
+    assert view.json()["target"] == 2
+    assert view.json()["pinned"] is False
+    assert view.json()["expires_at"] == pytest.approx(expires)
+    assert [r["node_id"] for r in view.json()["replicas"]] == [primary.node_id]
+
+    again = place(coordinator, size=100, sha256=BLOB_A).json()
+    assert again["exists"] is True and again["primary"] is None and again["upload_url"] is None
+
+    # Reported without any placement: adopted with the default R, pinned.
+    n2.heartbeat(added={BLOB_B: 7})
+    adopted = httpx.get(f"{coordinator.url}/v1/blobs/{BLOB_B}", headers=headers(Operation.READ))
+    assert adopted.json()["target"] == 3 and adopted.json()["pinned"] is True
+
+
+def test_placement_without_sha256_is_matched_by_primary_and_size(start_coordinator: Start) -> None:
+    coordinator = start_coordinator()
+    node = FakeNode(coordinator.url, "n1")
+    node.register()
+    assert place(coordinator, size=4242, replicas=1, expires_at=time.time() + 60).status_code == 200
+    node.heartbeat(added={BLOB_A: 4242})
+    view = httpx.get(f"{coordinator.url}/v1/blobs/{BLOB_A}", headers=headers(Operation.READ))
+    assert view.json()["target"] == 1 and view.json()["pinned"] is False
+
+
+def test_wait_long_polls_until_enough_copies(start_coordinator: Start) -> None:
+    coordinator = start_coordinator()
+    n1, n2 = FakeNode(coordinator.url, "n1"), FakeNode(coordinator.url, "n2")
+    n1.register()
+    n2.register()
+    n1.heartbeat(added={BLOB_A: 5})
+    url = f"{coordinator.url}/v1/blobs/{BLOB_A}/wait"
+    timed_out = httpx.get(url, params={"replicas": 2, "timeout": 0.3}, headers=headers())
+    assert timed_out.status_code == 408
+
+    later = threading.Timer(0.5, lambda: n2.heartbeat(added={BLOB_A: 5}))
+    later.start()
+    started = time.monotonic()
+    done = httpx.get(url, params={"replicas": 2, "timeout": 10}, headers=headers(), timeout=20)
+    later.join()
+    assert done.status_code == 200
+    assert 0.4 < time.monotonic() - started < 5
+    assert {r["node_id"] for r in done.json()["replicas"]} == {"n1", "n2"}
+
+
+def test_delete_marks_the_blob_deleted_and_keeps_it_out_of_placements(
+    start_coordinator: Start,
+) -> None:
+    coordinator = start_coordinator()
+    node = FakeNode(coordinator.url, "n1")
+    node.register()
+    node.heartbeat(added={BLOB_A: 5})
+    url = f"{coordinator.url}/v1/blobs/{BLOB_A}"
+    assert httpx.delete(url, headers=headers(Operation.READ)).status_code == 403
+    assert httpx.delete(url, headers=headers(Operation.DELETE)).status_code == 204
+    assert httpx.get(url, headers=headers()).json()["status"] == "deleted"
+    assert place(coordinator, size=5, sha256=BLOB_A).json()["exists"] is False
+    assert (
+        httpx.delete(f"{coordinator.url}/v1/blobs/{BLOB_B}", headers=headers()).status_code == 404
+    )
+
+
+def test_drain_and_health_endpoints(start_coordinator: Start) -> None:
+    coordinator = start_coordinator()
+    FakeNode(coordinator.url, "n1").register()
+    drained = httpx.post(f"{coordinator.url}/v1/nodes/n1/drain", headers=headers())
+    assert drained.status_code == 200 and drained.json()["draining"] is True
+    assert place(coordinator, size=1).status_code == 507  # the only node is leaving
+    assert httpx.post(f"{coordinator.url}/v1/nodes/nx/drain", headers=headers()).status_code == 404
+    assert httpx.get(f"{coordinator.url}/healthz").status_code == 200
+    assert httpx.get(f"{coordinator.url}/readyz").json()["status"] == "ready"
+    spec = httpx.get(f"{coordinator.url}/openapi.json").json()
+    assert "/v1/placements" in spec["paths"] and "Placement" in spec["components"]["schemas"]
+    metrics = httpx.get(f"{coordinator.url}/metrics", headers=headers()).text
+    assert "slidestore_cluster_placement_seconds_count 1.0" not in metrics  # 507 not timed
+    assert 'slidestore_cluster_nodes{state="alive"}' in metrics
+
+
+def test_exactly_one_leader_and_failover(start_coordinator: Start) -> None:
+    first, second = start_coordinator(), start_coordinator()
+
+    def leaders() -> list[CoordinatorProcess]:
+        out = []
+        for process in (first, second):
+            status = httpx.get(f"{process.url}/v1/status", headers=headers(), timeout=5)
+            if status.json()["leader"]:
+                out.append(process)
+        return out
+
+    eventually(lambda: len(leaders()) == 1, timeout=10)
+    for _ in range(10):  # and it stays that way
+        assert len(leaders()) == 1
+        time.sleep(0.1)
+    leader = leaders()[0]
+    other = second if leader is first else first
+    leader.kill()
+    started = time.monotonic()
+    eventually(lambda: httpx.get(f"{other.url}/v1/status", headers=headers()).json()["leader"])
+    assert time.monotonic() - started < 5
