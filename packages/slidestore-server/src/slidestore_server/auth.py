@@ -1,7 +1,8 @@
 """Bearer capabilities on requests: ``Authorization: Bearer <t>`` or ``?token=<t>``.
 
 The app keeps the cluster secret at ``app.state.secret``. Verification is cached on the
-request so several checks in one handler cost one HMAC.
+request so several checks in one handler cost one HMAC, and per app (a
+``tokens.Verifier``) so a viewer's thousands of tile requests with one token cost one.
 """
 
 from __future__ import annotations
@@ -29,7 +30,11 @@ def capability(conn: HTTPConnection) -> Capability:
     token = bearer(conn)
     if token is None:
         raise TokenMissing("this endpoint needs a token (Authorization: Bearer or ?token=)")
-    cap = tokens.verify(conn.app.state.secret, token)
+    state = conn.app.state
+    verifier = getattr(state, "verifier", None)
+    if verifier is None:
+        verifier = state.verifier = tokens.Verifier(state.secret)
+    cap: Capability = verifier.verify(token)
     conn.scope["slidestore.capability"] = cap
     return cap
 

@@ -47,6 +47,21 @@ class HttpMetrics:
         self.in_flight = Gauge(
             f"{prefix}_http_in_flight", "requests being served", registry=registry
         )
+        # Labelled children by (route, method, status): ``labels()`` takes a lock and
+        # builds a key each call, measurable at thousands of tiles per second.
+        self._children: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
+
+    def observe(self, route: str, method: str, status: int, seconds: float) -> None:
+        key = (route, method, status)
+        children = self._children.get(key)
+        if children is None:
+            children = (
+                self.requests.labels(route, method, str(status)),
+                self.latency.labels(route, method),
+            )
+            self._children[key] = children
+        children[0].inc()
+        children[1].observe(seconds)
 
 
 class MetricsMiddleware:
@@ -74,9 +89,7 @@ class MetricsMiddleware:
             self.metrics.in_flight.dec()
             endpoint = scope.get("endpoint")
             route = getattr(endpoint, "__name__", None) or "unmatched"
-            method = scope["method"]
-            self.metrics.requests.labels(route, method, str(status)).inc()
-            self.metrics.latency.labels(route, method).observe(time.perf_counter() - start)
+            self.metrics.observe(route, scope["method"], status, time.perf_counter() - start)
 
 
 class CallbackCollector(Collector):

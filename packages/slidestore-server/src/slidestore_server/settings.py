@@ -38,6 +38,22 @@ class NodeSettings(msgspec.Struct, kw_only=True, frozen=True):
     """SLIDESTORE_ZONE: failure domain for replica placement."""
     workers: int = 1
     """SLIDESTORE_WORKERS: server worker processes."""
+    heartbeat_interval: float = 1.0
+    """SLIDESTORE_HEARTBEAT_INTERVAL: seconds between heartbeats until the coordinator's
+    registration answer names its own interval."""
+    scrub_bytes_per_second: float = 50e6
+    """SLIDESTORE_SCRUB_BYTES_PER_SECOND: read rate of the background scrubber (0: off)."""
+    scrub_interval_seconds: float = 3600.0
+    """SLIDESTORE_SCRUB_INTERVAL_SECONDS: pause between scrub passes (0: off)."""
+    capacity_bytes: int = 0
+    """SLIDESTORE_CAPACITY_BYTES: pretend the disk holds this much (0: the filesystem's
+    size); reported free space is then min(filesystem free, capacity - used)."""
+    prerender: bool = True
+    """SLIDESTORE_PRERENDER: render every slide's Deep Zoom tiles ahead of time in the
+    background (about a third of the slide's size on disk; levels between the scanner's
+    then serve as fast as native tiles)."""
+    prerender_threads: int = 1
+    """SLIDESTORE_PRERENDER_THREADS: threads the background prerendering uses."""
 
     @property
     def url(self) -> str:

@@ -27,7 +27,23 @@ from slidestore_server.metrics import (
     metrics_endpoint,
 )
 from slidestore_server.node import openapi
-from slidestore_server.node.routes import blobs, deepzoom, health, iiif, slides, uploads, zarr
+from slidestore_server.node.capacity import Capacity
+from slidestore_server.node.changes import ChangeSignal
+from slidestore_server.node.cluster import BackgroundDuties
+from slidestore_server.node.identity import load_or_create_node_id
+from slidestore_server.node.renditions import Prerenderer
+from slidestore_server.node.routes import (
+    admin,
+    blobs,
+    deepzoom,
+    health,
+    iiif,
+    replicas,
+    slides,
+    uploads,
+    zarr,
+)
+from slidestore_server.node.scrubber import Scrubber
 from slidestore_server.node.slides import SlideCache
 from slidestore_server.node.state import NodeState
 from slidestore_server.settings import NodeSettings
@@ -35,19 +51,50 @@ from slidestore_server.settings import NodeSettings
 
 def build_state(settings: NodeSettings) -> NodeState:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    blob_store = BlobStore(settings.data_dir / "blobs", reserve_bytes=settings.reserve_bytes)
+    capacity = Capacity(settings.capacity_bytes)
+    blob_store = BlobStore(
+        settings.data_dir / "blobs", reserve_bytes=settings.reserve_bytes, free=capacity.free
+    )
+    capacity.attach(blob_store)
+    changes = ChangeSignal(settings.data_dir, enabled=bool(settings.coordinator_url))
+    renditions = Prerenderer(
+        blob_store,
+        settings.data_dir / "renditions",
+        threads=settings.prerender_threads,
+        enabled=settings.prerender,
+    )
+    slide_cache = SlideCache(
+        blob_store,
+        max_open=settings.open_slides,
+        cache_bytes=settings.tile_cache_bytes,
+        renditions=renditions.root if settings.prerender else None,
+    )
+
+    def quarantined(blob_ids: list[str]) -> None:
+        for blob_id in blob_ids:
+            slide_cache.evict(blob_id)
+        changes.notify()
+
     return NodeState(
         settings=settings,
+        node_id=load_or_create_node_id(settings.data_dir),
         blobs=blob_store,
+        capacity=capacity,
+        changes=changes,
+        scrubber=Scrubber(
+            blob_store,
+            bytes_per_second=settings.scrub_bytes_per_second,
+            interval_seconds=settings.scrub_interval_seconds,
+            on_quarantine=quarantined,
+        ),
         uploads=UploadManager(
             settings.data_dir / "uploads",
             blob_store,
             expiry_seconds=settings.upload_expiry_seconds,
             max_size=settings.max_upload_bytes,
         ),
-        slides=SlideCache(
-            blob_store, max_open=settings.open_slides, cache_bytes=settings.tile_cache_bytes
-        ),
+        slides=slide_cache,
+        renditions=renditions,
     )
 
 
@@ -67,6 +114,14 @@ def _gauges(state: NodeState) -> Iterable[tuple[str, str, float]]:
         "upload bytes received by this process",
         float(state.uploads.bytes_received),
     )
+    tiles = state.slides.deepzoom_counts()
+    for source, help_text in (
+        ("passthrough", "Deep Zoom tiles answered with stored native JPEG bytes"),
+        ("prerendered", "Deep Zoom tiles read from a prerendered rendition"),
+        ("rendered", "Deep Zoom tiles rendered on demand"),
+        ("cache_hits", "Deep Zoom tiles answered from the encoded-tile cache"),
+    ):
+        yield f"slidestore_node_deepzoom_{source}", help_text + " (open slides)", tiles[source]
     yield "slidestore_node_tile_cache_hits", "decoded tile cache hits", float(hits)
     yield "slidestore_node_tile_cache_misses", "decoded tile cache misses", float(misses)
     total = hits + misses
@@ -94,19 +149,27 @@ def create_app(settings: NodeSettings) -> Starlette:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        state.renditions.start()
+        background = BackgroundDuties(state)
+        background.start()
         try:
             yield
         finally:
+            await background.stop()
+            state.renditions.stop()
             state.slides.close()
 
+    # Tile routes first: Starlette tries routes in order, and tiles are most requests.
     routes: list[BaseRoute] = [
+        *deepzoom.routes(),
         *health.routes(),
         Route("/metrics", metrics_route, methods=["GET"]),
         Route("/openapi.json", openapi_route, methods=["GET"]),
         *blobs.routes(),
+        *replicas.routes(),
+        *admin.routes(),
         *uploads.routes(),
         *slides.routes(),
-        *deepzoom.routes(),
         *iiif.routes(),
         *zarr.routes(),
     ]

@@ -33,6 +33,7 @@ def _errors(*statuses: int) -> dict[str, Any]:
         422: "Not a slide, or its pixels fail to decode",
         423: "Upload busy",
         460: "Checksum mismatch",
+        502: "The replica's source is unreachable, lacks the blob, or sent corrupt bytes",
         507: "Not enough free space",
     }
     return {str(s): _json(text[s]) for s in statuses}
@@ -58,6 +59,29 @@ def _query(name: str, schema: dict[str, Any]) -> dict[str, Any]:
 
 
 BLOB = _path_param("blob_id", BLOB_ID)
+# Sources are plain strings on purpose: the node checks them (400), and a generated URL
+# naming a real host would only measure the fuzzer's network.
+REPLICATE = {
+    "type": "object",
+    "required": ["blob_id", "size"],
+    "properties": {
+        "blob_id": BLOB_ID,
+        "size": {"type": "integer", "minimum": 0},
+        "source_url": {"type": ["string", "null"]},
+        "archive_url": {"type": ["string", "null"]},
+        "bytes_per_second": {"type": ["number", "null"], "minimum": 1024},
+    },
+}
+REPLICATED = {
+    "type": "object",
+    "required": ["blob_id", "size", "copied_bytes", "seconds"],
+    "properties": {
+        "blob_id": BLOB_ID,
+        "size": {"type": "integer"},
+        "copied_bytes": {"type": "integer"},
+        "seconds": {"type": "number"},
+    },
+}
 READ_ERRORS = _errors(400, 401, 403, 404, 422)
 FORMAT = {"type": "string", "enum": ["jpeg", "jpg", "png", "webp"]}
 TUS_RESUMABLE = {
@@ -84,7 +108,24 @@ def document() -> dict[str, Any]:
         },
         "security": [{"bearer": []}],
         "paths": {
-            "/healthz": {"get": {"security": [], "responses": {"200": {"description": "alive"}}}},
+            "/healthz": {
+                "get": {
+                    "security": [],
+                    "responses": {
+                        "200": _json(
+                            "alive",
+                            {
+                                "type": "object",
+                                "required": ["status", "node_id"],
+                                "properties": {
+                                    "status": {"type": "string"},
+                                    "node_id": {"type": "string", "pattern": "^[0-9a-f]{32}$"},
+                                },
+                            },
+                        )
+                    },
+                }
+            },
             "/readyz": {
                 "get": {
                     "security": [],
@@ -114,11 +155,54 @@ def document() -> dict[str, Any]:
                     "responses": {"204": {"description": "deleted"}, **_errors(400, 401, 403, 404)},
                 },
             },
+            "/replicas": {
+                "post": {
+                    "requestBody": {
+                        "required": True,
+                        "content": {"application/json": {"schema": REPLICATE}},
+                    },
+                    "responses": {
+                        "200": _json("a good copy was already here", REPLICATED),
+                        "201": _json("copied and verified", REPLICATED),
+                        **_errors(400, 401, 403, 502, 507),
+                    },
+                }
+            },
+            "/admin/scrub": {
+                "post": {
+                    "responses": {
+                        "200": _json(
+                            "one scrub pass done; the ids it quarantined",
+                            {
+                                "type": "object",
+                                "required": ["quarantined"],
+                                "properties": {
+                                    "quarantined": {"type": "array", "items": BLOB_ID},
+                                    "seconds": {"type": "number"},
+                                },
+                            },
+                        ),
+                        **_errors(401, 403),
+                    }
+                }
+            },
             "/slides/{blob_id}/info": {
                 "get": {
                     "parameters": [BLOB],
                     "responses": {
                         "200": _json("normalized metadata", {"type": "object"}),
+                        **READ_ERRORS,
+                    },
+                }
+            },
+            "/slides/{blob_id}/renditions": {
+                "get": {
+                    "parameters": [BLOB],
+                    "responses": {
+                        "200": _json(
+                            "prerendering state of the slide's Deep Zoom tiles",
+                            {"type": "object"},
+                        ),
                         **READ_ERRORS,
                     },
                 }

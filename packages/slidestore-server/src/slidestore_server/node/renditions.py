@@ -34,7 +34,7 @@ RESCAN_SECONDS: Final = 5.0
 NICENESS: Final = 10
 UNSUPPORTED: Final = "unsupported"
 """Marker file: the blob is not a slide we can render (it is never retried)."""
-SOURCE_CACHE_BYTES: Final = 96 << 20
+SOURCE_CACHE_BYTES: Final = 32 << 20
 """Decoded source tiles kept while rendering: a strip of tiles and its halo."""
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from collections.abc import Hashable
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from slidestore import Slide, open_slide
@@ -31,6 +32,7 @@ class SlideEntry:
         slide: Slide,
         tiles: LRUCache[TileKey, RGBArray],
         encoded: LRUCache[Hashable, bytes],
+        renditions: Path | None = None,
     ) -> None:
         self.blob_id = blob_id
         self.slide = slide
@@ -41,14 +43,25 @@ class SlideEntry:
             slide, PyramidOptions(cache_bytes=tiles.max_bytes), cache=tiles
         )
         self.deepzoom: DeepZoom = DeepZoom(self.pyramid, cache=encoded)
+        if renditions is not None:
+            self.deepzoom.use_rendition(renditions / blob_id / self.deepzoom.rendition_key)
 
     def close(self) -> None:
+        self.deepzoom.close()
         self.slide.close()
 
 
 class SlideCache:
-    def __init__(self, blobs: BlobStore, *, max_open: int, cache_bytes: int) -> None:
+    def __init__(
+        self,
+        blobs: BlobStore,
+        *,
+        max_open: int,
+        cache_bytes: int,
+        renditions: Path | None = None,
+    ) -> None:
         self.blobs = blobs
+        self.renditions = renditions
         self.max_open = max(1, max_open)
         self.cache_bytes = cache_bytes
         # Two thirds for decoded tiles (derived levels are built from them), a third for
@@ -80,7 +93,7 @@ class SlideCache:
                 return entry
             path = self.blobs.path(blob_id)
             slide = open_slide(path)
-            entry = SlideEntry(blob_id, slide, self.tiles, self.encoded)
+            entry = SlideEntry(blob_id, slide, self.tiles, self.encoded, self.renditions)
             evicted: list[SlideEntry] = []
             with self._lock:
                 self._entries[blob_id] = entry
@@ -90,6 +103,19 @@ class SlideCache:
         for old in evicted:
             old.close()
         return entry
+
+    def deepzoom_counts(self) -> dict[str, float]:
+        """Deep Zoom tiles by how they were answered, summed over the open slides."""
+        with self._lock:
+            entries = list(self._entries.values())
+        totals = dict.fromkeys(("passthrough", "prerendered", "rendered", "cache_hits"), 0.0)
+        for entry in entries:
+            stats = entry.deepzoom.stats()
+            totals["passthrough"] += stats.passthrough
+            totals["prerendered"] += stats.prerendered
+            totals["rendered"] += stats.rendered
+            totals["cache_hits"] += stats.cache_hits
+        return totals
 
     def cache_counts(self) -> tuple[int, int]:
         """Decoded-tile cache (hits, misses)."""

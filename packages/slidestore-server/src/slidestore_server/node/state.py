@@ -10,12 +10,28 @@ from slidestore_server.settings import NodeSettings
 if TYPE_CHECKING:
     from slidestore.blobs import BlobStore
     from slidestore.uploads import UploadManager
+    from slidestore_server.node.capacity import Capacity
+    from slidestore_server.node.changes import ChangeSignal
+    from slidestore_server.node.renditions import Prerenderer
+    from slidestore_server.node.scrubber import Scrubber
     from slidestore_server.node.slides import SlideCache
 
 
 @dataclass
 class NodeState:
     settings: NodeSettings
+    node_id: str
     blobs: BlobStore
+    capacity: Capacity
     uploads: UploadManager
     slides: SlideCache
+    changes: ChangeSignal
+    """Call ``changes.notify()`` after a blob appears or disappears (heartbeat now)."""
+    scrubber: Scrubber
+    renditions: Prerenderer
+
+    def blobs_gone(self, blob_ids: list[str]) -> None:
+        """Blobs were deleted or quarantined: drop their open slides, tell the agent."""
+        for blob_id in blob_ids:
+            self.slides.evict(blob_id)
+        self.changes.notify()

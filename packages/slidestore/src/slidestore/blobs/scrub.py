@@ -21,12 +21,17 @@ class Throttle:
         self._done = 0
 
     def account(self, nbytes: int) -> None:
-        self._done += nbytes
-        if self.bytes_per_second is None:
-            return
-        ahead = self._done / self.bytes_per_second - (time.monotonic() - self._start)
+        ahead = self.delay(nbytes)
         if ahead > 0:
             time.sleep(ahead)
+
+    def delay(self, nbytes: int) -> float:
+        """Account ``nbytes`` and return how long to wait without sleeping (for async code,
+        which must ``await asyncio.sleep`` instead of blocking its event loop)."""
+        self._done += nbytes
+        if self.bytes_per_second is None:
+            return 0.0
+        return max(0.0, self._done / self.bytes_per_second - (time.monotonic() - self._start))
 
 
 def hash_file(path: Path, *, throttle: Throttle | None = None) -> str:

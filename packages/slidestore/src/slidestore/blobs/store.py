@@ -288,16 +288,22 @@ class BlobStore:
     # -- scrubbing -------------------------------------------------------------------
 
     def scrub(
-        self, ids: Iterable[str] | None = None, *, bytes_per_second: float | None = None
+        self,
+        ids: Iterable[str] | None = None,
+        *,
+        bytes_per_second: float | None = None,
+        throttle: Throttle | None = None,
     ) -> Iterator[str]:
         """Re-hash blobs and yield the id of each one whose content no longer matches.
 
         Lazy: nothing is read until you iterate. Each bad blob is quarantined before its
         id is yielded. ``bytes_per_second`` paces the reads (over the whole run) so a
-        scrub does not starve tile serving of disk bandwidth. Blobs deleted meanwhile
-        are skipped.
+        scrub does not starve tile serving of disk bandwidth; a ``throttle`` of your own
+        replaces it (it sees every chunk, so it can also stop a long run by raising).
+        Blobs deleted meanwhile are skipped.
         """
-        throttle = Throttle(bytes_per_second)
+        if throttle is None:
+            throttle = Throttle(bytes_per_second)
         for blob_id in list(self.ids()) if ids is None else ids:
             location = self._location(blob_id)
             try:

@@ -152,7 +152,8 @@ async def delete_blob(request: Request) -> Response:
     require(request, Operation.DELETE, blob_id)
     node: NodeState = request.app.state.node
     await run_in_threadpool(node.blobs.delete, blob_id)
-    node.slides.evict(blob_id)
+    node.blobs_gone([blob_id])
+    await run_in_threadpool(node.renditions.forget, blob_id)
     return Response(status_code=204)
 
 

@@ -1,6 +1,7 @@
 """DeepZoom for OpenSeadragon: ``/slides/{id}.dzi`` and ``/slides/{id}_files/{level}/{col}_{row}.{fmt}``.
 
-Tiles of native levels are stored JPEG bytes: when the slide is already open they are
+Tiles of native levels are stored JPEG bytes, and the node prerenders the others in the
+background (``node/renditions.py``): when the slide is already open such a tile is
 served straight from the event loop (one ``pread``), skipping the thread hop that
 rendered tiles need.
 """
@@ -46,9 +47,8 @@ async def tile(request: Request) -> Response:
     if etag_matches(request, f'"{etag_key}"'):
         return immutable(request, b"", "", etag_key, max_age=node.settings.cache_max_age)
     entry = node.slides.peek(blob_id)
-    if entry is not None and fmt == "jpeg" and entry.deepzoom.passthrough_level(level) is not None:
-        result = entry.deepzoom.tile_with_info(level, col, row, fmt)
-    else:
+    result = entry.deepzoom.stored_tile(level, col, row, fmt) if entry is not None else None
+    if result is None:
         entry = entry or await open_entry(node, blob_id)
         result = await run_in_threadpool(entry.deepzoom.tile_with_info, level, col, row, fmt)
     return immutable(

@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
-import httpx
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from slidestore_server.node.agent_status import coordinator_problems
 from slidestore_server.node.state import NodeState
 
 
 async def healthz(request: Request) -> JSONResponse:
-    return JSONResponse({"status": "ok"})
+    node: NodeState = request.app.state.node
+    return JSONResponse({"status": "ok", "node_id": node.node_id})
 
 
 async def readyz(request: Request) -> JSONResponse:
@@ -20,13 +21,9 @@ async def readyz(request: Request) -> JSONResponse:
     problems = await run_in_threadpool(node.blobs.readiness_problems)
     coordinator = node.settings.coordinator_url
     if coordinator:
-        try:
-            async with httpx.AsyncClient(timeout=1.0) as client:
-                answer = await client.get(coordinator.rstrip("/") + "/healthz")
-            if answer.status_code != 200:
-                problems.append(f"coordinator {coordinator} answered {answer.status_code}")
-        except httpx.HTTPError as exc:
-            problems.append(f"coordinator {coordinator} unreachable: {type(exc).__name__}")
+        # What the cluster agent (maybe in another worker) last managed, not a probe of
+        # our own: being registered and heartbeating is what makes the node usable.
+        problems += coordinator_problems(node.settings.data_dir, coordinator)
     status = 200 if not problems else 503
     return JSONResponse(
         {"status": "ready" if not problems else "not_ready", "problems": problems}, status

@@ -101,9 +101,25 @@ async def associated(request: Request) -> Response:
     return await _picture(request, blob_id, name, lambda s: s.associated_image(name), 90)
 
 
+async def renditions(request: Request) -> Response:
+    """Whether the slide's Deep Zoom tiles are prerendered yet (``state``: pending,
+    rendering, complete, unsupported or disabled) and what it took."""
+    blob_id = blob_id_param(request)
+    require(request, Operation.READ, blob_id)
+    node: NodeState = request.app.state.node
+    entry = await open_entry(node, blob_id)
+    body = {"deepzoom": node.renditions.status(blob_id, entry.deepzoom.rendition_key)}
+    return Response(
+        _encoder.encode(body),
+        media_type="application/json",
+        headers={"Cache-Control": "no-store"},
+    )
+
+
 def routes() -> list[Route]:
     return [
         Route("/slides/{blob_id}/info", info, methods=["GET"]),
+        Route("/slides/{blob_id}/renditions", renditions, methods=["GET"]),
         Route("/slides/{blob_id}/thumbnail", thumbnail, methods=["GET"]),
         Route("/slides/{blob_id}/{name:str}", associated, methods=["GET"]),
     ]

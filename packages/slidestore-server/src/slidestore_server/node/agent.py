@@ -1,0 +1,238 @@
+"""The cluster agent: registers the node with the coordinator and keeps it informed.
+
+One loop: scan the blob store (when something changed, and every
+:data:`FULL_SCAN_SECONDS` anyway), then register (full inventory) or heartbeat (the
+delta since the last acknowledged message), then wait for the heartbeat interval or a
+change signal, whichever comes first. A failed message is not acknowledged, so its
+changes go out again with the next one; a 404 from a heartbeat means the coordinator
+forgot us, and the next message is a full registration. Nothing the coordinator does
+(down, slow, wrong answers) stops the loop: it retries with capped exponential backoff.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import random
+import time
+from pathlib import Path
+from typing import Final
+
+import httpx
+import msgspec
+
+from slidestore import tokens
+from slidestore.blobs import BlobStore, is_blob_id
+from slidestore.cluster.inventory import InventoryTracker, Snapshot
+from slidestore.cluster.wire import (
+    API,
+    Heartbeat,
+    HeartbeatAck,
+    NodeReport,
+    Register,
+    RegisterAck,
+)
+from slidestore.tokens import Operation
+from slidestore_server.node.agent_status import AgentStatus, write_status
+from slidestore_server.node.capacity import Capacity
+from slidestore_server.node.changes import ChangeSignal
+from slidestore_server.settings import NodeSettings
+
+FULL_SCAN_SECONDS: Final = 30.0
+"""Rescan even without a signal, for changes made behind the node's back."""
+BACKOFF_MIN: Final = 0.2
+BACKOFF_MAX: Final = 5.0
+TIMEOUT: Final = httpx.Timeout(5.0, connect=2.0)
+log = logging.getLogger("slidestore.agent")
+
+
+class CoordinatorRefused(Exception):
+    """The coordinator answered, but not with what the protocol promises."""
+
+
+class NodeForgotten(Exception):
+    """404 on a heartbeat: the coordinator does not know this node (any more)."""
+
+
+class ClusterAgent:
+    def __init__(
+        self,
+        *,
+        settings: NodeSettings,
+        node_id: str,
+        blobs: BlobStore,
+        capacity: Capacity,
+        changes: ChangeSignal,
+    ) -> None:
+        assert settings.coordinator_url
+        self.settings = settings
+        self.node_id = node_id
+        self.blobs = blobs
+        self.capacity = capacity
+        self.changes = changes
+        self.tracker = InventoryTracker()
+        self.status = AgentStatus(pid=os.getpid(), heartbeat_interval=settings.heartbeat_interval)
+        self._sizes: dict[str, int] = {}
+        self._snapshot: Snapshot | None = None
+        self._scanned_at = 0.0
+
+    # -- the loop ----------------------------------------------------------------------
+
+    async def run(self) -> None:
+        self._write_status()
+        backoff = BACKOFF_MIN
+        headers = {"User-Agent": f"slidestore-node/{self.node_id} pid={os.getpid()}"}
+        async with httpx.AsyncClient(
+            base_url=str(self.settings.coordinator_url).rstrip("/"),
+            timeout=TIMEOUT,
+            headers=headers,
+        ) as client:
+            while True:
+                try:
+                    await self._exchange(client)
+                except NodeForgotten:
+                    log.info("coordinator forgot this node: registering again")
+                    self.tracker.forget()
+                    continue
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:  # never let the coordinator take the node down
+                    self._failed(exc)
+                    await asyncio.sleep(backoff * random.uniform(0.8, 1.2))
+                    backoff = min(backoff * 2, BACKOFF_MAX)
+                    continue
+                backoff = BACKOFF_MIN
+                await self.changes.wait(self.status.heartbeat_interval)
+
+    async def _exchange(self, client: httpx.AsyncClient) -> None:
+        snapshot = await self._current()
+        if self.tracker.registered:
+            await self._heartbeat(client, snapshot)
+        else:
+            await self._register(client, snapshot)
+        self.tracker.acknowledge(snapshot)
+        self.status.last_success = time.time()
+        self.status.last_error = None
+        self._write_status()
+
+    async def _current(self) -> Snapshot:
+        """The latest scan, rescanning first if something changed or it is old."""
+        pending = self.changes.pending()
+        if (
+            self._snapshot is None
+            or pending
+            or time.monotonic() - self._scanned_at > FULL_SCAN_SECONDS
+        ):
+            self.changes.clear()  # before the scan: a change during it wakes us again
+            self._snapshot = await asyncio.to_thread(self._scan)
+            self._scanned_at = time.monotonic()
+        return self._snapshot
+
+    # -- messages ----------------------------------------------------------------------
+
+    async def _register(self, client: httpx.AsyncClient, snapshot: Snapshot) -> None:
+        message = Register(
+            node_id=self.node_id,
+            url=self.settings.url,
+            zone=self.settings.zone,
+            report=self._report(snapshot),
+            inventory=snapshot.inventory(),
+            quarantined=tuple(sorted(snapshot.quarantined)),
+        )
+        answer = await self._post(client, f"{API}/nodes/register", message)
+        ack = self._decode(answer, RegisterAck)
+        if ack.heartbeat_interval > 0:
+            self.status.heartbeat_interval = ack.heartbeat_interval
+        self.status.registered = True
+        log.info(
+            "registered with coordinator",
+            extra={"node_id": self.node_id, "blobs": len(snapshot.blobs)},
+        )
+
+    async def _heartbeat(self, client: httpx.AsyncClient, snapshot: Snapshot) -> None:
+        delta = self.tracker.delta(snapshot)
+        message = Heartbeat(
+            report=self._report(snapshot),
+            added=delta.added,
+            removed=delta.removed,
+            quarantined=delta.quarantined,
+        )
+        answer = await self._post(client, f"{API}/nodes/{self.node_id}/heartbeat", message)
+        if answer.status_code == 404:
+            self.status.registered = False
+            raise NodeForgotten()
+        self._decode(answer, HeartbeatAck)
+
+    async def _post(
+        self, client: httpx.AsyncClient, path: str, message: msgspec.Struct
+    ) -> httpx.Response:
+        token = tokens.mint(
+            self.settings.secret, ops={Operation.ADMIN}, ttl=60, subject=self.node_id
+        )
+        return await client.post(
+            path,
+            content=msgspec.json.encode(message),
+            headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+        )
+
+    @staticmethod
+    def _decode[T](answer: httpx.Response, kind: type[T]) -> T:
+        if answer.status_code not in (200, 201):
+            raise CoordinatorRefused(
+                f"{answer.request.url.path} answered {answer.status_code}: {answer.text[:200]}"
+            )
+        try:
+            return msgspec.json.decode(answer.content, type=kind)
+        except msgspec.DecodeError as exc:
+            raise CoordinatorRefused(f"{answer.request.url.path}: unexpected body: {exc}") from None
+
+    def _report(self, snapshot: Snapshot) -> NodeReport:
+        return self.capacity.report(
+            self.blobs.root, used=snapshot.used_bytes, reserve=self.settings.reserve_bytes
+        )
+
+    # -- disk --------------------------------------------------------------------------
+
+    def _scan(self) -> Snapshot:
+        """Every healthy blob with its size, and the quarantined ids: O(blobs), in a thread.
+
+        Sizes are cached: a blob's content (so its size) never changes under its id.
+        """
+        sizes: dict[str, int] = {}
+        for blob_id in self.blobs.ids():
+            size = self._sizes.get(blob_id)
+            if size is None:
+                try:
+                    size = self.blobs.size(blob_id)
+                except FileNotFoundError:
+                    continue  # deleted while we walk
+            sizes[blob_id] = size
+        self._sizes = sizes
+        return Snapshot.take(sizes, quarantined_ids(self.blobs.quarantine_dir))
+
+    # -- status ------------------------------------------------------------------------
+
+    def _failed(self, exc: Exception) -> None:
+        reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        if reason != self.status.last_error:
+            log.warning("coordinator exchange failed", extra={"reason": reason})
+        self.status.last_error = reason
+        self._write_status()
+
+    def _write_status(self) -> None:
+        try:
+            write_status(self.settings.data_dir, self.status)
+        except OSError as exc:
+            log.warning("cannot write agent status", extra={"reason": str(exc)})
+
+
+def quarantined_ids(quarantine_dir: Path) -> set[str]:
+    """Ids of quarantined copies (files are named ``<id>.<unix ns>``)."""
+    ids: set[str] = set()
+    with os.scandir(quarantine_dir) as entries:
+        for entry in entries:
+            blob_id = entry.name.partition(".")[0]
+            if is_blob_id(blob_id):
+                ids.add(blob_id)
+    return ids

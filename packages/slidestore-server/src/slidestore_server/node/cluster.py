@@ -1,0 +1,66 @@
+"""The node's background duties, run by exactly one worker process: the cluster agent
+(when a coordinator is configured) and the scrubber.
+
+Started and stopped by the app's lifespan. Every worker tries the agent lock
+(:mod:`.election`); the one that gets it runs the duties, the others retry now and then
+so one of them takes over if the holder dies.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Coroutine
+from typing import Any
+
+from slidestore_server.node.agent import ClusterAgent
+from slidestore_server.node.election import RETRY_SECONDS, AgentLock
+from slidestore_server.node.state import NodeState
+
+log = logging.getLogger("slidestore.node")
+
+
+class BackgroundDuties:
+    def __init__(self, node: NodeState) -> None:
+        self.node = node
+        self.lock = AgentLock(node.settings.data_dir)
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def wanted(self) -> bool:
+        return bool(self.node.settings.coordinator_url) or self.node.scrubber.enabled
+
+    def start(self) -> None:
+        if self.wanted:
+            self._task = asyncio.create_task(self._run(), name="slidestore-background")
+
+    async def stop(self) -> None:
+        self.node.scrubber.stop()
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self.lock.release()
+
+    async def _run(self) -> None:
+        while not await asyncio.to_thread(self.lock.try_acquire):
+            await asyncio.sleep(RETRY_SECONDS)
+        log.info("this worker runs the node's background duties")
+        duties: list[Coroutine[Any, Any, None]] = []
+        node = self.node
+        if node.settings.coordinator_url:
+            agent = ClusterAgent(
+                settings=node.settings,
+                node_id=node.node_id,
+                blobs=node.blobs,
+                capacity=node.capacity,
+                changes=node.changes,
+            )
+            duties.append(agent.run())
+        if node.scrubber.enabled:
+            duties.append(node.scrubber.run())
+        async with asyncio.TaskGroup() as group:
+            for duty in duties:
+                group.create_task(duty)
