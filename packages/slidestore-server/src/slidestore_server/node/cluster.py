@@ -29,7 +29,7 @@ class BackgroundDuties:
 
     @property
     def wanted(self) -> bool:
-        return bool(self.node.settings.coordinator_url) or self.node.scrubber.enabled
+        return True  # abandoned uploads expire on every node
 
     def start(self) -> None:
         if self.wanted:
@@ -61,6 +61,21 @@ class BackgroundDuties:
             duties.append(agent.run())
         if node.scrubber.enabled:
             duties.append(node.scrubber.run())
+        duties.append(self._expire_uploads())
         async with asyncio.TaskGroup() as group:
             for duty in duties:
                 group.create_task(duty)
+
+    async def _expire_uploads(self) -> None:
+        """Remove uploads nobody touched for the expiry period, even if no client ever
+        comes back (requests only expire the sessions they happen to look at)."""
+        period = max(0.5, min(60.0, self.node.settings.upload_expiry_seconds / 2))
+        while True:
+            try:
+                expired = await asyncio.to_thread(self.node.uploads.expire)
+            except Exception:  # a bad session must not stop expiry for the others
+                log.exception("upload expiry pass failed")
+            else:
+                if expired:
+                    log.info("uploads expired", extra={"uploads": expired})
+            await asyncio.sleep(period)

@@ -1,9 +1,10 @@
 """Prerendering every slide's Deep Zoom tiles in the background, once per blob.
 
 A blob's rendition lives in ``<data>/renditions/<blob_id>/<key>/`` (see
-``slidestore.protocols.deepzoom.prerender``). One worker process of the node does the
-work — the one holding ``renditions/.lock`` — in one thread at a lower CPU priority, so
-tile requests keep the cores when both want them. It wakes when an upload commits in its
+``slidestore.protocols.deepzoom.prerender``). One worker process of the node runs it —
+the one holding ``renditions/.lock`` — one slide at a time, each in a child process at a
+lower CPU priority (``prerender_worker``), so tile requests keep the cores when both want
+them and the renderer's memory and any decoder crash stay out of the node. It wakes when an upload commits in its
 own process and rescans the blob store every ``RESCAN_SECONDS`` for blobs that arrived
 through other workers or replication. Until a rendition is complete, tiles it does not
 hold yet are rendered on demand, with the same bytes.
@@ -16,17 +17,18 @@ import fcntl
 import logging
 import os
 import shutil
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
 from typing import Final
 
-from slidestore import open_slide
 from slidestore.blobs import BlobStore
-from slidestore.errors import SlidestoreError
-from slidestore.protocols.deepzoom import DeepZoom, Rendition, Stopped, prerender
+from slidestore.protocols.deepzoom import Rendition
+from slidestore.protocols.deepzoom.generator import RENDITION_VERSION
 from slidestore.protocols.deepzoom.prerender import is_complete, read_manifest
-from slidestore.pyramid import PyramidOptions, open_pyramid
+from slidestore_server.node.prerender_worker import UNSUPPORTED_EXIT
 
 log = logging.getLogger("slidestore.renditions")
 
@@ -34,8 +36,6 @@ RESCAN_SECONDS: Final = 5.0
 NICENESS: Final = 10
 UNSUPPORTED: Final = "unsupported"
 """Marker file: the blob is not a slide we can render (it is never retried)."""
-SOURCE_CACHE_BYTES: Final = 32 << 20
-"""Decoded source tiles kept while rendering: a strip of tiles and its halo."""
 
 
 class Prerenderer:
@@ -130,36 +130,45 @@ class Prerenderer:
         base = self.root / blob_id
         if (base / UNSUPPORTED).exists():
             return
-        try:
-            slide = open_slide(self.blobs.path(blob_id))
-        except SlidestoreError as exc:
-            base.mkdir(parents=True, exist_ok=True)
-            (base / UNSUPPORTED).write_text(f"{type(exc).__name__}: {exc}\n")
+        if any(is_complete(d) for d in base.glob(f"*-r{RENDITION_VERSION}")):
             return
-        with slide:
-            pyramid = open_pyramid(slide, PyramidOptions(cache_bytes=SOURCE_CACHE_BYTES))
-            deepzoom = DeepZoom(pyramid)
-            directory = base / deepzoom.rendition_key
-            if is_complete(directory):
-                return
-            self.current = blob_id
-            started = time.monotonic()
-            try:
-                rendition = prerender(deepzoom, directory, threads=self.threads, stop=self._stop)
-            except Stopped:
-                return
-            except SlidestoreError as exc:  # undecodable pixels: serve what can be served
-                log.warning("cannot prerender %s: %s", blob_id, exc)
-                (base / UNSUPPORTED).write_text(f"{type(exc).__name__}: {exc}\n")
-                return
-            finally:
-                self.current = None
-        log.info(
-            "prerendered",
-            extra={
-                "blob_id": blob_id,
-                "tiles": rendition.tiles,
-                "bytes": rendition.bytes,
-                "seconds": round(time.monotonic() - started, 2),
-            },
-        )
+        base.mkdir(parents=True, exist_ok=True)
+        self.current = blob_id
+        started = time.monotonic()
+        command = [
+            sys.executable,
+            "-m",
+            "slidestore_server.node.prerender_worker",
+            str(self.blobs.path(blob_id)),
+            str(base),
+            str(self.threads),
+        ]
+        try:
+            with subprocess.Popen(
+                command,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+                preexec_fn=lambda: os.nice(NICENESS),
+            ) as child:
+                while child.poll() is None:
+                    if self._stop.wait(0.2):
+                        child.kill()
+                        child.wait()
+                        return
+                reason = (child.stderr.read() if child.stderr else b"").decode(errors="replace")
+        finally:
+            self.current = None
+        if child.returncode == 0:
+            log.info(
+                "prerendered",
+                extra={"blob_id": blob_id, "seconds": round(time.monotonic() - started, 2)},
+            )
+            return
+        # Not renderable (or the renderer crashed on it): remember, never retry in a loop.
+        # Tiles are still rendered on demand, where a bad one fails alone with a 4xx.
+        if child.returncode == UNSUPPORTED_EXIT:
+            text = reason.strip()
+        else:
+            text = f"renderer exited with {child.returncode}: {reason.strip()[-500:]}"
+        log.warning("cannot prerender %s: %s", blob_id, text)
+        (base / UNSUPPORTED).write_text(text + "\n")

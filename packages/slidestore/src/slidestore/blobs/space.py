@@ -6,8 +6,11 @@ will write, and a new writer is refused (:class:`InsufficientStorage`) when its 
 not fit in ``free − reserve_bytes − promised`` — before any of its bytes are accepted.
 As bytes land on disk, free space shrinks and the writer's promise shrinks with it.
 
-The ledger lives in memory, per process: with several worker processes each one only
-knows its own promises (the filesystem's free space is still shared and exact).
+Promises come from two places. Writers of this process (a replica being copied) hold
+:class:`Reservation` objects in memory. Upload sessions are on disk, so their promises
+are read from there (``add_source``): every worker process of a node sees every
+upload's outstanding bytes, whichever worker created it or receives its chunks, and
+they survive a restart without being re-registered.
 """
 
 from __future__ import annotations
@@ -36,17 +39,36 @@ class SpaceGuard:
         self._free = free
         self._lock = threading.Lock()
         self._promised = 0
+        self._sources: list[Callable[[], int]] = []
+
+    def add_source(self, promised: Callable[[], int]) -> None:
+        """Count the bytes ``promised()`` returns as promised too (e.g. upload sessions)."""
+        self._sources.append(promised)
 
     def free_bytes(self) -> int:
         return self._free(self.root)
 
     @property
     def promised_bytes(self) -> int:
-        return self._promised
+        return self._promised + sum(source() for source in self._sources)
 
     def available_bytes(self) -> int:
         """What a new writer may still be promised (may be negative when over-committed)."""
-        return self.free_bytes() - self.reserve_bytes - self._promised
+        return self.free_bytes() - self.reserve_bytes - self.promised_bytes
+
+    def check(self, nbytes: int) -> None:
+        """:class:`InsufficientStorage` unless ``nbytes`` more would fit now (records nothing:
+        for callers whose promise is recorded elsewhere, like an upload session on disk)."""
+        if nbytes < 0:
+            raise InvalidRequest(f"cannot reserve a negative number of bytes ({nbytes})")
+        promised = self.promised_bytes
+        available = self.free_bytes() - self.reserve_bytes - promised
+        if nbytes > available:
+            raise InsufficientStorage(
+                f"{nbytes} bytes do not fit: {max(available, 0)} bytes available "
+                f"(free space minus the {self.reserve_bytes}-byte reserve and "
+                f"{promised} bytes promised to uploads in progress)"
+            )
 
     def reserve(self, nbytes: int, *, force: bool = False) -> Reservation:
         """Promise ``nbytes``; :class:`InsufficientStorage` if they do not fit.
@@ -58,13 +80,7 @@ class SpaceGuard:
             raise InvalidRequest(f"cannot reserve a negative number of bytes ({nbytes})")
         with self._lock:
             if not force:
-                available = self.free_bytes() - self.reserve_bytes - self._promised
-                if nbytes > available:
-                    raise InsufficientStorage(
-                        f"{nbytes} bytes do not fit: {max(available, 0)} bytes available "
-                        f"(free space minus the {self.reserve_bytes}-byte reserve and "
-                        f"{self._promised} bytes promised to uploads in progress)"
-                    )
+                self.check(nbytes)
             self._promised += nbytes
         return Reservation(self, nbytes)
 

@@ -24,14 +24,14 @@ import secrets
 import shutil
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
 import msgspec
 
-from slidestore.blobs import BlobStore, Reservation
+from slidestore.blobs import BlobStore
 from slidestore.blobs.durable import fsync_dir, make_dirs
 from slidestore.errors import (
     ChecksumMismatch,
@@ -58,6 +58,7 @@ _HASH_CHUNK: Final = 1 << 20
 STATE_FILE: Final = "state.json"
 DATA_FILE: Final = "data"
 LOCK_FILE: Final = "lock"
+_CREATE_LOCK: Final = ".create.lock"
 
 
 @dataclass
@@ -74,7 +75,11 @@ class UploadManager:
     On completion the declared sha256 (if any) must match, the file must pass
     ``validate`` (by default: it opens as a slide and a tile decodes), and then it moves
     into the :class:`BlobStore`; otherwise the upload is removed and the error raised.
-    The declared length is reserved against the store's free-space guard at creation.
+    The declared length is checked against the store's free-space guard at creation;
+    from then on the session's outstanding bytes (length - offset, read from its state on
+    disk) count as promised for every process sharing the directory. Creation is
+    serialized across processes by a lock file, so two workers cannot both promise the
+    same free bytes.
     """
 
     def __init__(
@@ -97,13 +102,13 @@ class UploadManager:
         """A long chunk without a chunk checksum is made durable every this many bytes."""
         self.clock = clock
         self._mutex = threading.Lock()  # guards the two dicts below
-        self._reservations: dict[str, Reservation] = {}
         self._progress: dict[str, _Progress] = {}
         self.bytes_received = 0
         """Upload bytes this process made durable (a counter for metrics)."""
         self._last_expire = 0.0
         make_dirs(self.root)
         self._recover()
+        blobs.space.add_source(self.promised_bytes)
 
     def __repr__(self) -> str:
         return f"UploadManager({str(self.root)!r})"
@@ -142,18 +147,37 @@ class UploadManager:
 
     # -- recovery after a restart ----------------------------------------------------
 
-    def _recover(self) -> None:
-        for leftover in self.root.iterdir():
-            if leftover.name == _TRASH or leftover.name.startswith(_NEW):
-                shutil.rmtree(leftover, ignore_errors=True)
+    @contextlib.contextmanager
+    def _creation_lock(self) -> Iterator[None]:
+        """Serializes "check the space, create the session" across processes."""
+        fd = os.open(self.root / _CREATE_LOCK, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)  # releases the lock
+
+    def promised_bytes(self) -> int:
+        """Bytes the live upload sessions (of every process) may still write."""
+        total = 0
+        now = self.clock()
         for upload_id in self.ids():
             try:
                 info = self._load(upload_id)
             except SlidestoreError:
-                continue
-            if not info.complete and info.remaining > 0:
-                # Accepted before the restart: keep its promise even if the disk filled up.
-                self._reservations[upload_id] = self.blobs.reserve(info.remaining, force=True)
+                continue  # removed or being replaced meanwhile
+            if not info.complete and now <= info.expires_at:
+                total += info.remaining
+        return total
+
+    def _recover(self) -> None:
+        """Clear what a crash left half-made; under the creation lock, because another
+        worker starting beside this one may be staging a new session right now."""
+        with self._creation_lock():
+            for leftover in self.root.iterdir():
+                if leftover.name.startswith(_NEW):
+                    shutil.rmtree(leftover, ignore_errors=True)
+        shutil.rmtree(self.root / _TRASH, ignore_errors=True)
 
     # -- locking ---------------------------------------------------------------------
 
@@ -206,34 +230,35 @@ class UploadManager:
                 f"upload of {length} bytes exceeds this node's limit of {self.max_size} bytes"
             )
         declared = normalize_sha256(sha256) if sha256 is not None else None
-        reservation = self.blobs.reserve(length)
-        try:
-            upload_id = secrets.token_urlsafe(18)
-            now = self.clock()
-            info = UploadInfo(
-                id=upload_id,
-                length=length,
-                metadata=dict(metadata or {}),
-                sha256=declared,
-                created_at=now,
-                updated_at=now,
-                expires_at=now + self.expiry_seconds,
-            )
-            # Build the directory aside and rename it in: an upload exists completely or not.
-            staging = self.root / f"{_NEW}{upload_id}"
-            staging.mkdir()
-            for name in (DATA_FILE, LOCK_FILE):
-                fd = os.open(staging / name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-                os.close(fd)
-            state.save(staging / STATE_FILE, info)
-            fsync_dir(staging)
-            os.rename(staging, self.root / upload_id)
-            fsync_dir(self.root)
-        except BaseException:
-            reservation.release()
-            raise
+        with self._creation_lock():
+            return self._create_checked(length, metadata, declared)
+
+    def _create_checked(
+        self, length: int, metadata: Mapping[str, bytes] | None, declared: str | None
+    ) -> UploadInfo:
+        self.blobs.space.check(length)
+        upload_id = secrets.token_urlsafe(18)
+        now = self.clock()
+        info = UploadInfo(
+            id=upload_id,
+            length=length,
+            metadata=dict(metadata or {}),
+            sha256=declared,
+            created_at=now,
+            updated_at=now,
+            expires_at=now + self.expiry_seconds,
+        )
+        # Build the directory aside and rename it in: an upload exists completely or not.
+        staging = self.root / f"{_NEW}{upload_id}"
+        staging.mkdir()
+        for name in (DATA_FILE, LOCK_FILE):
+            fd = os.open(staging / name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            os.close(fd)
+        state.save(staging / STATE_FILE, info)
+        fsync_dir(staging)
+        os.rename(staging, self.root / upload_id)
+        fsync_dir(self.root)
         with self._mutex:
-            self._reservations[upload_id] = reservation
             self._progress[upload_id] = _Progress(0, hashlib.sha256())
         if length == 0:
             return self.finish(upload_id)
@@ -362,12 +387,9 @@ class UploadManager:
         )
         self._save(new)
         with self._mutex:
-            reservation = self._reservations.get(info.id)
             self.bytes_received += offset - info.offset
             if file_hash is not None:
                 self._progress[info.id] = _Progress(offset, file_hash.copy())
-        if reservation is not None:
-            reservation.consume(offset - info.offset)
         return new
 
     def _finish_locked(self, info: UploadInfo) -> UploadInfo:
@@ -433,10 +455,7 @@ class UploadManager:
 
     def _forget(self, upload_id: str) -> None:
         with self._mutex:
-            reservation = self._reservations.pop(upload_id, None)
             self._progress.pop(upload_id, None)
-        if reservation is not None:
-            reservation.release()
 
     def _remove(self, upload_id: str) -> None:
         """Delete an upload's directory (caller holds its lock): gone in one rename."""
