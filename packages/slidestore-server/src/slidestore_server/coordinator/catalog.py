@@ -17,7 +17,7 @@ from slidestore.cluster import LivenessTimeouts, NodeState, state_at
 from slidestore.cluster.wire import BlobRef, BlobStatus, BlobView, ReplicaView, Retention
 from slidestore.errors import BlobNotFound
 from slidestore_server.coordinator.db import upsert
-from slidestore_server.coordinator.schema import blobs, nodes, placements, replicas
+from slidestore_server.coordinator.schema import blobs, changes, nodes, placements, replicas
 
 #: Placements not committed after this long are forgotten (the node's upload expiry).
 PLACEMENT_TTL = 24 * 3600.0
@@ -181,6 +181,7 @@ async def mark_deleted(conn: AsyncConnection, blob_id: str) -> list[tuple[str, s
     """Mark deleted (repair never copies it again); return (node id, url) of its holders."""
     await _require(conn, blob_id)
     await conn.execute(update(blobs).where(blobs.c.blob_id == blob_id).values(deleted=True))
+    await bump(conn)
     # Forget pending placements too, so a late commit of the same upload stays deleted.
     await conn.execute(delete(placements).where(placements.c.blob_id == blob_id))
     rows = await conn.execute(
@@ -199,6 +200,7 @@ async def set_retention(conn: AsyncConnection, blob_id: str, retention: Retentio
         .where(blobs.c.blob_id == blob_id)
         .values(pinned=pinned, expires_at=retention.expires_at)
     )
+    await bump(conn)
 
 
 async def restore(conn: AsyncConnection, blob_id: str, retention: Retention) -> Any:
@@ -215,6 +217,7 @@ async def restore(conn: AsyncConnection, blob_id: str, retention: Retention) -> 
             expires_at=retention.expires_at,
         )
     )
+    await bump(conn)
     return row
 
 
@@ -225,3 +228,14 @@ async def archive_urls(conn: AsyncConnection, blob_ids: Sequence[str]) -> dict[s
         )
     )
     return {row.blob_id: row.archive_url for row in rows}
+
+
+async def bump(conn: AsyncConnection) -> None:
+    """Something the repair loop must look at changed (see ``schema.changes``)."""
+    await conn.execute(update(changes).where(changes.c.id == 1).values(serial=changes.c.serial + 1))
+
+
+async def change_serial(conn: AsyncConnection) -> int:
+    return int(
+        (await conn.execute(select(changes.c.serial).where(changes.c.id == 1))).scalar() or 0
+    )

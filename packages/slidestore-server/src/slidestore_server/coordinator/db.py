@@ -62,6 +62,8 @@ async def create_schema(engine: AsyncEngine) -> None:
                 await conn.run_sync(schema.metadata.create_all, checkfirst=True)
                 stmt = upsert(conn, schema.leader).values(name="leader", holder="", expires_at=0.0)
                 await conn.execute(stmt.on_conflict_do_nothing(index_elements=["name"]))
+                stmt = upsert(conn, schema.changes).values(id=1, serial=0)
+                await conn.execute(stmt.on_conflict_do_nothing(index_elements=["id"]))
             return
         except DBAPIError:
             # SQLite has no lock to serialise DDL: another coordinator won the race.

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 
 from slidestore.cluster import NodeInfo
 from slidestore_server.coordinator import catalog, registry, worklist
@@ -16,7 +17,9 @@ from slidestore_server.coordinator.state import Coordinator
 log = logging.getLogger("slidestore.coordinator.loop")
 
 #: Seconds between refreshes of the status gauges (a few aggregate queries).
-GAUGE_INTERVAL = 2.0
+GAUGE_INTERVAL = 5.0
+#: The leader scans every blob at least this often even when nothing reported a change.
+FULL_SCAN_SECONDS = 10.0
 
 
 class Loop:
@@ -25,6 +28,8 @@ class Loop:
         self.repairer = Repairer(coord)
         self.retention = Retention(coord)
         self._gauges_at = 0.0
+        self._serial: int | None = None
+        self._scanned_at = 0.0
 
     async def run(self) -> None:
         coord = self.coord
@@ -42,14 +47,25 @@ class Loop:
             await asyncio.sleep(coord.settings.loop_interval)
 
     async def leader_pass(self) -> None:
-        nodes = await self.liveness()
-        await self.repairer.run_pass(nodes)
+        nodes, changed = await self.liveness()
+        async with self.coord.engine.connect() as conn:
+            serial = await catalog.change_serial(conn)
+        now = time.monotonic()
+        if (
+            changed
+            or serial != self._serial
+            or self.repairer.busy
+            or now - self._scanned_at >= FULL_SCAN_SECONDS
+        ):
+            self._serial, self._scanned_at = serial, now
+            await self.repairer.run_pass(nodes)
         await self.retention.run_pass()
         async with self.coord.engine.begin() as conn:
             await catalog.forget_old_placements(conn, self.coord.now())
 
-    async def liveness(self) -> list[NodeInfo]:
-        """Record state changes (the views derive states themselves); return the nodes."""
+    async def liveness(self) -> tuple[list[NodeInfo], bool]:
+        """Record state changes (the views derive states themselves); return the nodes and
+        whether any changed state."""
         coord = self.coord
         async with coord.engine.begin() as conn:
             nodes = await registry.all_nodes(conn, coord.now(), coord.timeouts)
@@ -65,7 +81,7 @@ class Loop:
                 node.state,
                 extra={"node": node.node_id, "state": node.state.value},
             )
-        return nodes
+        return nodes, bool(changed)
 
     async def _refresh_gauges(self) -> None:
         now = self.coord.now()

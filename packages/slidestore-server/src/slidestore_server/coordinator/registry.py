@@ -60,6 +60,7 @@ async def register(conn: AsyncConnection, msg: Register, now: float, default_tar
     await _put_replicas(conn, msg.node_id, (ref.blob_id for ref in msg.inventory), False)
     await _put_replicas(conn, msg.node_id, msg.quarantined, True)
     await catalog.adopt(conn, msg.node_id, msg.inventory, now, default_target)
+    await catalog.bump(conn)
 
 
 async def heartbeat(
@@ -84,6 +85,8 @@ async def heartbeat(
     await _put_replicas(conn, node_id, (ref.blob_id for ref in msg.added), False)
     await _put_replicas(conn, node_id, msg.quarantined, True)
     await catalog.adopt(conn, node_id, msg.added, now, default_target)
+    if msg.added or msg.removed or msg.quarantined:
+        await catalog.bump(conn)
 
 
 async def _put_replicas(
@@ -156,6 +159,7 @@ async def set_draining(conn: AsyncConnection, node_id: str, draining: bool) -> N
     )
     if result.rowcount == 0:
         raise NodeUnknown(f"node {node_id} is not registered")
+    await catalog.bump(conn)
 
 
 async def views(

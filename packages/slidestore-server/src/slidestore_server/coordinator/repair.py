@@ -33,15 +33,25 @@ class Repairer:
         self.trimming: set[tuple[str, str]] = set()
         self.failed: dict[tuple[str, str], float] = {}  # (blob, source) -> avoid until
         self._tasks: set[asyncio.Task[None]] = set()
+        self.dirty = True
+        """The last pass left work (or a copy/trim finished since): scan again next pass."""
+
+    @property
+    def busy(self) -> bool:
+        return self.dirty or bool(self.in_flight) or bool(self.trimming)
 
     async def run_pass(self, nodes: list[NodeInfo]) -> None:
         coord = self.coord
         now = coord.now()
         self.failed = {key: until for key, until in self.failed.items() if until > now}
+        self.dirty = False
         async with coord.engine.connect() as conn:
             blobs = await worklist.blobs_to_repair(conn, now, coord.timeouts)
             if not blobs:
                 return
+            # Blobs off R remain (copies deferred, unplaceable, waiting for a source, or
+            # started now): keep scanning every pass until the cluster is whole again.
+            self.dirty = True
             plan = plan_repair(
                 blobs,
                 nodes,

@@ -5,7 +5,6 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
-import msgspec
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from slidestore.cluster import LivenessTimeouts, NodeInfo, state_at
@@ -32,18 +31,21 @@ class Coordinator:
     async def placeable_nodes(self) -> list[NodeInfo]:
         now = self.now()
         read_at, cached = self.node_cache
-        if now - read_at > self.node_cache_seconds or now < read_at:
-            async with self.engine.connect() as conn:
-                cached = await registry.all_nodes(conn, now, self.timeouts)
-            self.node_cache = (now, cached)
-            return cached
         timeouts = self.timeouts
-        return [
-            node
-            if (state := state_at(node.last_heartbeat, now, timeouts)) is node.state
-            else msgspec.structs.replace(node, state=state)
-            for node in cached
-        ]
+        # Serve the cache only while no node's liveness would change by its cached
+        # last_heartbeat: that one is stale by up to the cache's age, so re-deriving states
+        # from it made live nodes look suspect (no placements: 507) whenever
+        # heartbeat_interval + node_cache_seconds exceeded suspect_after.
+        if (
+            read_at <= now <= read_at + self.node_cache_seconds
+            and cached
+            and all(state_at(n.last_heartbeat, now, timeouts) is n.state for n in cached)
+        ):
+            return cached
+        async with self.engine.connect() as conn:
+            fresh = await registry.all_nodes(conn, now, timeouts)
+        self.node_cache = (now, fresh)
+        return fresh
 
     def forget_nodes(self) -> None:
         """A registration or drain here: the next placement must see it."""
