@@ -26,10 +26,24 @@ def sync(session: nox.Session, *groups: str) -> None:
     )
 
 
+FRONTEND = os.path.join(os.path.dirname(__file__), "apps", "labportal", "frontend")
+
+
+def frontend(session: nox.Session) -> None:
+    """The portal's browser libraries (OpenSeadragon, tus-js-client) from package-lock.json:
+    ``npm ci`` when node_modules is missing or older than the lockfile."""
+    lock = os.path.join(FRONTEND, "package-lock.json")
+    modules = os.path.join(FRONTEND, "node_modules")
+    if os.path.isdir(modules) and os.path.getmtime(modules) >= os.path.getmtime(lock):
+        return
+    session.run("npm", "ci", "--no-audit", "--no-fund", "--prefix", FRONTEND, external=True)
+
+
 @nox.session(python=PYTHON)
 def tests(session: nox.Session) -> None:
     """The whole default test suite (library, server, portal, cross-package)."""
     sync(session, "dev")
+    frontend(session)
     session.run(
         "pytest",
         "packages/slidestore/tests",
@@ -74,6 +88,7 @@ def benchmarks(session: nox.Session) -> None:
 def demo(session: nox.Session) -> None:
     """Start the demo: a DeepZoom viewer on the sample slide."""
     sync(session, "dev")
+    frontend(session)
     session.run("python", "-m", "slidestore_server.demo", *session.posargs)
 
 
@@ -98,3 +113,33 @@ def load(session: nox.Session) -> None:
     """wrk load test: node vs the DeepZoom baseline and the HTTP ceiling; tus upload speed."""
     sync(session, "dev")
     session.run("python", "benchmarks/load/run_load.py", *session.posargs)
+
+
+@nox.session(python=PYTHON)
+def faults(session: nox.Session) -> None:
+    """The randomized cluster fault run, long: ``nox -s faults -- [SECONDS] [SEED]``
+    (default 600 s, a random seed; the seed is printed). Both databases."""
+    sync(session, "dev")
+    seconds = session.posargs[0] if session.posargs else "600"
+    seed = session.posargs[1] if len(session.posargs) > 1 else ""
+    session.run(
+        "pytest",
+        "tests/test_cluster_faults.py",
+        "-k",
+        "randomized",
+        "-s",
+        "-p",
+        "no:randomly",
+        "-o",
+        f"timeout={int(float(seconds)) + 600}",
+        *session.posargs[2:],
+        env={"SLIDESTORE_FAULTS_SECONDS": seconds, "SLIDESTORE_FAULTS_SEED": seed},
+    )
+
+
+@nox.session(python=PYTHON)
+def cluster_bench(session: nox.Session) -> None:
+    """Cluster repair figures: detection, first repair byte, restore-R throughput vs an
+    fsync'd copy, tile p99 during repair, placement p99 (see benchmarks/cluster/)."""
+    sync(session, "dev")
+    session.run("python", "benchmarks/cluster/run_cluster_bench.py", *session.posargs)

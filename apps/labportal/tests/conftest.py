@@ -13,9 +13,11 @@ import asyncpg
 import pytest
 import pytest_asyncio
 
+from labportal.cluster import Cluster
 from labportal.db import migrate
 from labportal.settings import Settings
 
+from .fakecluster import COORDINATOR, SECRET, FakeCluster
 from .helpers import Portal
 from .server import ServerProcess
 
@@ -102,4 +104,18 @@ def server(
 @pytest_asyncio.fixture
 async def portal(database_url: str) -> AsyncIterator[Portal]:
     async with Portal.running(portal_settings(database_url)) as running:
+        yield running
+
+
+@pytest.fixture
+def fake() -> FakeCluster:
+    return FakeCluster()
+
+
+@pytest_asyncio.fixture
+async def cportal(database_url: str, fake: FakeCluster) -> AsyncIterator[Portal]:
+    settings = portal_settings(database_url, cluster_url=COORDINATOR, cluster_secret=SECRET)
+    async with Portal.running(settings) as running:
+        await running.app.state.cluster.aclose()
+        running.app.state.cluster = Cluster(settings, transport=fake.transport())
         yield running

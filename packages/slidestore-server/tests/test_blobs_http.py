@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import httpx
@@ -196,3 +196,25 @@ def test_delete_needs_the_delete_operation(tmp_path_factory: pytest.TempPathFact
         assert again.status_code == 404
         assert again.json()["error"] == "blob_not_found"
     assert not BlobStore(data_dir / "blobs", reserve_bytes=0).exists(blob_id)
+
+
+def test_cors_preflight_and_exposed_headers_for_browser_uploads(
+    start_node: Callable[..., NodeProcess],
+) -> None:
+    node = start_node()
+    origin = {"Origin": "http://portal.example"}
+    preflight = httpx.options(
+        f"{node.url}/uploads",
+        headers={
+            **origin,
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "authorization, tus-resumable, upload-length",
+        },
+    )
+    assert preflight.status_code == 200
+    assert preflight.headers["access-control-allow-origin"] in ("*", origin["Origin"])
+    assert "POST" in preflight.headers["access-control-allow-methods"]
+    answer = httpx.get(f"{node.url}/healthz", headers=origin)
+    exposed = answer.headers["access-control-expose-headers"].lower()
+    for name in ("location", "upload-offset", "slidestore-blob-id"):
+        assert name in exposed

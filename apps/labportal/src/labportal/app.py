@@ -19,12 +19,15 @@ from litestar.static_files import create_static_files_router
 from litestar.template import TemplateConfig
 
 import labportal
+from labportal.cluster import Cluster
 from labportal.db import migrate
 from labportal.db.engine import alchemy_config
 from labportal.deps import provide_settings
 from labportal.domain.accounts.controllers import AuthController, TokenController
+from labportal.domain.annotations.controllers import AnnotationController, MaterialAnnotations
 from labportal.domain.cases.controllers import CaseController, TeamCasesController
 from labportal.domain.discussion.controllers import CaseCommentsController, CommentController
+from labportal.domain.materials.controllers import CaseMaterialsController, MaterialController
 from labportal.domain.teams.controllers import InvitationController, TeamController
 from labportal.errors import EXCEPTION_HANDLERS
 from labportal.security.passwords import Passwords
@@ -48,7 +51,32 @@ API_CONTROLLERS = [
     CaseController,
     CaseCommentsController,
     CommentController,
+    CaseMaterialsController,
+    MaterialController,
+    MaterialAnnotations,
+    AnnotationController,
 ]
+FRONTEND = Path(__file__).parents[2] / "frontend"
+VENDOR = {  # URL path -> directory inside frontend/node_modules (see frontend/package.json)
+    "/vendor/openseadragon": "openseadragon/build/openseadragon",
+    "/vendor/tus": "tus-js-client/dist",
+}
+
+
+def _vendor_routers(settings: Settings) -> list[Any]:
+    """The browser libraries, served straight from node_modules (``npm ci`` in frontend/)."""
+    modules = Path(settings.frontend_dir or FRONTEND) / "node_modules"
+    routers = []
+    for path, directory in VENDOR.items():
+        if not (modules / directory).is_dir():
+            log.warning("front-end library missing: run npm ci in %s", modules.parent)
+            continue
+        routers.append(
+            create_static_files_router(
+                path=path, directories=[modules / directory], include_in_schema=False
+            )
+        )
+    return routers
 
 
 def _openapi() -> OpenAPIConfig:
@@ -85,6 +113,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             await sync_to_thread(migrate.upgrade, settings.database_url)
 
     alchemy = alchemy_config(settings)
+    cluster = Cluster(settings)
     state: dict[str, Any] = {
         "settings": settings,
         "alchemy": alchemy,
@@ -93,7 +122,12 @@ def create_app(settings: Settings | None = None) -> Litestar:
             settings.login_max_failures, settings.login_window_seconds
         ),
         "metrics": Metrics(),
+        "cluster": cluster,
     }
+
+    async def close_cluster(app: Litestar) -> None:
+        await app.state.cluster.aclose()
+
     return Litestar(
         route_handlers=[
             HealthController,
@@ -102,6 +136,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             create_static_files_router(
                 path="/static", directories=[WEB / "static"], include_in_schema=False
             ),
+            *_vendor_routers(settings),
         ],
         dependencies={
             "settings": Provide(provide_settings, sync_to_thread=False),
@@ -114,6 +149,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         openapi_config=_openapi(),
         template_config=TemplateConfig(directory=WEB / "templates", engine=JinjaTemplateEngine),
         on_startup=[migrate_on_start],
+        on_shutdown=[close_cluster],
         state=State(state),
         request_max_body_size=1024 * 1024,
         debug=settings.debug,

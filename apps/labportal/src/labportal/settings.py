@@ -46,6 +46,17 @@ class Settings:
     argon2_parallelism: int = 4
     coordinator_url: str = ""
     """LABPORTAL_COORDINATOR_URL: when set, /readyz also checks the cluster coordinator."""
+    cluster_url: str = ""
+    """LABPORTAL_CLUSTER_URL: the slidestore coordinator materials are stored through
+    (default: COORDINATOR_URL). Without it, material endpoints answer 503."""
+    cluster_secret: str = ""
+    """LABPORTAL_CLUSTER_SECRET: the cluster's token secret (SLIDESTORE_SECRET)."""
+    cluster_timeout_seconds: int = 10
+    view_token_ttl_seconds: int = 600
+    """LABPORTAL_VIEW_TOKEN_TTL_SECONDS: lifetime of the read tokens handed to viewers."""
+    upload_token_ttl_seconds: int = 3600
+    frontend_dir: str = ""
+    """LABPORTAL_FRONTEND_DIR: where ``npm ci`` put node_modules (default: apps/labportal/frontend)."""
     log_level: str = "INFO"
     debug: bool = False
 
@@ -71,6 +82,10 @@ class Settings:
 
     def replace(self, **changes: Any) -> Settings:
         return dataclasses.replace(self, **changes)
+
+    @property
+    def coordinator(self) -> str:
+        return (self.cluster_url or self.coordinator_url).rstrip("/")
 
     @property
     def is_sqlite(self) -> bool:

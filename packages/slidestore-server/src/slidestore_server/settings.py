@@ -48,6 +48,10 @@ class NodeSettings(msgspec.Struct, kw_only=True, frozen=True):
     capacity_bytes: int = 0
     """SLIDESTORE_CAPACITY_BYTES: pretend the disk holds this much (0: the filesystem's
     size); reported free space is then min(filesystem free, capacity - used)."""
+    cors_origins: str = "*"
+    """SLIDESTORE_CORS_ORIGINS: comma-separated origins whose pages may call the node
+    (browser uploads and viewers on the portal's origin); tokens, not origins, are what
+    protect the data, so the default allows any."""
     prerender: bool = True
     """SLIDESTORE_PRERENDER: render every slide's Deep Zoom tiles ahead of time in the
     background (about a third of the slide's size on disk; levels between the scanner's

@@ -2,11 +2,14 @@
 
 from labportal.db.base import Base
 from labportal.domain.accounts.models import ApiToken, User, UserSession
+from labportal.domain.annotations.models import Annotation
 from labportal.domain.cases.models import Case, CaseEvent, CaseTag
 from labportal.domain.discussion.models import Comment
+from labportal.domain.materials.models import Material
 from labportal.domain.teams.models import Invitation, Membership, Team
 
 __all__ = [
+    "Annotation",
     "ApiToken",
     "Base",
     "Case",
@@ -14,6 +17,7 @@ __all__ = [
     "CaseTag",
     "Comment",
     "Invitation",
+    "Material",
     "Membership",
     "Team",
     "User",

@@ -59,8 +59,8 @@ class HealthController(Controller):
         self, db_engine: NamedDependency[AsyncEngine], settings: NamedDependency[Settings]
     ) -> Response[Readiness]:
         checks = {"database": await check_database(db_engine)}
-        if settings.coordinator_url:
-            checks["coordinator"] = await check_coordinator(settings.coordinator_url)
+        if settings.coordinator:
+            checks["coordinator"] = await check_coordinator(settings.coordinator)
         ready = all(v == "ok" for v in checks.values())
         return Response(
             Readiness(status="ready" if ready else "unavailable", checks=checks),

@@ -20,6 +20,7 @@ from labportal.domain.cases import workflow
 from labportal.domain.cases.controllers import _filters
 from labportal.domain.cases.services import CaseService
 from labportal.domain.discussion.services import CommentService
+from labportal.domain.materials.services import MaterialService, status_of
 from labportal.domain.teams.invitations import InvitationService, effective_status
 from labportal.domain.teams.roles import at_least
 from labportal.domain.teams.services import TeamService
@@ -183,6 +184,7 @@ class PageController(Controller):
             if c.parent_id is None
         ]
         members = await TeamService(session=db_session).members(case.team_id, viewer.user)
+        materials = await MaterialService(session=db_session).list_for_case(case_id, viewer.user)
         return _page(
             "case.html",
             viewer,
@@ -191,7 +193,49 @@ class PageController(Controller):
             can_write=at_least(me.role, "member"),
             assignable=[m for m in members if at_least(m.role, "member")],
             threads=threads,
+            materials=materials,
+            material_names={m.id: m.name for m in materials},
             events=await cases.events(case_id, viewer.user),
+        )
+
+    @get("/materials/{material_id:uuid}")
+    async def material(
+        self,
+        request: Request[Any, Any, Any],
+        material_id: FromPath[uuid.UUID],
+        viewer: NamedDependency[Principal | None],
+        db_session: NamedDependency[AsyncSession],
+    ) -> Template | Redirect:
+        """Facts, status and replicas come from the API (they need the cluster)."""
+        if viewer is None:
+            return _login(request)
+        access = await MaterialService(session=db_session).access(material_id, viewer.user)
+        return _page(
+            "material.html",
+            viewer,
+            material=access.material,
+            case=access.case,
+            can_write=access.can_write,
+            local_status=status_of(access.material, None),
+        )
+
+    @get("/materials/{material_id:uuid}/view")
+    async def viewer_page(
+        self,
+        request: Request[Any, Any, Any],
+        material_id: FromPath[uuid.UUID],
+        viewer: NamedDependency[Principal | None],
+        db_session: NamedDependency[AsyncSession],
+    ) -> Template | Redirect:
+        if viewer is None:
+            return _login(request)
+        access = await MaterialService(session=db_session).access(material_id, viewer.user)
+        return _page(
+            "viewer.html",
+            viewer,
+            material=access.material,
+            case=access.case,
+            can_write=access.can_write,
         )
 
 

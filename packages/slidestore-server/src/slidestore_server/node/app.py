@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator, Iterable
 from prometheus_client import CollectorRegistry
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
@@ -47,6 +48,23 @@ from slidestore_server.node.scrubber import Scrubber
 from slidestore_server.node.slides import SlideCache
 from slidestore_server.node.state import NodeState
 from slidestore_server.settings import NodeSettings
+
+#: Response headers a browser page may read: what tus-js-client and a viewer need.
+CORS_EXPOSED = [
+    "Location",
+    "Upload-Offset",
+    "Upload-Length",
+    "Upload-Expires",
+    "Upload-Metadata",
+    "Tus-Resumable",
+    "Tus-Version",
+    "Tus-Extension",
+    "Tus-Max-Size",
+    "Tus-Checksum-Algorithm",
+    "Slidestore-Blob-Id",
+    "ETag",
+    "Content-Range",
+]
 
 
 def build_state(settings: NodeSettings) -> NodeState:
@@ -176,7 +194,17 @@ def create_app(settings: NodeSettings) -> Starlette:
     app = Starlette(
         routes=routes,
         exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
-        middleware=[Middleware(MetricsMiddleware, metrics=metrics)],
+        middleware=[
+            Middleware(MetricsMiddleware, metrics=metrics),
+            Middleware(
+                CORSMiddleware,
+                allow_origins=[o.strip() for o in settings.cors_origins.split(",") if o.strip()],
+                allow_methods=["GET", "HEAD", "POST", "PATCH", "DELETE", "OPTIONS"],
+                allow_headers=["*"],
+                expose_headers=CORS_EXPOSED,
+                max_age=3600,
+            ),
+        ],
         lifespan=lifespan,
     )
     app.state.node = state

@@ -1,8 +1,10 @@
 from __future__ import annotations
 
+import msgspec
+
 from labportal.domain.accounts.convert import user_ref
 from labportal.domain.discussion.models import Comment
-from labportal.domain.discussion.schemas import CommentOut
+from labportal.domain.discussion.schemas import CommentOut, Region
 
 
 def comment_out(comment: Comment) -> CommentOut:
@@ -17,4 +19,6 @@ def comment_out(comment: Comment) -> CommentOut:
         resolved_at=comment.resolved_at,
         created_at=comment.created_at,
         updated_at=comment.updated_at,
+        material_id=comment.material_id,
+        region=msgspec.convert(comment.region, Region) if comment.region else None,
     )

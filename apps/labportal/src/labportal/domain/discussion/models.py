@@ -2,8 +2,9 @@ from __future__ import annotations
 
 import datetime
 import uuid
+from typing import Any
 
-from sqlalchemy import ForeignKey, Text
+from sqlalchemy import JSON, ForeignKey, Text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from labportal.db.base import Entity
@@ -29,5 +30,11 @@ class Comment(Entity):
         ForeignKey("user_account.id", ondelete="SET NULL")
     )
     resolved_at: Mapped[datetime.datetime | None]
+    material_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("case_material.id", ondelete="SET NULL"), index=True
+    )
+    """A thread anchored to a slide of the case (and to ``region`` on it, when given)."""
+    region: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    """{"x", "y", "width", "height"} in level-0 pixels."""
     author: Mapped[User | None] = relationship(foreign_keys=[author_id], lazy="joined")
     resolved_by: Mapped[User | None] = relationship(foreign_keys=[resolved_by_id], lazy="joined")

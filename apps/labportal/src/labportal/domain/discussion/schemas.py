@@ -11,12 +11,26 @@ from labportal.domain import validation
 from labportal.domain.accounts.schemas import UserRef
 
 Body = Annotated[str, Meta(min_length=1, max_length=10000)]
+Pixels = Annotated[float, Meta(ge=0, le=1e9)]
+
+
+class Region(msgspec.Struct):
+    """A rectangle of a slide in level-0 pixels."""
+
+    x: Pixels
+    y: Pixels
+    width: Annotated[float, Meta(gt=0, le=1e9)]
+    height: Annotated[float, Meta(gt=0, le=1e9)]
 
 
 class CommentCreateIn(msgspec.Struct):
     body: Body
     parent_id: uuid.UUID | None = None
     """Reply in the thread started by this comment; null starts a new thread."""
+    material_id: uuid.UUID | None = None
+    """Anchor a new thread to a slide of the case..."""
+    region: Region | None = None
+    """...and to a region of it (opening the thread opens the viewer there)."""
 
     def __post_init__(self) -> None:
         self.body = validation.text(self.body, "body")
@@ -47,3 +61,5 @@ class CommentOut(msgspec.Struct):
     resolved_at: datetime.datetime | None
     created_at: datetime.datetime
     updated_at: datetime.datetime
+    material_id: uuid.UUID | None = None
+    region: Region | None = None

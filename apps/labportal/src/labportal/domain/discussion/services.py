@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 
+import msgspec
 from advanced_alchemy.repository import SQLAlchemyAsyncRepository
 from advanced_alchemy.service import SQLAlchemyAsyncRepositoryService
 from msgspec import UNSET
@@ -15,6 +16,7 @@ from labportal.domain.cases.models import Case
 from labportal.domain.cases.services import CaseService
 from labportal.domain.discussion.models import Comment
 from labportal.domain.discussion.schemas import CommentCreateIn, CommentUpdateIn
+from labportal.domain.materials.models import Material
 from labportal.domain.teams.models import Membership
 from labportal.domain.teams.roles import at_least
 from labportal.errors import Forbidden, NotFound, Unprocessable
@@ -52,13 +54,31 @@ class CommentService(SQLAlchemyAsyncRepositoryService[Comment, CommentRepository
                 raise Unprocessable(
                     "reply to the comment that starts the thread", code="invalid_parent"
                 )
+        if data.material_id is not None or data.region is not None:
+            await self._check_anchor(case_id, data)
         comment = Comment(
-            case_id=case_id, parent_id=data.parent_id, author_id=user.id, body=data.body
+            case_id=case_id,
+            parent_id=data.parent_id,
+            author_id=user.id,
+            body=data.body,
+            material_id=data.material_id,
+            region=msgspec.to_builtins(data.region) if data.region else None,
         )
         comment.author, comment.resolved_by = user, None
         comment = await self.repository.add(comment)
         await self.cases.record(case, user, "comment_added", {"comment_id": str(comment.id)})
         return comment
+
+    async def _check_anchor(self, case_id: uuid.UUID, data: CommentCreateIn) -> None:
+        if data.parent_id is not None:
+            raise Unprocessable(
+                "only a new thread can be anchored to a slide", code="invalid_anchor"
+            )
+        if data.material_id is None:
+            raise Unprocessable("a region needs material_id", code="invalid_anchor")
+        material = await self.repository.session.get(Material, data.material_id)
+        if material is None or material.case_id != case_id:
+            raise Unprocessable("material_id is not a slide of this case", code="invalid_anchor")
 
     async def _comment(self, comment_id: uuid.UUID, user: User) -> tuple[Comment, Case, Membership]:
         comment = await self.repository.get_one_or_none(id=comment_id)

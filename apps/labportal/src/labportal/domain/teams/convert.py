@@ -12,6 +12,7 @@ def team_out(team: Team, role: str) -> TeamOut:
         description=team.description,
         role=role,  # type: ignore[arg-type]
         created_at=team.created_at,
+        label_min_role=team.label_min_role or "admin",  # type: ignore[arg-type]
     )
 
 

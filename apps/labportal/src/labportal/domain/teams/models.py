@@ -14,6 +14,8 @@ class Team(Entity):
     __tablename__ = "team"
     name: Mapped[str] = mapped_column(String(100))
     description: Mapped[str] = mapped_column(Text, default="")
+    label_min_role: Mapped[str] = mapped_column(String(16), default="admin", server_default="admin")
+    """The weakest role that may see slide labels and macro photos (patient identifiers)."""
 
 
 class Membership(Entity):

@@ -26,6 +26,8 @@ class TeamCreateIn(msgspec.Struct):
 class TeamUpdateIn(msgspec.Struct):
     name: Name | UnsetType = UNSET
     description: Description | UnsetType = UNSET
+    label_min_role: Role | UnsetType = UNSET
+    """The weakest role that may see slide labels and macro photos."""
 
     def __post_init__(self) -> None:
         if self.name is not UNSET:
@@ -41,6 +43,7 @@ class TeamOut(msgspec.Struct):
     role: Role
     """The caller's role in the team."""
     created_at: datetime.datetime
+    label_min_role: Role = "admin"
 
 
 class MemberOut(msgspec.Struct):

@@ -71,6 +71,8 @@ class TeamService(SQLAlchemyAsyncRepositoryService[Team, TeamRepository]):
             team.name = data.name
         if data.description is not UNSET:
             team.description = data.description
+        if data.label_min_role is not UNSET:
+            team.label_min_role = data.label_min_role
         await self.db.flush()
         return team, member
 

@@ -1,0 +1,1 @@
+"""Materials: slides attached to a case, stored in the slidestore cluster."""

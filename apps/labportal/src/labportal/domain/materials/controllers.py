@@ -1,0 +1,169 @@
+"""/api/cases/{case_id}/materials and /api/materials/{material_id}: slides of a case."""
+
+from __future__ import annotations
+
+import uuid
+
+from litestar import Controller, delete, get, post
+from litestar.datastructures import State
+from litestar.di import NamedDependency, Provide
+from litestar.params import FromPath, JSONBody
+from litestar.status_codes import HTTP_200_OK
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from labportal.cluster import Cluster
+from labportal.domain.materials.convert import material_detail, material_out
+from labportal.domain.materials.models import Material
+from labportal.domain.materials.schemas import (
+    MaterialCompleteIn,
+    MaterialCreateIn,
+    MaterialDetailOut,
+    MaterialFailedIn,
+    MaterialOut,
+    UploadOut,
+    ViewOut,
+)
+from labportal.domain.materials.services import MaterialService
+from labportal.domain.materials.viewing import view_for
+from labportal.security.principal import Principal
+from slidestore.cluster.wire import BlobView
+
+READ, WRITE = {"scope": "cases:read"}, {"scope": "cases:write"}
+
+
+def provide_materials(db_session: NamedDependency[AsyncSession]) -> MaterialService:
+    return MaterialService(session=db_session)
+
+
+def provide_cluster(state: State) -> Cluster:
+    return state.cluster  # type: ignore[no-any-return]
+
+
+DEPENDENCIES = {
+    "materials": Provide(provide_materials, sync_to_thread=False),
+    "cluster": Provide(provide_cluster, sync_to_thread=False),
+}
+
+
+async def _view(cluster: Cluster, material: Material) -> BlobView | None:
+    return await cluster.blob(material.blob_id) if material.blob_id else None
+
+
+class CaseMaterialsController(Controller):
+    path = "/api/cases/{case_id:uuid}/materials"
+    tags = ["materials"]
+    dependencies = DEPENDENCIES
+
+    @get("/", opt=READ, summary="A case's slides with their storage status")
+    async def list_materials(
+        self,
+        case_id: FromPath[uuid.UUID],
+        principal: NamedDependency[Principal],
+        materials: NamedDependency[MaterialService],
+        cluster: NamedDependency[Cluster],
+    ) -> list[MaterialOut]:
+        rows = await materials.list_for_case(case_id, principal.user)
+        return [material_out(m, await _view(cluster, m)) for m in rows]
+
+    @post(
+        "/",
+        opt=WRITE,
+        summary="Start attaching a slide (member): where to upload it, with a write-only token",
+    )
+    async def create_material(
+        self,
+        case_id: FromPath[uuid.UUID],
+        data: JSONBody[MaterialCreateIn],
+        principal: NamedDependency[Principal],
+        materials: NamedDependency[MaterialService],
+        cluster: NamedDependency[Cluster],
+    ) -> UploadOut:
+        material, placement = await materials.create(case_id, principal.user, data, cluster)
+        exists = placement.exists
+        view = await _view(cluster, material) if exists else None
+        return UploadOut(
+            material=material_out(material, view),
+            exists=exists,
+            upload_url=None if exists else placement.upload_url,
+            token=None if exists else cluster.upload_token(str(principal.user.id), data.sha256),
+        )
+
+
+class MaterialController(Controller):
+    path = "/api/materials/{material_id:uuid}"
+    tags = ["materials"]
+    dependencies = DEPENDENCIES
+
+    @get("/", opt=READ, summary="One slide: metadata, replica health, what you may see")
+    async def get_material(
+        self,
+        material_id: FromPath[uuid.UUID],
+        principal: NamedDependency[Principal],
+        materials: NamedDependency[MaterialService],
+        cluster: NamedDependency[Cluster],
+    ) -> MaterialDetailOut:
+        access = await materials.access(material_id, principal.user)
+        view = await _view(cluster, access.material)
+        if view is not None:
+            await materials.remember_slide(access.material, cluster, view)
+        return material_detail(access.material, view, await materials.labels_allowed(access))
+
+    @post(
+        "/complete",
+        opt=WRITE,
+        status_code=HTTP_200_OK,
+        summary="The upload finished: the portal checks the blob with the coordinator",
+    )
+    async def complete(
+        self,
+        material_id: FromPath[uuid.UUID],
+        data: JSONBody[MaterialCompleteIn],
+        principal: NamedDependency[Principal],
+        materials: NamedDependency[MaterialService],
+        cluster: NamedDependency[Cluster],
+    ) -> MaterialOut:
+        material, view = await materials.complete(
+            material_id, principal.user, data.blob_id, cluster
+        )
+        await materials.remember_slide(material, cluster, view)
+        return material_out(material, view)
+
+    @post(
+        "/failed",
+        opt=WRITE,
+        status_code=HTTP_200_OK,
+        summary="The upload failed: keep the node's reason to show",
+    )
+    async def failed(
+        self,
+        material_id: FromPath[uuid.UUID],
+        data: JSONBody[MaterialFailedIn],
+        principal: NamedDependency[Principal],
+        materials: NamedDependency[MaterialService],
+    ) -> MaterialOut:
+        return material_out(await materials.fail(material_id, principal.user, data.reason), None)
+
+    @delete("/", opt=WRITE, summary="Detach a slide (member); unused blobs leave the cluster")
+    async def delete_material(
+        self,
+        material_id: FromPath[uuid.UUID],
+        principal: NamedDependency[Principal],
+        materials: NamedDependency[MaterialService],
+        cluster: NamedDependency[Cluster],
+    ) -> None:
+        await materials.delete(material_id, principal.user, cluster)
+
+    @post(
+        "/view",
+        opt=READ,
+        status_code=HTTP_200_OK,
+        summary="A short-lived read token and the replicas' DeepZoom URLs for the viewer",
+    )
+    async def view(
+        self,
+        material_id: FromPath[uuid.UUID],
+        principal: NamedDependency[Principal],
+        materials: NamedDependency[MaterialService],
+        cluster: NamedDependency[Cluster],
+    ) -> ViewOut:
+        return await view_for(materials, cluster, material_id, principal.user)

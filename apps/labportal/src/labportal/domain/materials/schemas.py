@@ -1,0 +1,126 @@
+from __future__ import annotations
+
+import datetime
+import re
+import uuid
+from typing import Annotated, Any, Literal
+
+import msgspec
+from msgspec import Meta
+
+from labportal.domain import validation
+from labportal.domain.accounts.schemas import UserRef
+
+Sha256 = Annotated[str, Meta(pattern="^[0-9a-f]{64}$")]
+MaterialStatus = Literal["uploading", "failed", "replicating", "ready", "unavailable"]
+_HEX64 = re.compile(r"[0-9a-f]{64}")
+
+MAX_SIZE = 1 << 40  # 1 TiB
+
+
+class MaterialCreateIn(msgspec.Struct):
+    name: Annotated[str, Meta(min_length=1, max_length=255)]
+    size: Annotated[int, Meta(ge=1, le=MAX_SIZE)]
+    sha256: Sha256 | None = None
+    """The file's sha256 (hex), when the browser computed it: the same content is stored once."""
+
+    def __post_init__(self) -> None:
+        self.name = validation.line(self.name, "name")
+
+
+class MaterialCompleteIn(msgspec.Struct):
+    blob_id: Sha256
+    """The ``Slidestore-Blob-Id`` the node answered the last PATCH with."""
+
+
+class MaterialFailedIn(msgspec.Struct):
+    reason: Annotated[str, Meta(min_length=1, max_length=2000)]
+
+    def __post_init__(self) -> None:
+        self.reason = validation.text(self.reason, "reason")
+
+
+class ReplicaOut(msgspec.Struct):
+    node_id: str
+    url: str
+    state: str
+
+
+class MaterialOut(msgspec.Struct):
+    id: uuid.UUID
+    case_id: uuid.UUID
+    name: str
+    size: int
+    blob_id: str | None
+    status: MaterialStatus
+    """uploading → replicating → ready (computed from the cluster on every read)."""
+    replicas: int
+    target_replicas: int
+    error: str
+    created_by: UserRef | None
+    created_at: datetime.datetime
+
+
+class SlideFacts(msgspec.Struct):
+    """The node's normalized metadata, the parts a pathologist looks at."""
+
+    vendor: str | None = None
+    scanner: str | None = None
+    width: int | None = None
+    height: int | None = None
+    mpp_x: float | None = None
+    mpp_y: float | None = None
+    magnification: float | None = None
+    levels: int | None = None
+    associated_images: list[str] = msgspec.field(default_factory=list)
+
+
+class MaterialDetailOut(MaterialOut):
+    slide: SlideFacts | None = None
+    replica_nodes: list[ReplicaOut] = msgspec.field(default_factory=list)
+    labels_allowed: bool = False
+
+
+class UploadOut(msgspec.Struct):
+    material: MaterialOut
+    exists: bool
+    """The cluster already holds this content: nothing to upload."""
+    upload_url: str | None
+    """The primary node's tus collection; send the token as ``Authorization: Bearer``."""
+    token: str | None
+    """A write-only token for this upload."""
+
+
+class ViewOut(msgspec.Struct):
+    """What a viewer needs: the replicas' DeepZoom URLs and a short-lived read token."""
+
+    blob_id: str
+    token: str
+    """Read only, on this blob only; pass as ``?token=``."""
+    expires_in: int
+    dzi_urls: list[str]
+    """One per replica, readable ones first: on failures, switch to the next."""
+    mpp: float | None
+    width: int | None
+    height: int | None
+    labels: dict[str, str] = msgspec.field(default_factory=dict)
+    """Label/macro picture URLs (token included) when the team lets your role see them."""
+    thumbnail: str | None = None
+
+
+def slide_facts(info: dict[str, Any] | None) -> SlideFacts | None:
+    if not info:
+        return None
+    meta = info.get("metadata") or {}
+    scanner = " ".join(str(v) for v in (meta.get("scanner_model"), meta.get("scanner_id")) if v)
+    return SlideFacts(
+        vendor=meta.get("vendor"),
+        scanner=scanner or None,
+        width=meta.get("width"),
+        height=meta.get("height"),
+        mpp_x=meta.get("mpp_x"),
+        mpp_y=meta.get("mpp_y"),
+        magnification=meta.get("objective_power"),
+        levels=len(meta.get("levels") or ()) or None,
+        associated_images=[a.get("name", "") for a in meta.get("associated_images") or ()],
+    )

@@ -1,0 +1,164 @@
+"""Materials: create (placement), complete (verify), fail, read with the cluster's view,
+delete (the blob goes when no other material uses it), viewer tokens."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+
+from advanced_alchemy.repository import SQLAlchemyAsyncRepository
+from advanced_alchemy.service import SQLAlchemyAsyncRepositoryService
+from sqlalchemy import func, select
+
+from labportal.cluster import Cluster, ready_replicas
+from labportal.domain.accounts.models import User
+from labportal.domain.cases.models import Case
+from labportal.domain.cases.services import CaseService
+from labportal.domain.materials.models import Material
+from labportal.domain.materials.schemas import MaterialCreateIn
+from labportal.domain.teams.models import Membership, Team
+from labportal.domain.teams.roles import at_least
+from labportal.errors import Conflict, Forbidden, NotFound, Unprocessable
+from slidestore.cluster.wire import BlobStatus, BlobView, Placement
+
+
+class MaterialRepository(SQLAlchemyAsyncRepository[Material]):
+    model_type = Material
+
+
+@dataclass
+class Access:
+    material: Material
+    case: Case
+    member: Membership
+
+    @property
+    def can_write(self) -> bool:
+        return at_least(self.member.role, "member")
+
+
+def status_of(material: Material, view: BlobView | None) -> str:
+    if material.blob_id is None:
+        return "failed" if material.error else "uploading"
+    if view is None or view.status in (BlobStatus.DELETED, BlobStatus.UNAVAILABLE):
+        return "unavailable"
+    return "ready" if ready_replicas(view) >= view.target else "replicating"
+
+
+class MaterialService(SQLAlchemyAsyncRepositoryService[Material, MaterialRepository]):
+    repository_type = MaterialRepository
+
+    @property
+    def cases(self) -> CaseService:
+        return CaseService(session=self.repository.session)
+
+    async def access(self, material_id: uuid.UUID, user: User, minimum: str = "viewer") -> Access:
+        """A material of a team you are not in does not exist for you (404)."""
+        material = await self.repository.get_one_or_none(id=material_id)
+        if material is None:
+            raise NotFound("no such material")
+        try:
+            case, member = await self.cases.get_case(material.case_id, user)
+        except NotFound:
+            raise NotFound("no such material") from None
+        if not at_least(member.role, minimum):
+            raise Forbidden(f"this needs the {minimum} role in the team; you are {member.role}")
+        return Access(material, case, member)
+
+    async def labels_allowed(self, access: Access) -> bool:
+        team = await self.repository.session.get_one(Team, access.case.team_id)
+        return at_least(access.member.role, team.label_min_role or "admin")
+
+    async def list_for_case(self, case_id: uuid.UUID, user: User) -> list[Material]:
+        await self.cases.get_case(case_id, user)
+        rows = await self.repository.session.scalars(
+            select(Material)
+            .where(Material.case_id == case_id)
+            .order_by(Material.created_at, Material.id)
+        )
+        return list(rows.unique())
+
+    async def create(
+        self, case_id: uuid.UUID, user: User, data: MaterialCreateIn, cluster: Cluster
+    ) -> tuple[Material, Placement]:
+        case, _ = await self.cases.writable(case_id, user)
+        if case.status == "signed_out":
+            raise Conflict("a signed-out case cannot get new materials", code="locked")
+        placement = await cluster.place(data.size, data.sha256)
+        material = Material(
+            case_id=case_id,
+            name=data.name,
+            size=data.size,
+            sha256=data.sha256,
+            blob_id=data.sha256 if placement.exists else None,
+            created_by_id=user.id,
+        )
+        material.created_by = user
+        material = await self.repository.add(material)
+        await self.cases.record(
+            case, user, "material_added", {"material_id": str(material.id), "name": data.name}
+        )
+        return material, placement
+
+    async def complete(
+        self, material_id: uuid.UUID, user: User, blob_id: str, cluster: Cluster
+    ) -> tuple[Material, BlobView]:
+        access = await self.access(material_id, user, "member")
+        material = access.material
+        if material.sha256 and material.sha256 != blob_id:
+            raise Unprocessable(
+                "the uploaded content does not match the declared sha256", code="sha256_mismatch"
+            )
+        if material.blob_id is not None and material.blob_id != blob_id:
+            raise Conflict("this material already holds another blob", code="already_complete")
+        view = await cluster.arrived(blob_id)
+        if view is None or not view.replicas:
+            raise Unprocessable(
+                "the cluster holds no such blob: finish the upload first", code="not_uploaded"
+            )
+        if view.size != material.size:
+            raise Unprocessable(
+                f"the blob has {view.size} bytes, the material declared {material.size}",
+                code="size_mismatch",
+            )
+        material.blob_id, material.error = blob_id, ""
+        await self.repository.session.flush()
+        return material, view
+
+    async def fail(self, material_id: uuid.UUID, user: User, reason: str) -> Material:
+        access = await self.access(material_id, user, "member")
+        if access.material.blob_id is not None:
+            raise Conflict("this material's upload already completed", code="already_complete")
+        access.material.error = reason
+        await self.repository.session.flush()
+        return access.material
+
+    async def remember_slide(self, material: Material, cluster: Cluster, view: BlobView) -> None:
+        if material.slide is None and view.replicas:
+            info = await cluster.slide_info(view)
+            if info is not None:
+                material.slide = info
+                await self.repository.session.flush()
+
+    async def delete(self, material_id: uuid.UUID, user: User, cluster: Cluster) -> None:
+        access = await self.access(material_id, user, "member")
+        material = access.material
+        blob_id = material.blob_id or material.sha256
+        if blob_id:
+            others = await self.repository.session.scalar(
+                select(func.count())
+                .select_from(Material)
+                .where(
+                    (Material.blob_id == blob_id) | (Material.sha256 == blob_id),
+                    Material.id != material.id,
+                )
+            )
+            if not others:
+                await cluster.delete(blob_id)
+        await self.cases.record(
+            access.case,
+            user,
+            "material_deleted",
+            {"material_id": str(material.id), "name": material.name},
+        )
+        await self.repository.delete(material.id)

@@ -1,0 +1,104 @@
+// Attach a slide: the portal places it, the browser sends the bytes straight to the
+// primary node over tus (resumable, 8 MiB chunks), then tells the portal the blob id.
+"use strict";
+
+const BLOB_ID_HEADER = "Slidestore-Blob-Id";
+const HASH_LIMIT = 256 * 1024 * 1024; // hash in the browser only what fits in memory
+
+function api(url, body) {
+  const csrf = document.querySelector('meta[name="csrf-token"]').content;
+  return fetch(url, {
+    method: "POST",
+    credentials: "same-origin",
+    headers: { "Content-Type": "application/json", "X-CSRF-Token": csrf },
+    body: JSON.stringify(body),
+  }).then(async (r) => {
+    const answer = await r.json().catch(() => ({}));
+    if (!r.ok) throw new Error(answer.detail || r.statusText);
+    return answer;
+  });
+}
+
+async function sha256Hex(file) {
+  if (file.size > HASH_LIMIT || !window.crypto || !crypto.subtle) return null;
+  const digest = await crypto.subtle.digest("SHA-256", await file.arrayBuffer());
+  return Array.from(new Uint8Array(digest), (b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+function nodeReason(error) {
+  // tus-js-client keeps the node's answer: {"error", "detail"} for a refused slide.
+  const response = error && error.originalResponse;
+  if (response) {
+    try {
+      const body = JSON.parse(response.getBody() || "{}");
+      if (body.detail) return body.detail;
+    } catch (_) { /* not JSON */ }
+    return `the storage node answered ${response.getStatus()}`;
+  }
+  return String((error && error.message) || error);
+}
+
+async function upload(form) {
+  const file = document.getElementById("upload-file").files[0];
+  const state = document.getElementById("upload-state");
+  const error = document.getElementById("upload-error");
+  const progress = document.getElementById("upload-progress");
+  error.textContent = "";
+  state.textContent = "preparing…";
+  const sha256 = await sha256Hex(file);
+  const body = { name: file.name, size: file.size };
+  if (sha256) body.sha256 = sha256;
+  const created = await api(`/api/cases/${form.dataset.case}/materials`, body);
+  const materialUrl = `/api/materials/${created.material.id}`;
+  if (created.exists) {
+    state.textContent = "already stored";
+    window.location.reload();
+    return;
+  }
+  let blobId = null;
+  progress.hidden = false;
+  const metadata = { filename: file.name };
+  if (sha256) metadata.sha256 = sha256;
+  const tusUpload = new tus.Upload(file, {
+    endpoint: created.upload_url,
+    headers: { Authorization: `Bearer ${created.token}` },
+    metadata,
+    chunkSize: 8 * 1024 * 1024,
+    retryDelays: [0, 1000, 3000, 5000],
+    removeFingerprintOnSuccess: true,
+    onProgress(sent, total) {
+      progress.value = total ? Math.round((sent / total) * 100) : 0;
+      state.textContent = `${progress.value}%`;
+    },
+    onAfterResponse(_req, res) {
+      const id = res.getHeader(BLOB_ID_HEADER);
+      if (id) blobId = id;
+    },
+    async onSuccess() {
+      try {
+        if (!blobId) throw new Error("the node did not name the stored blob");
+        await api(`${materialUrl}/complete`, { blob_id: blobId });
+        state.textContent = "stored";
+        window.location.reload();
+      } catch (e) {
+        error.textContent = e.message;
+      }
+    },
+    onError(e) {
+      const reason = nodeReason(e);
+      error.textContent = reason;
+      state.textContent = "failed";
+      api(`${materialUrl}/failed`, { reason: reason.slice(0, 2000) }).catch(() => {});
+    },
+  });
+  const previous = await tusUpload.findPreviousUploads();
+  if (previous.length) tusUpload.resumeFromPreviousUpload(previous[0]);
+  tusUpload.start();
+}
+
+document.getElementById("upload-form")?.addEventListener("submit", (event) => {
+  event.preventDefault();
+  upload(event.target).catch((e) => {
+    document.getElementById("upload-error").textContent = e.message;
+  });
+});

@@ -1,0 +1,193 @@
+// The slide viewer: OpenSeadragon over a replica's DeepZoom with a read-only token (tiles
+// inherit the .dzi URL's ?token=), failover to the next replica when tiles fail, a scale
+// bar from µm/px, and annotations drawn as an SVG overlay in level-0 pixel coordinates.
+"use strict";
+
+const box = document.getElementById("stage");
+const osd = document.getElementById("osd");
+const MATERIAL = box.dataset.material;
+const CASE = box.dataset.case;
+const CSRF = document.querySelector('meta[name="csrf-token"]').content;
+const SVG = "http://www.w3.org/2000/svg";
+let viewer, ticket, source = 0, failures = 0, annotations = [], draft = null;
+
+async function api(method, url, body) {
+  const init = { method, credentials: "same-origin", headers: { "X-CSRF-Token": CSRF } };
+  if (body !== undefined) {
+    init.headers["Content-Type"] = "application/json";
+    init.body = JSON.stringify(body);
+  }
+  const r = await fetch(url, init);
+  const answer = r.status === 204 ? {} : await r.json().catch(() => ({}));
+  if (!r.ok) throw new Error(answer.detail || r.statusText);
+  return answer;
+}
+
+function tileSource(i) {
+  return `${ticket.dzi_urls[i]}?token=${encodeURIComponent(ticket.token)}`;
+}
+
+function failover() {
+  // Another replica, same place on the slide.
+  if (ticket.dzi_urls.length < 2) return;
+  const bounds = viewer.viewport.getBounds();
+  source = (source + 1) % ticket.dzi_urls.length;
+  failures = 0;
+  viewer.addOnceHandler("open", () => viewer.viewport.fitBounds(bounds, true));
+  viewer.open(tileSource(source));
+  document.getElementById("viewer-source").textContent = `replica ${source + 1}`;
+}
+
+function toScreen(x, y) {
+  return viewer.viewport.imageToViewerElementCoordinates(new OpenSeadragon.Point(x, y));
+}
+
+function toImage(event) {
+  const rect = box.getBoundingClientRect();
+  const p = new OpenSeadragon.Point(event.clientX - rect.left, event.clientY - rect.top);
+  const image = viewer.viewport.viewerElementToImageCoordinates(p);
+  return [Math.round(image.x * 10) / 10, Math.round(image.y * 10) / 10];
+}
+
+function shape(a) {
+  const pts = a.points.map(([x, y]) => toScreen(x, y));
+  let el;
+  if (a.kind === "point") {
+    el = document.createElementNS(SVG, "circle");
+    el.setAttribute("cx", pts[0].x); el.setAttribute("cy", pts[0].y); el.setAttribute("r", 5);
+  } else if (a.kind === "rectangle") {
+    el = document.createElementNS(SVG, "rect");
+    el.setAttribute("x", pts[0].x); el.setAttribute("y", pts[0].y);
+    el.setAttribute("width", Math.max(1, pts[1].x - pts[0].x));
+    el.setAttribute("height", Math.max(1, pts[1].y - pts[0].y));
+  } else {
+    el = document.createElementNS(SVG, a.kind === "polygon" ? "polygon" : "polyline");
+    el.setAttribute("points", pts.map((p) => `${p.x},${p.y}`).join(" "));
+  }
+  el.setAttribute("stroke", a.color); el.setAttribute("stroke-width", 2);
+  el.setAttribute("fill", a.kind === "point" ? a.color : "none");
+  el.setAttribute("class", "annotation");
+  if (a.id) el.dataset.id = a.id;
+  if (a.label) {
+    const title = document.createElementNS(SVG, "title");
+    title.textContent = a.label; el.append(title);
+  }
+  return el;
+}
+
+function redraw() {
+  const svg = document.getElementById("overlay");
+  svg.replaceChildren(...annotations.map(shape), ...(draft && draft.points.length ? [shape(draft)] : []));
+  scalebar();
+}
+
+async function loadAnnotations() {
+  const b = viewer.viewport.viewportToImageRectangle(viewer.viewport.getBounds());
+  const bbox = [b.x, b.y, b.x + b.width, b.y + b.height].map(Math.round).join(",");
+  const page = await api("GET", `/api/materials/${MATERIAL}/annotations?bbox=${bbox}&limit=5000`);
+  annotations = page.items;
+  redraw();
+}
+
+function scalebar() {
+  if (!ticket.mpp || !viewer.world.getItemCount()) return;
+  const zoom = viewer.viewport.viewportToImageZoom(viewer.viewport.getZoom(true));
+  const umPerPx = ticket.mpp / zoom;
+  const nice = [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000, 20000];
+  const um = nice.find((n) => n / umPerPx >= 60) || nice[nice.length - 1];
+  document.getElementById("scalebar-bar").style.width = `${um / umPerPx}px`;
+  document.getElementById("scalebar-text").textContent = um >= 1000 ? `${um / 1000} mm` : `${um} µm`;
+}
+
+async function saveDraft() {
+  const a = draft;
+  draft = null;
+  a.label = document.getElementById("ann-label").value;
+  annotations.push(await api("POST", `/api/materials/${MATERIAL}/annotations`, a));
+  redraw();
+}
+
+function setupDrawing() {
+  const tool = document.getElementById("tool");
+  if (!tool) return;
+  const svg = document.getElementById("overlay");
+  const finish = document.getElementById("finish-shape");
+  tool.addEventListener("change", () => {
+    draft = null;
+    svg.classList.toggle("drawing", Boolean(tool.value));
+    viewer.setMouseNavEnabled(!tool.value);
+    finish.hidden = !["polygon", "line"].includes(tool.value);
+    redraw();
+  });
+  const color = () => document.getElementById("ann-color").value;
+  svg.addEventListener("pointerdown", (e) => {
+    const kind = tool.value;
+    if (!kind) return;
+    const p = toImage(e);
+    if (kind === "point") { draft = { kind, points: [p], color: color() }; saveDraft(); return; }
+    if (kind === "rectangle") { draft = { kind, points: [p, p], color: color() }; svg.setPointerCapture(e.pointerId); return; }
+    if (!draft) draft = { kind, points: [], color: color() };
+    draft.points.push(p);
+    redraw();
+  });
+  svg.addEventListener("pointermove", (e) => {
+    if (draft && draft.kind === "rectangle") { draft.points[1] = toImage(e); redraw(); }
+  });
+  svg.addEventListener("pointerup", () => {
+    if (draft && draft.kind === "rectangle") {
+      const [[x0, y0], [x1, y1]] = draft.points;
+      if (x0 !== x1 && y0 !== y1) saveDraft(); else draft = null;
+    }
+  });
+  finish.addEventListener("click", () => {
+    const min = draft && draft.kind === "polygon" ? 3 : 2;
+    if (draft && draft.points.length >= min) saveDraft();
+  });
+}
+
+function setupThreads() {
+  document.getElementById("thread-form")?.addEventListener("submit", async (e) => {
+    e.preventDefault();
+    const b = viewer.viewport.viewportToImageRectangle(viewer.viewport.getBounds());
+    const region = {
+      x: Math.max(0, Math.round(b.x)), y: Math.max(0, Math.round(b.y)),
+      width: Math.max(1, Math.round(b.width)), height: Math.max(1, Math.round(b.height)),
+    };
+    const body = e.target.elements.body.value;
+    await api("POST", `/api/cases/${CASE}/comments`, { body, material_id: MATERIAL, region });
+    window.location.assign(`/cases/${CASE}`);
+  });
+}
+
+(async () => {
+  try {
+    ticket = await api("POST", `/api/materials/${MATERIAL}/view`);
+  } catch (e) {
+    document.getElementById("error").textContent = e.message;
+    return;
+  }
+  viewer = OpenSeadragon({
+    element: osd,
+    prefixUrl: "/vendor/openseadragon/images/",
+    tileSources: tileSource(0),
+    showNavigator: true,
+    crossOriginPolicy: "Anonymous",
+    timeout: 10000,
+  });
+  viewer.addHandler("tile-load-failed", () => { if (++failures >= 3) failover(); });
+  viewer.addHandler("open-failed", failover);
+  viewer.addHandler("update-viewport", redraw);
+  viewer.addHandler("animation-finish", loadAnnotations);
+  viewer.addHandler("open", () => {
+    const q = new URLSearchParams(window.location.search);
+    if (q.has("x")) {
+      const rect = viewer.viewport.imageToViewportRectangle(
+        Number(q.get("x")), Number(q.get("y")), Number(q.get("w")), Number(q.get("h")));
+      viewer.viewport.fitBounds(rect, true);
+    }
+    loadAnnotations();
+  });
+  document.getElementById("viewer-source").textContent = `replica 1 of ${ticket.dzi_urls.length}`;
+  setupDrawing();
+  setupThreads();
+})();

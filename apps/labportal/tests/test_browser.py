@@ -1,0 +1,166 @@
+"""End to end in Debian's chromium (playwright): a coordinator and two nodes, the portal,
+two users. Register, team, invitation, case, upload a real slide through the page (tus to
+the node), real tiles in the viewer, an annotation that survives a reload, and another
+team's case refused.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from slidestore import tokens
+from slidestore.tokens import Operation
+from slidestore_server.testing import CoordinatorProcess, NodeProcess
+
+from .helpers import PASSWORD
+from .server import ServerProcess
+
+CHROMIUM = Path("/usr/bin/chromium")
+SLIDE = Path(__file__).resolve().parents[4] / "shared" / "data" / "CMU-1-Small-Region.svs"
+SECRET = "browser-test-secret"
+ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _chromium_present() -> None:
+    # Not a skip: .ci/run installs Debian's chromium; a missing browser is a failure.
+    assert CHROMIUM.exists(), f"{CHROMIUM} is missing (apt-get install chromium)"
+    assert SLIDE.exists(), f"{SLIDE} is missing"
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    tmp = tmp_path_factory.mktemp("cluster")
+    coordinator = CoordinatorProcess(tmp / "coord", settings={"secret": SECRET, "replicas": 2})
+    with coordinator:
+        common = {"secret": SECRET, "coordinator_url": coordinator.url, "heartbeat_interval": 0.5}
+        with NodeProcess(tmp / "a", settings=common), NodeProcess(tmp / "b", settings=common):
+            token = tokens.mint(SECRET, ops={Operation.READ})
+            deadline, nodes = time.monotonic() + 20, []
+            while time.monotonic() < deadline:
+                nodes = httpx.get(coordinator.url + "/v1/nodes", params={"token": token}).json()
+                if sum(n["state"] == "alive" for n in nodes) >= 2:
+                    break
+                time.sleep(0.2)
+            else:
+                pytest.fail(f"the nodes did not register with the coordinator: {nodes}")
+            yield coordinator.url
+
+
+@pytest.fixture(scope="module")
+def portal_url(cluster: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    tmp = tmp_path_factory.mktemp("portal")
+    server = ServerProcess.start(
+        f"sqlite:///{tmp / 'portal.sqlite3'}",
+        tmp / "portal.log",
+        LABPORTAL_CLUSTER_URL=cluster,
+        LABPORTAL_CLUSTER_SECRET=SECRET,
+    )
+    try:
+        yield server.url
+    finally:
+        server.stop()
+
+
+def _register(page, base: str, name: str) -> None:  # type: ignore[no-untyped-def]
+    page.goto(base + "/register")
+    page.fill("input[name=display_name]", name)
+    page.fill("input[name=email]", f"{name.lower()}-{time.time_ns()}@example.org")
+    page.fill("input[name=password]", PASSWORD)
+    page.click("#register-form button")
+    page.wait_for_url("**/teams")
+
+
+def test_portal_in_a_browser(portal_url: str) -> None:
+    from playwright.sync_api import expect, sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
+        try:
+            alice_ctx, bob_ctx = browser.new_context(), browser.new_context()
+            alice, bob = alice_ctx.new_page(), bob_ctx.new_page()
+            _register(alice, portal_url, "Alice")
+            _register(bob, portal_url, "Bob")
+            # Bob's own team and case: Alice must not see it later.
+            bob.fill("#team-form input[name=name]", "Bob's lab")
+            bob.click("#team-form button")
+            bob.wait_for_url("**/teams/*")
+            bob.goto(bob.url + "/cases")
+            bob.fill("#case-form input[name=title]", "Bob's case")
+            bob.click("#case-form button")
+            bob.wait_for_url("**/cases/*")
+            bob_case = bob.url
+
+            alice.fill("#team-form input[name=name]", "Pathology")
+            alice.click("#team-form button")
+            alice.wait_for_url("**/teams/*")
+            team_url = alice.url
+            alice.click("#invite-form button")
+            expect(alice.locator("#invite-link")).to_be_visible()
+            invite = alice.locator("#invite-link").text_content() or ""
+            bob.goto(invite)
+            bob.click("text=Accept")
+            bob.wait_for_url(team_url)
+
+            alice.goto(team_url + "/cases")
+            alice.fill("#case-form input[name=title]", "Biopsy 17")
+            alice.click("#case-form button")
+            alice.wait_for_url("**/cases/*")
+            alice.set_input_files("#upload-file", str(SLIDE))
+            console: list[str] = []
+            alice.on("console", lambda m: console.append(m.text))
+            alice.click("#upload-form button")
+            alice.wait_for_function(
+                "() => document.querySelector('#materials a[href$=\"/view\"]')"
+                " || document.querySelector('#upload-error')?.textContent",
+                timeout=60_000,
+            )
+            error = alice.locator("#upload-error")
+            assert not (error.count() and error.text_content()), (error.text_content(), console)
+            alice.click("#materials a >> text=view")
+            alice.wait_for_url("**/view")
+            alice.wait_for_function(
+                "() => window.OpenSeadragon && document.querySelector('#osd canvas')"
+                " && [...document.querySelectorAll('#scalebar-text')].some(e => e.textContent)",
+                timeout=30_000,
+            )
+            alice.wait_for_timeout(2000)  # tiles fade in
+            shot = alice.locator("#osd").screenshot()
+            from io import BytesIO
+
+            from PIL import Image
+
+            pixels = list(Image.open(BytesIO(shot)).convert("L").getdata())
+            assert statistics.pvariance(pixels) > 100, "the viewer shows no tiles"
+
+            alice.select_option("#tool", "rectangle")
+            alice.fill("#ann-label", "mitosis")
+            box = alice.locator("#stage").bounding_box()
+            assert box is not None
+            x, y = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+            alice.mouse.move(x - 40, y - 30)
+            alice.mouse.down()
+            alice.mouse.move(x + 40, y + 30, steps=5)
+            alice.mouse.up()
+            expect(alice.locator("#overlay rect.annotation")).to_have_count(1)
+            alice.reload()
+            expect(alice.locator("#overlay rect.annotation")).to_have_count(1, timeout=20_000)
+
+            # Alice is not in Bob's team: his case does not exist for her.
+            response = alice.goto(bob_case)
+            assert response is not None and response.status == 404
+        finally:
+            browser.close()

@@ -1,0 +1,199 @@
+"""Materials against a faked cluster (both backends): placement, completion, status on read,
+dedup, deletion, narrow tokens, labels by team setting, and who may do what."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from urllib.parse import parse_qs, urlparse
+
+import pytest
+
+from slidestore import tokens
+from slidestore.tokens import Operation
+
+from .fakecluster import NODES, SECRET, FakeCluster
+from .helpers import Portal, User, problem
+
+pytestmark = pytest.mark.asyncio
+OTHER = hashlib.sha256(b"slide two").hexdigest()
+
+
+@pytest.fixture
+def blob() -> str:
+    """A fresh blob id per test: the databases are shared."""
+    return hashlib.sha256(os.urandom(16)).hexdigest()
+
+
+async def _case(portal: Portal, owner: User) -> tuple[str, str]:
+    team = await portal.team(owner)
+    r = await owner.post(f"/api/teams/{team}/cases", json={"title": "Case"})
+    assert r.status_code == 201, r.text
+    return team, r.json()["id"]
+
+
+async def _uploaded(owner: User, case: str, fake: FakeCluster, blob: str) -> str:
+    r = await owner.post(f"/api/cases/{case}/materials", json={"name": "a.svs", "size": 100})
+    assert r.status_code == 201, r.text
+    material = r.json()["material"]["id"]
+    fake.store(blob, 100)
+    r = await owner.post(f"/api/materials/{material}/complete", json={"blob_id": blob})
+    assert r.status_code == 200, r.text
+    return material
+
+
+async def test_upload_flow_status_and_narrow_tokens(
+    cportal: Portal, fake: FakeCluster, blob: str
+) -> None:
+    owner = await cportal.user("owner")
+    _, case = await _case(cportal, owner)
+    r = await owner.post(f"/api/cases/{case}/materials", json={"name": "scan.svs", "size": 100})
+    assert r.status_code == 201, r.text
+    body = r.json()
+    assert body["exists"] is False and body["upload_url"] == NODES[0] + "/uploads"
+    assert body["material"]["status"] == "uploading"
+    write = tokens.verify(SECRET, body["token"])
+    assert write.ops == {Operation.WRITE}  # never the coordinator's read-everything token
+    material = body["material"]["id"]
+
+    # Completing before the bytes are in the cluster is refused.
+    r = await owner.post(f"/api/materials/{material}/complete", json={"blob_id": blob})
+    assert problem(r, 422)["code"] == "not_uploaded"
+    fake.store(blob, 100, copies=1)
+    r = await owner.post(f"/api/materials/{material}/complete", json={"blob_id": blob})
+    assert r.status_code == 200 and r.json()["status"] == "replicating", r.text
+    fake.copies[blob] = 2
+    r = await owner.get(f"/api/materials/{material}")
+    detail = r.json()
+    assert detail["status"] == "ready" and detail["replicas"] == 2, detail
+    assert detail["slide"]["scanner"] == "ScanScope SS1234"
+    assert detail["slide"]["mpp_x"] == 0.499 and detail["slide"]["magnification"] == 20.0
+    assert [n["url"] for n in detail["replica_nodes"]] == list(NODES)
+    listed = (await owner.get(f"/api/cases/{case}/materials")).json()
+    assert [m["status"] for m in listed] == ["ready"]
+
+    r = await owner.post(f"/api/materials/{material}/view")
+    view = r.json()
+    assert view["dzi_urls"] == [f"{n}/slides/{blob}.dzi" for n in NODES]
+    cap = tokens.verify(SECRET, view["token"])
+    assert cap.ops == {Operation.READ} and cap.blob == blob
+    assert not cap.allows(Operation.READ, OTHER)
+    assert view["mpp"] == 0.499
+    label = parse_qs(urlparse(view["labels"]["label"]).query)["token"][0]
+    assert Operation.LABELS in tokens.verify(SECRET, label).ops  # the owner may see labels
+
+
+async def test_labels_follow_the_team_setting(
+    cportal: Portal, fake: FakeCluster, blob: str
+) -> None:
+    owner, viewer = await cportal.user("owner"), await cportal.user("viewer")
+    team, case = await _case(cportal, owner)
+    await cportal.join(owner, team, viewer, "viewer")
+    material = await _uploaded(owner, case, fake, blob)
+    view = (await viewer.post(f"/api/materials/{material}/view")).json()
+    assert view["labels"] == {} and view["token"]
+    assert (await viewer.get(f"/api/materials/{material}")).json()["labels_allowed"] is False
+    r = await owner.patch(f"/api/teams/{team}", json={"label_min_role": "viewer"})
+    assert r.status_code == 200 and r.json()["label_min_role"] == "viewer", r.text
+    view = (await viewer.post(f"/api/materials/{material}/view")).json()
+    assert set(view["labels"]) == {"label", "macro"}
+
+
+async def test_same_content_stored_once_and_deleted_with_last_use(
+    cportal: Portal, fake: FakeCluster, blob: str
+) -> None:
+    owner = await cportal.user("owner")
+    _, case = await _case(cportal, owner)
+    _, case2 = await _case(cportal, owner)
+    first = await _uploaded(owner, case, fake, blob)
+    r = await owner.post(
+        f"/api/cases/{case2}/materials", json={"name": "again.svs", "size": 100, "sha256": blob}
+    )
+    body = r.json()
+    assert body["exists"] is True and body["upload_url"] is None and body["token"] is None
+    assert body["material"]["status"] == "ready"
+    assert fake.placements[-1].sha256 == blob
+    second = body["material"]["id"]
+    assert (await owner.delete(f"/api/materials/{first}")).status_code == 204
+    assert fake.deleted == []  # still used by the second material
+    assert (await owner.delete(f"/api/materials/{second}")).status_code == 204
+    assert fake.deleted == [blob]
+    problem(await owner.get(f"/api/materials/{second}"), 404)
+    events = (await owner.get(f"/api/cases/{case}/events")).json()
+    assert [e["action"] for e in events][-2:] == ["material_added", "material_deleted"]
+
+
+async def test_failures_are_kept_and_checked(cportal: Portal, fake: FakeCluster, blob: str) -> None:
+    owner = await cportal.user("owner")
+    _, case = await _case(cportal, owner)
+    r = await owner.post(
+        f"/api/cases/{case}/materials", json={"name": "x.txt", "size": 100, "sha256": OTHER}
+    )
+    material = r.json()["material"]["id"]
+    fake.store(blob, 100)
+    r = await owner.post(f"/api/materials/{material}/complete", json={"blob_id": blob})
+    assert problem(r, 422)["code"] == "sha256_mismatch"
+    reason = "the file does not open as a slide: Unsupported or missing image file"
+    r = await owner.post(f"/api/materials/{material}/failed", json={"reason": reason})
+    assert r.json()["status"] == "failed" and r.json()["error"] == reason
+    problem(await owner.post(f"/api/materials/{material}/view"), 409)
+    r = await owner.post(f"/api/cases/{case}/materials", json={"name": "b.svs", "size": 0})
+    problem(r, 400)
+    fake.down = True
+    r = await owner.post(f"/api/cases/{case}/materials", json={"name": "b.svs", "size": 5})
+    assert problem(r, 503)["code"] == "cluster_unavailable"
+
+
+async def test_without_a_cluster_materials_answer_503(portal: Portal) -> None:
+    owner = await portal.user("owner")
+    _, case = await _case(portal, owner)
+    r = await owner.post(f"/api/cases/{case}/materials", json={"name": "a.svs", "size": 5})
+    assert problem(r, 503)["code"] == "cluster_unavailable"
+
+
+async def test_outsiders_and_viewers_are_refused(
+    cportal: Portal, fake: FakeCluster, blob: str
+) -> None:
+    owner, viewer, outsider = [await cportal.user(n) for n in ("owner", "viewer", "outsider")]
+    team, case = await _case(cportal, owner)
+    await cportal.join(owner, team, viewer, "viewer")
+    material = await _uploaded(owner, case, fake, blob)
+    for method, url in [
+        ("GET", f"/api/materials/{material}"),
+        ("POST", f"/api/materials/{material}/view"),
+        ("DELETE", f"/api/materials/{material}"),
+        ("GET", f"/api/cases/{case}/materials"),
+        ("GET", f"/api/materials/{material}/annotations"),
+        ("GET", f"/api/materials/{material}/annotations/geojson"),
+    ]:
+        problem(await outsider.client.request(method, url), 404)
+    r = await outsider.post(f"/api/cases/{case}/materials", json={"name": "a", "size": 1})
+    problem(r, 404)
+    r = await viewer.post(f"/api/cases/{case}/materials", json={"name": "a", "size": 1})
+    problem(r, 403)
+    problem(await viewer.delete(f"/api/materials/{material}"), 403)
+    r = await viewer.post(f"/api/materials/{material}/complete", json={"blob_id": blob})
+    problem(r, 403)
+    rect = {"kind": "rectangle", "points": [[0, 0], [5, 5]]}
+    problem(await viewer.post(f"/api/materials/{material}/annotations", json=rect), 403)
+    assert (await viewer.get(f"/api/materials/{material}")).status_code == 200
+    assert fake.deleted == []
+
+
+async def test_vendor_libraries_are_served_from_node_modules(portal: Portal) -> None:
+    client = portal.client()
+    for url in ("/vendor/openseadragon/openseadragon.min.js", "/vendor/tus/tus.min.js"):
+        r = await client.get(url)
+        assert r.status_code == 200 and len(r.content) > 10_000, url
+    assert (await client.get("/vendor/openseadragon/images/home_rest.png")).status_code == 200
+
+
+async def test_material_and_viewer_pages(cportal: Portal, fake: FakeCluster, blob: str) -> None:
+    owner, outsider = await cportal.user("owner"), await cportal.user("outsider")
+    _, case = await _case(cportal, owner)
+    material = await _uploaded(owner, case, fake, blob)
+    for url in (f"/materials/{material}", f"/materials/{material}/view"):
+        page = await owner.get(url)
+        assert page.status_code == 200 and "a.svs" in page.text, page.text[:300]
+        problem(await outsider.get(url), 404)
+    assert f'href="/materials/{material}/view"' in (await owner.get(f"/cases/{case}")).text

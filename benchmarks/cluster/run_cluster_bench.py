@@ -1,0 +1,281 @@
+"""Cluster repair figures on this machine, in one run (``nox -s cluster_bench``).
+
+A coordinator and four nodes on loopback with the **default** timeouts (heartbeat 1 s,
+suspect 3 s, dead 10 s, loop 0.5 s), ``--blobs`` distinct ~450 MB slides (the cached
+60000x50000 generated slide, each copy with a different tail appended so each is its own
+blob) stored three times on nodes 0-2 (hard links made before the nodes start: the nodes
+report them in their registration and the coordinator adopts them; no upload time). Then:
+
+1. idle DeepZoom tile latency on node1 (wrk, seeded viewer-like tile mix);
+2. ``kill -9`` node0, and measured from that instant:
+   - **dead**: the first ``GET /v1/nodes`` listing node0 ``dead`` (polled every 50 ms);
+     goal <= dead_after + 1 heartbeat = 11 s;
+   - **first repair byte**: the first non-empty temp file in node3's
+     ``data/blobs/.tmp`` (where ``POST /replicas`` streams a copy before it verifies and
+     links it into place; polled every 10 ms); goal <= 1 s after dead;
+   - **R restored**: every blob has three alive copies again (coordinator's blob views)
+     and node3's copies hash right on disk;
+3. tile latency on node1 (a repair source) while the repair runs; goal p99 <= 2x idle;
+4. the same bytes copied once more with an fsync (read, write, fsync file and directory,
+   one file after the other) on the same disk: repair throughput goal >= 60 % of it;
+5. placement decision p99 on SQLite and PostgreSQL (``benchmarks/test_placement_latency.py``
+   run in a subprocess; goal 10 ms).
+
+Run: ``.venv/bin/python benchmarks/cluster/run_cluster_bench.py [--blobs 6] [--keep]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import slidestore
+from slidestore.blobs import fanout
+from slidestore.cluster.model import NodeState
+from slidestore.protocols.deepzoom import DeepZoom
+from slidestore.testing import cached_svs
+from slidestore.tokens import Operation
+from slidestore_server.testing_cluster import Cluster, eventually, sha256_file
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parents[1]
+sys.path.insert(0, str(HERE.parent / "load"))
+from run_load import ensure_wrk, fsync_copy, run_wrk, tile_paths, write_lua  # noqa: E402
+
+DEFAULTS = {
+    "heartbeat_interval": 1.0,
+    "suspect_after": 3.0,
+    "dead_after": 10.0,
+    "loop_interval": 0.5,
+    "lease_seconds": 3.0,
+}
+R = 3
+
+
+def make_blobs(count: int, work: Path) -> list[tuple[str, Path]]:
+    base = cached_svs(60000, 50000)
+    work.mkdir(parents=True, exist_ok=True)
+    blobs: list[tuple[str, Path]] = []
+    for n in range(count):
+        path = work / f"slide-{n}.svs"
+        shutil.copyfile(base, path)
+        with open(path, "ab") as file:
+            file.write(f"\n#cluster bench copy {n}\n".encode())
+        blobs.append((sha256_file(path), path))
+    return blobs
+
+
+def seed_nodes(cluster: Cluster, blobs: list[tuple[str, Path]], nodes: list[int]) -> None:
+    for blob_id, path in blobs:
+        for node in nodes:
+            target = cluster.nodes[node].data_dir / "blobs" / fanout(blob_id)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.link(path, target)
+            os.chmod(target, 0o444)
+
+
+def wrk_tiles(cluster: Cluster, node: int, blob_id: str, slide: Path, seed: int, seconds: float):
+    wrk = ensure_wrk()
+    token = cluster.token(Operation.READ)
+    levels = DeepZoom(slidestore.open_slide(slide)).level_tiles
+    paths = tile_paths(
+        levels,
+        f"/slides/{blob_id}_files/{{level}}/{{col}}_{{row}}.jpeg?token={token}",
+        count=20000,
+        seed=seed,
+    )
+    script = write_lua(paths, cluster.root / f"tiles-{seed}.lua", seed)
+    return run_wrk(wrk, cluster.nodes[node].url, script, threads=2, connections=8, duration=seconds)
+
+
+def placement_p99() -> dict[str, float]:
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            str(ROOT / "benchmarks" / "test_placement_latency.py"),
+            "-s",
+            "-q",
+            "-p",
+            "no:randomly",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
+    found = {}
+    for line in done.stdout.splitlines():
+        match = re.search(
+            r"placement on (\w+).*decision \(Server-Timing\) p50 \S+ ms, p99 (\S+)", line
+        )
+        if match:
+            found[match[1]] = float(match[2]) / 1000
+            print("   ", line.strip())
+    if not found:
+        print(done.stdout[-3000:], done.stderr[-2000:])
+    return found
+
+
+def verdict(ok: bool) -> str:
+    return "PASS" if ok else "FAIL"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--blobs", type=int, default=6, help="~450 MB slides to repair")
+    parser.add_argument("--tile-seconds", type=float, default=6.0)
+    parser.add_argument("--no-placement", action="store_true")
+    parser.add_argument("--keep", action="store_true", help="keep the work directory")
+    args = parser.parse_args()
+
+    work = Path(tempfile.mkdtemp(prefix="cluster-bench-", dir=ROOT / ".cache"))
+    results: list[tuple[str, str, bool]] = []
+    try:
+        print(f"preparing {args.blobs} blobs in {work} …", flush=True)
+        blobs = make_blobs(args.blobs, work / "slides")
+        total = sum(path.stat().st_size for _, path in blobs)
+        print(f"{args.blobs} blobs, {total / 1e9:.2f} GB, R={R}, 4 nodes", flush=True)
+
+        cluster = Cluster(work / "cluster", nodes=4, coordinator_settings=DEFAULTS)
+        seed_nodes(cluster, blobs, [0, 1, 2])
+        with cluster:
+            for blob_id, _ in blobs:
+                cluster.wait_durable(blob_id, R, timeout=120, disk=False)
+            tile_blob, tile_slide = blobs[0]
+            wrk_tiles(cluster, 1, tile_blob, tile_slide, seed=1, seconds=2)  # warm-up
+            idle = wrk_tiles(cluster, 1, tile_blob, tile_slide, seed=2, seconds=args.tile_seconds)
+            print(
+                f"idle tiles on node1: {idle.requests_per_s:.0f} req/s, "
+                f"p50 {idle.p50_ms:.1f} ms, p99 {idle.p99_ms:.1f} ms",
+                flush=True,
+            )
+
+            victim_id = cluster.node_id(0)
+            tmp = cluster.nodes[3].data_dir / "blobs" / ".tmp"
+            marks: dict[str, float] = {}
+            stop = threading.Event()
+
+            def watch_dead() -> None:
+                while not stop.is_set() and "dead" not in marks:
+                    try:
+                        if cluster.states().get(victim_id) is NodeState.DEAD:
+                            marks["dead"] = time.monotonic()
+                    except Exception:
+                        pass
+                    time.sleep(0.05)
+
+            def watch_bytes() -> None:
+                while not stop.is_set() and "byte" not in marks:
+                    for entry in os.scandir(tmp):
+                        try:
+                            if entry.stat().st_size > 0:
+                                marks["byte"] = time.monotonic()
+                        except FileNotFoundError:
+                            pass
+                    if _has_blob(cluster, blobs):
+                        marks.setdefault("byte", time.monotonic())  # a copy done in <10 ms
+                    time.sleep(0.01)
+
+            watchers = [threading.Thread(target=f, daemon=True) for f in (watch_dead, watch_bytes)]
+            for thread in watchers:
+                thread.start()
+            killed = time.monotonic()
+            cluster.kill(0)
+            eventually(lambda: "byte" in marks, timeout=60, interval=0.01)
+
+            during = wrk_tiles(cluster, 1, tile_blob, tile_slide, seed=3, seconds=args.tile_seconds)
+            wrk_end = time.monotonic()
+            for blob_id, _ in blobs:
+                cluster.wait_durable(blob_id, R, timeout=900, disk=False)
+            restored = time.monotonic()
+            stop.set()
+            for thread in watchers:
+                thread.join()
+            for blob_id, _ in blobs:
+                assert cluster.disk_hashes(blob_id).get(3) == blob_id, "node3's copy is wrong"
+            copied = total  # every blob had a copy on node0, so each is copied to node3 once
+
+        dead_s = marks["dead"] - killed
+        byte_after_dead = marks["byte"] - marks["dead"]
+        repair_s = restored - marks["byte"]
+        repair_rate = copied / repair_s
+        print(
+            f"during repair: wrk window ended {'before' if wrk_end < restored else 'AFTER'} "
+            f"R was restored ({restored - wrk_end:.1f} s later)"
+        )
+
+        baseline_s = 0.0
+        for _, path in blobs:
+            baseline_s += fsync_copy(path, work / "fsync-copy.tmp")
+            os.unlink(work / "fsync-copy.tmp")
+        baseline_rate = total / baseline_s
+
+        goal_dead = DEFAULTS["dead_after"] + DEFAULTS["heartbeat_interval"]
+        results.append(
+            (
+                "kill -9 -> dead",
+                f"{dead_s:.2f} s (goal <= {goal_dead:.0f} s)",
+                dead_s <= goal_dead,
+            )
+        )
+        results.append(
+            (
+                "dead -> first repair byte",
+                f"{byte_after_dead:.2f} s (goal <= 1 s; kill -> byte {marks['byte'] - killed:.2f} s)",
+                byte_after_dead <= 1.0,
+            )
+        )
+        results.append(
+            (
+                "restore R vs fsync'd copy",
+                f"repair {copied / 1e9:.2f} GB in {repair_s:.1f} s = {repair_rate / 1e6:.0f} MB/s; "
+                f"fsync'd copy {baseline_rate / 1e6:.0f} MB/s; ratio {repair_rate / baseline_rate:.0%} "
+                "(goal >= 60%)",
+                repair_rate >= 0.6 * baseline_rate,
+            )
+        )
+        ratio = during.p99_ms / idle.p99_ms
+        results.append(
+            (
+                "tile p99 during repair vs idle",
+                f"{during.p99_ms:.1f} ms vs {idle.p99_ms:.1f} ms = {ratio:.2f}x (goal <= 2x; "
+                f"{during.requests_per_s:.0f} vs {idle.requests_per_s:.0f} req/s, "
+                f"non-2xx {during.non_2xx + idle.non_2xx})",
+                ratio <= 2.0,
+            )
+        )
+        if not args.no_placement:
+            print("placement latency (benchmarks/test_placement_latency.py) …", flush=True)
+            for backend, p99 in placement_p99().items():
+                results.append(
+                    (
+                        f"placement p99 on {backend}",
+                        f"{p99 * 1000:.2f} ms (goal <= 10 ms)",
+                        p99 <= 0.010,
+                    )
+                )
+    finally:
+        if not args.keep:
+            shutil.rmtree(work, ignore_errors=True)
+
+    print("\nCLUSTER BENCHMARK")
+    for name, figure, ok in results:
+        print(f"{verdict(ok)}  {name:<32} {figure}")
+    return 0 if all(ok for *_, ok in results) else 1
+
+
+def _has_blob(cluster: Cluster, blobs: list[tuple[str, Path]]) -> bool:
+    return any(cluster.replica_path(3, blob_id).exists() for blob_id, _ in blobs)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

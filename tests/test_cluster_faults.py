@@ -1,0 +1,445 @@
+"""End-to-end faults on a real cluster: a coordinator and four nodes as processes on
+loopback (``slidestore_server.testing_cluster``), on SQLite and on PostgreSQL.
+
+Timeouts are short (heartbeat 0.2 s, suspect 1 s, dead 2.5 s, loop 0.2 s), so a killed node
+is repaired around in a few seconds. Every claim is checked on disk: the sha256 of each
+replica file must be the blob id. The randomized run takes its length and seed from
+``SLIDESTORE_FAULTS_SECONDS`` / ``SLIDESTORE_FAULTS_SEED`` (``nox -s faults`` runs it long).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import random
+import secrets
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import msgspec
+import pytest
+
+from slidestore.cluster.model import NodeState
+from slidestore.cluster.wire import Placement, PlacementRequest
+from slidestore.testing import cached_svs
+from slidestore.tokens import Operation
+from slidestore_server.testing_cluster import Cluster, database, eventually
+
+R = 3
+MakeCluster = Callable[..., Cluster]
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    with database(request.param, tmp_path) as url:
+        yield url
+
+
+@pytest.fixture
+def make_cluster(tmp_path: Path, database_url: str) -> Iterator[MakeCluster]:
+    """``make_cluster(nodes=4, **Cluster options)``: started, SIGKILLed at teardown; the
+    process logs' tails are printed then (pytest shows them when the test failed)."""
+    started: list[Cluster] = []
+
+    def make(**options: Any) -> Cluster:
+        cluster = Cluster(
+            tmp_path / f"cluster{len(started)}",
+            database_url=database_url,
+            **{"nodes": 4, **options},
+        )
+        started.append(cluster)
+        return cluster.start()
+
+    yield make
+    for cluster in started:
+        cluster.close()
+        for name, text in cluster.logs():
+            print(f"---- {name} (last 40 lines)")
+            print("\n".join(text.splitlines()[-40:]))
+
+
+@pytest.fixture(scope="session")
+def base_slide() -> Path:
+    """A generated ~0.9 MB slide (cached across runs)."""
+    return cached_svs(2000, 1500, seed=11)
+
+
+@pytest.fixture
+def slides(base_slide: Path, tmp_path: Path) -> Callable[[int], Path]:
+    """``slides(n)``: a distinct blob per ``n`` — the generated slide with ``n`` appended
+    after its last byte (TIFF readers ignore it, so it still opens as the same slide)."""
+    data = base_slide.read_bytes()
+    directory = tmp_path / "slides"
+    directory.mkdir()
+
+    def make(n: int) -> Path:
+        path = directory / f"slide-{n}.svs"
+        if not path.exists():
+            path.write_bytes(data + f"\n#variant {n}\n".encode())
+        return path
+
+    return make
+
+
+def sha256_of(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def assert_every_copy_good(cluster: Cluster, blob_id: str, *, at_least: int = R) -> None:
+    hashes = cluster.disk_hashes(blob_id)
+    assert len(hashes) >= at_least, f"{blob_id[:12]}: copies on disk at {sorted(hashes)}"
+    bad = {node: digest for node, digest in hashes.items() if digest != blob_id}
+    assert not bad, f"{blob_id[:12]}: corrupt copies on nodes {sorted(bad)}"
+
+
+# -- 1. kill -9 a replica holder ---------------------------------------------------------
+
+
+def test_kill9_of_a_holder_restores_r_on_the_survivors(
+    make_cluster: MakeCluster, slides: Callable[[int], Path]
+) -> None:
+    cluster = make_cluster()
+    with cluster.client() as sdk:
+        blob_id = sdk.upload(slides(1), wait="all", replicas=R, progress=False)
+    assert blob_id == sha256_of(slides(1))
+    assert cluster.durable(blob_id, R)
+    victim = cluster.holders(blob_id)[0]
+    victim_id = cluster.node_id(victim)
+    cluster.kill(victim)
+
+    view = cluster.wait_durable(blob_id, R, timeout=20)
+    assert victim_id not in {r.node_id for r in view.replicas}
+    survivors = [i for i in range(4) if i != victim]
+    hashes = cluster.disk_hashes(blob_id)
+    assert [hashes.get(i) for i in survivors] == [blob_id] * 3
+    assert cluster.states()[victim_id] is NodeState.DEAD
+
+
+# -- 2. kill -9 the primary mid-upload ---------------------------------------------------
+
+
+def test_kill9_of_the_primary_mid_upload_resumes_elsewhere(
+    make_cluster: MakeCluster, slides: Callable[[int], Path]
+) -> None:
+    cluster = make_cluster()
+    path = slides(2)
+    size = path.stat().st_size
+    killed: list[int] = []
+
+    def on_offset(offset: int) -> None:
+        if not killed and offset >= 128 << 10:
+            (primary,) = cluster.uploading()
+            cluster.kill(primary)
+            killed.append(primary)
+
+    offsets: list[int] = []
+
+    def record(offset: int) -> None:
+        offsets.append(offset)
+        on_offset(offset)
+
+    with cluster.client() as sdk:
+        blob_id = sdk.upload(
+            path,
+            wait="all",
+            replicas=R,
+            chunk_size=32 << 10,
+            retries=3,
+            on_offset=record,
+            progress=False,
+            wait_timeout=30,
+        )
+    assert killed, "the upload finished before the primary could be killed"
+    assert blob_id == sha256_of(path)
+    # The upload started over on another node: offsets went back down after the kill.
+    restart = next(i for i in range(1, len(offsets)) if offsets[i] < offsets[i - 1])
+    assert offsets[restart - 1] < size and offsets[-1] == size
+    view = cluster.wait_durable(blob_id, R, timeout=20)
+    assert cluster.node_id(killed[0]) not in {r.node_id for r in view.replicas}
+    assert_every_copy_good(cluster, blob_id)
+
+
+# -- 3. kill -9 the coordinator mid-repair -----------------------------------------------
+
+
+def test_kill9_of_the_coordinator_mid_repair_then_repair_completes(
+    make_cluster: MakeCluster, slides: Callable[[int], Path]
+) -> None:
+    # ~0.9 MB at 300 kB/s: each repair copy takes ~3 s.
+    cluster = make_cluster(coordinator_settings={"copy_bytes_per_second": 300_000})
+    with cluster.client() as sdk:
+        blob_ids = [sdk.upload(slides(n), wait="all", replicas=R, progress=False) for n in (31, 32)]
+    victim = cluster.holders(blob_ids[0])[0]
+    cluster.kill(victim)
+    endangered = [b for b in blob_ids if victim in cluster.holders(b)]
+
+    def copying() -> bool:
+        return any(any((n.data_dir / "blobs" / ".tmp").iterdir()) for n in cluster.nodes)
+
+    eventually(copying, timeout=15, interval=0.05)
+    cluster.kill_coordinator()
+    assert not all(cluster.durable(b, R) for b in endangered), "repair was not in progress"
+    time.sleep(0.5)
+    cluster.restart_coordinator()
+
+    for blob_id in blob_ids:
+        cluster.wait_durable(blob_id, R, timeout=40)
+        assert_every_copy_good(cluster, blob_id)
+        hashes = cluster.disk_hashes(blob_id)
+        assert all(hashes[i] == blob_id for i in cluster.holders(blob_id))
+
+
+# -- 4. a full node gets no placements ---------------------------------------------------
+
+
+def test_a_full_node_gets_no_placements(
+    make_cluster: MakeCluster, slides: Callable[[int], Path]
+) -> None:
+    # 32 MiB of pretend capacity under a 64 MiB reserve: nothing may go there.
+    full = 3
+    cluster = make_cluster(per_node={full: {"capacity_bytes": 32 << 20}})
+    full_id = cluster.node_id(full)
+    view = cluster.nodes_view()[full_id]
+    assert view.free_bytes < view.reserve_bytes
+
+    token = cluster.token(Operation.WRITE)
+    named: set[str] = set()
+    for _ in range(30):
+        answer = httpx.post(
+            f"{cluster.coordinator.url}/v1/placements",
+            content=msgspec.json.encode(
+                PlacementRequest(size=1 << 20, sha256=secrets.token_hex(32), replicas=R)
+            ),
+            headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+            timeout=10,
+        )
+        assert answer.status_code in (200, 201), answer.text
+        placement = msgspec.json.decode(answer.content, type=Placement)
+        # Fewer than R only if a node looked suspect for a moment on a loaded machine.
+        assert 1 <= len(placement.targets) <= R
+        named.update(t.node_id for t in placement.targets)
+    assert full_id not in named
+    assert named == {cluster.node_id(i) for i in range(3)}
+
+    with cluster.client() as sdk:
+        blob_ids = [sdk.upload(slides(n), wait="all", progress=False) for n in (41, 42, 43)]
+    for blob_id in blob_ids:
+        assert cluster.durable(blob_id, R)
+        assert full not in cluster.holders(blob_id)
+        assert full not in cluster.disk_hashes(blob_id)
+        assert_every_copy_good(cluster, blob_id)
+
+
+# -- 5. a flipped byte is found by the scrubber and repaired -----------------------------
+
+
+def test_a_flipped_byte_is_scrubbed_and_the_copy_replaced(
+    make_cluster: MakeCluster, slides: Callable[[int], Path]
+) -> None:
+    cluster = make_cluster()
+    with cluster.client() as sdk:
+        blob_id = sdk.upload(slides(5), wait="all", replicas=R, progress=False)
+    victim = cluster.holders(blob_id)[1]
+    cluster.flip_byte(victim, blob_id)
+    assert cluster.disk_hashes(blob_id)[victim] != blob_id
+
+    answer = cluster.scrub(victim)
+    assert answer["quarantined"] == [blob_id]
+    quarantine = cluster.nodes[victim].data_dir / "blobs" / ".quarantine"
+    assert any(p.name.startswith(blob_id) for p in quarantine.iterdir())
+
+    cluster.wait_durable(blob_id, R, timeout=20)
+    assert_every_copy_good(cluster, blob_id)
+    assert cluster.copies_made() >= 1
+
+
+# -- 6. a short SIGSTOP is not a death ---------------------------------------------------
+
+
+def test_a_pause_shorter_than_dead_after_is_not_a_death(
+    make_cluster: MakeCluster, slides: Callable[[int], Path]
+) -> None:
+    cluster = make_cluster()
+    with cluster.client() as sdk:
+        blob_id = sdk.upload(slides(6), wait="all", replicas=R, progress=False)
+    before = cluster.blob(blob_id)
+    copies_before = cluster.copies_made()
+    victim = cluster.holders(blob_id)[0]
+    victim_id = cluster.node_id(victim)
+
+    seen: list[NodeState] = []
+    replica_counts: list[int] = []
+
+    def watch(seconds: float) -> None:
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            seen.append(cluster.states()[victim_id])
+            replica_counts.append(len(cluster.blob(blob_id).replicas))
+            time.sleep(0.05)
+
+    cluster.pause(victim)
+    watch(1.5)  # suspect after 1 s, dead after 2.5 s
+    cluster.resume(victim)
+    watch(2.5)  # long enough for a dead verdict or repair copies to show
+
+    assert NodeState.SUSPECT in seen, "the pause was too short to be noticed"
+    assert NodeState.DEAD not in seen
+    assert seen[-1] is NodeState.ALIVE
+    assert min(replica_counts) == R
+    assert cluster.copies_made() == copies_before  # (the upload's own two pulls)
+    after = cluster.blob(blob_id)
+    assert {r.node_id for r in after.replicas} == {r.node_id for r in before.replicas}
+    assert set(cluster.disk_hashes(blob_id)) == set(cluster.holders(blob_id))
+
+
+# -- 7. a seeded random mix of everything ------------------------------------------------
+
+
+def test_randomized_faults(make_cluster: MakeCluster, slides: Callable[[int], Path]) -> None:
+    seed = int(os.environ.get("SLIDESTORE_FAULTS_SEED") or random.randrange(1 << 32))
+    duration = float(os.environ.get("SLIDESTORE_FAULTS_SECONDS") or 30)
+    print(f"randomized faults: seed={seed} duration={duration}s", flush=True)
+    rng = random.Random(seed)
+    cluster = make_cluster()
+    run = FaultRun(cluster, slides, rng)
+    try:
+        run.go(duration)
+    finally:
+        run.stop()
+    print(f"seed={seed}: {run.summary()}", flush=True)
+    lost, corrupt, short = run.verify(deadline=90)
+    assert (lost, corrupt, short) == ([], [], []), f"seed={seed}: {run.summary()}"
+    assert run.acknowledged, f"seed={seed}: no upload was acknowledged"
+
+
+class FaultRun:
+    """Uploads from a thread while the main thread injects one fault at a time."""
+
+    def __init__(self, cluster: Cluster, slides: Callable[[int], Path], rng: random.Random) -> None:
+        self.cluster = cluster
+        self.slides = slides
+        self.rng = rng
+        self.acknowledged: dict[str, Path] = {}
+        self.upload_errors: list[str] = []
+        self.events: list[str] = []
+        self._stop = threading.Event()
+        self._uploader = threading.Thread(target=self._upload_loop, daemon=True)
+        self._started = time.monotonic()
+
+    def _log(self, what: str) -> None:
+        self.events.append(f"{time.monotonic() - self._started:6.1f}s {what}")
+
+    def _upload_loop(self) -> None:
+        n = 1000
+        with self.cluster.client(retries=6) as sdk:
+            while not self._stop.is_set():
+                path = self.slides(n)
+                n += 1
+                try:
+                    blob_id = sdk.upload(path, wait="primary", retries=4, progress=False)
+                except Exception as exc:  # not acknowledged: allowed, counted
+                    self.upload_errors.append(f"{type(exc).__name__}: {exc}"[:200])
+                    time.sleep(0.2)
+                    continue
+                assert blob_id == sha256_of(path)
+                self.acknowledged[blob_id] = path
+
+    def go(self, duration: float) -> None:
+        cluster, rng = self.cluster, self.rng
+        self._uploader.start()
+        end = time.monotonic() + duration
+        coordinator_at = time.monotonic() + duration * rng.uniform(0.3, 0.7)
+        actions = ["kill", "pause", "flip", "coordinator", "rest"]
+        while time.monotonic() < end:
+            if coordinator_at and time.monotonic() >= coordinator_at:
+                action, coordinator_at = "coordinator", 0.0
+            else:
+                action = rng.choices(actions, weights=[3, 3, 3, 0.5, 1])[0]
+            node = rng.randrange(len(cluster.nodes))
+            if action == "kill":
+                self._log(f"kill -9 node{node}")
+                cluster.kill(node)
+                time.sleep(rng.uniform(0.3, 4.0))
+                cluster.restart(node)
+                self._log(f"node{node} restarted")
+            elif action == "pause":
+                seconds = rng.uniform(0.3, 3.5)
+                self._log(f"SIGSTOP node{node} for {seconds:.1f}s")
+                cluster.pause(node)
+                time.sleep(seconds)
+                cluster.resume(node)
+            elif action == "flip":
+                self._flip(rng)
+            elif action == "coordinator":
+                self._log("kill -9 coordinator")
+                cluster.kill_coordinator()
+                time.sleep(rng.uniform(0.2, 1.5))
+                cluster.restart_coordinator()
+                self._log("coordinator restarted")
+            time.sleep(rng.uniform(0.2, 1.5))
+
+    def _flip(self, rng: random.Random) -> None:
+        """Corrupt one copy of a blob that has all R copies, and scrub that node."""
+        cluster = self.cluster
+        candidates = sorted(self.acknowledged)
+        rng.shuffle(candidates)
+        for blob_id in candidates[:5]:
+            try:
+                holders = cluster.holders(blob_id)
+            except (httpx.HTTPError, KeyError):
+                continue
+            if len(holders) < R:
+                continue
+            node = rng.choice(holders)
+            if not cluster.replica_path(node, blob_id).exists():
+                continue
+            self._log(f"flip a byte of {blob_id[:12]} on node{node}")
+            cluster.flip_byte(node, blob_id, offset=rng.randrange(blob_size(self, blob_id)))
+            found = cluster.scrub(node)["quarantined"]
+            self._log(f"scrub node{node}: quarantined {[b[:12] for b in found]}")
+            return
+
+    def stop(self) -> None:
+        """Faults off: every node running and unpaused, the uploader finished."""
+        cluster = self.cluster
+        for node in list(cluster.paused):
+            cluster.resume(node)
+        if cluster.coordinator.proc is None:
+            cluster.restart_coordinator()
+        for node in range(len(cluster.nodes)):
+            if not cluster.running(node):
+                cluster.restart(node)
+        self._stop.set()
+        self._uploader.join(timeout=180)
+        assert not self._uploader.is_alive(), "an upload hung"
+
+    def verify(self, *, deadline: float) -> tuple[list[str], list[str], list[str]]:
+        """(lost, corrupt, short of R) blob ids, once every blob had ``deadline`` s."""
+        cluster = self.cluster
+        end = time.monotonic() + deadline
+        pending = set(self.acknowledged)
+        while pending and time.monotonic() < end:
+            pending = {b for b in pending if not cluster.durable(b, R)}
+            time.sleep(0.2)
+        lost, corrupt = [], []
+        for blob_id in self.acknowledged:
+            hashes = cluster.disk_hashes(blob_id)
+            if blob_id not in hashes.values():
+                lost.append(blob_id)
+            if any(digest != blob_id for digest in hashes.values()):
+                corrupt.append(blob_id)
+        return lost, corrupt, sorted(pending)
+
+    def summary(self) -> str:
+        return (
+            f"{len(self.acknowledged)} uploads acknowledged, {len(self.upload_errors)} failed "
+            f"(not acknowledged: {self.upload_errors[:3]}); faults: {self.events}"
+        )
+
+
+def blob_size(run: FaultRun, blob_id: str) -> int:
+    return run.acknowledged[blob_id].stat().st_size
