@@ -86,10 +86,12 @@ def benchmarks(session: nox.Session) -> None:
 
 @nox.session(python=PYTHON)
 def demo(session: nox.Session) -> None:
-    """Start the demo: a DeepZoom viewer on the sample slide."""
+    """Start the whole system on one machine: a coordinator, 3 nodes and the portal, with a
+    demo account whose case holds the sample slide (``-- --check`` verifies and stops;
+    ``-- --data-dir D --port P``). The single-node tile demo: ``slidestore-server demo``."""
     sync(session, "dev")
     frontend(session)
-    session.run("python", "-m", "slidestore_server.demo", *session.posargs)
+    session.run("python", "-m", "labportal.demo", *session.posargs)
 
 
 @nox.session(python=PYTHON)

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Bootstrap and run slidestore's routine commands with nothing but Python >= 3.12 and pip.
 
-    python3.12 run.py demo     # start the demo (tile viewer on the sample slide for now)
+    python3.12 run.py demo     # the whole system: coordinator, 3 nodes, portal with a demo account
     python3.12 run.py test     # the whole test suite
     python3.12 run.py nox -s lint types benchmarks   # any other nox session
 

@@ -123,6 +123,33 @@ async def test_same_content_stored_once_and_deleted_with_last_use(
     assert [e["action"] for e in events][-2:] == ["material_added", "material_deleted"]
 
 
+async def test_deleting_a_case_deletes_its_unused_blobs(
+    cportal: Portal, fake: FakeCluster, blob: str
+) -> None:
+    owner = await cportal.user("owner")
+    _, case = await _case(cportal, owner)
+    _, keeper = await _case(cportal, owner)
+    shared = hashlib.sha256(os.urandom(16)).hexdigest()
+    await _uploaded(owner, case, fake, blob)  # only in this case (twice)
+    r = await owner.post(
+        f"/api/cases/{case}/materials", json={"name": "twice.svs", "size": 100, "sha256": blob}
+    )
+    assert r.json()["exists"] is True
+    await _uploaded(owner, case, fake, shared)  # also attached to the other case
+    r = await owner.post(
+        f"/api/cases/{keeper}/materials", json={"name": "s.svs", "size": 100, "sha256": shared}
+    )
+    assert r.json()["exists"] is True
+    fake.down = True  # the cluster must answer: nothing is deleted without it
+    problem(await owner.delete(f"/api/cases/{case}"), 503)
+    fake.down = False
+    assert len((await owner.get(f"/api/cases/{case}/materials")).json()) == 3
+    assert (await owner.delete(f"/api/cases/{case}")).status_code == 204
+    assert fake.deleted == [blob]  # once, and not the blob the other case still uses
+    problem(await owner.get(f"/api/cases/{case}"), 404)
+    assert (await owner.get(f"/api/cases/{keeper}/materials")).json()[0]["status"] == "ready"
+
+
 async def test_failures_are_kept_and_checked(cportal: Portal, fake: FakeCluster, blob: str) -> None:
     owner = await cportal.user("owner")
     _, case = await _case(cportal, owner)

@@ -1,4 +1,4 @@
-"""The ``slidestore-server`` command: ``node``, ``coordinator``, ``dev-cluster``."""
+"""The ``slidestore-server`` command: ``node``, ``coordinator``, ``dev-cluster``, ``demo``."""
 
 from __future__ import annotations
 
@@ -44,6 +44,12 @@ def main(argv: list[str] | None = None) -> int:
     dev.add_argument("--data-dir", default="./slidestore-dev-cluster")
     dev.add_argument("--replicas", type=int, default=None)
     dev.add_argument("--secret", default=None)
+    sub.add_parser("demo", help="one node serving the sample slide (see demo --help)")
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["demo"]:
+        from slidestore_server import demo
+
+        return demo.main(argv[1:])
     args = parser.parse_args(argv)
 
     from slidestore_server import serve

@@ -11,6 +11,7 @@ from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 from litestar.status_codes import HTTP_200_OK
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from labportal.cluster import Cluster
 from labportal.domain import validation
 from labportal.domain.cases.convert import case_out, event_out
 from labportal.domain.cases.schemas import (
@@ -23,6 +24,8 @@ from labportal.domain.cases.schemas import (
 )
 from labportal.domain.cases.services import CaseFilters, CaseService
 from labportal.domain.cases.workflow import Status
+from labportal.domain.materials.controllers import DEPENDENCIES as MATERIALS
+from labportal.domain.materials.services import MaterialService
 from labportal.errors import Problem
 from labportal.security.principal import Principal
 
@@ -137,14 +140,20 @@ class CaseController(Controller):
     ) -> CaseOut:
         return case_out(await cases.transition(case_id, principal.user, data.status, data.note))
 
-    @delete("/", opt=WRITE, summary="Delete a case (admin)")
+    @delete(
+        "/",
+        opt=WRITE,
+        summary="Delete a case (admin) and its materials; unused blobs leave the cluster",
+        dependencies=MATERIALS,
+    )
     async def delete_case(
         self,
         case_id: FromPath[uuid.UUID],
         principal: NamedDependency[Principal],
-        cases: NamedDependency[CaseService],
+        materials: NamedDependency[MaterialService],
+        cluster: NamedDependency[Cluster],
     ) -> None:
-        await cases.delete_case(case_id, principal.user)
+        await materials.delete_case(case_id, principal.user, cluster)
 
     @get("/events", opt=READ, summary="The audit trail: who changed what, and when")
     async def events(

@@ -140,21 +140,38 @@ class MaterialService(SQLAlchemyAsyncRepositoryService[Material, MaterialReposit
                 material.slide = info
                 await self.repository.session.flush()
 
+    async def _release(self, blob_id: str | None, cluster: Cluster, *excluding: uuid.UUID) -> None:
+        """Delete the blob from the cluster when no material (but ``excluding``) uses it."""
+        if not blob_id:
+            return
+        others = await self.repository.session.scalar(
+            select(func.count())
+            .select_from(Material)
+            .where(
+                (Material.blob_id == blob_id) | (Material.sha256 == blob_id),
+                Material.id.not_in(excluding),
+            )
+        )
+        if not others:
+            await cluster.delete(blob_id)
+
+    async def delete_case(self, case_id: uuid.UUID, user: User, cluster: Cluster) -> None:
+        """Delete a case (admin) with its materials; their blobs go as in :meth:`delete`."""
+        case, _ = await self.cases.get_case(case_id, user)
+        rows = list(
+            await self.repository.session.scalars(
+                select(Material).where(Material.case_id == case.id)
+            )
+        )
+        await self.cases.delete_case(case_id, user)  # checks the admin role
+        ids = [m.id for m in rows]
+        for blob_id in dict.fromkeys(m.blob_id or m.sha256 for m in rows):
+            await self._release(blob_id, cluster, *ids)
+
     async def delete(self, material_id: uuid.UUID, user: User, cluster: Cluster) -> None:
         access = await self.access(material_id, user, "member")
         material = access.material
-        blob_id = material.blob_id or material.sha256
-        if blob_id:
-            others = await self.repository.session.scalar(
-                select(func.count())
-                .select_from(Material)
-                .where(
-                    (Material.blob_id == blob_id) | (Material.sha256 == blob_id),
-                    Material.id != material.id,
-                )
-            )
-            if not others:
-                await cluster.delete(blob_id)
+        await self._release(material.blob_id or material.sha256, cluster, material.id)
         await self.cases.record(
             access.case,
             user,
