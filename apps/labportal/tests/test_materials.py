@@ -150,6 +150,40 @@ async def test_deleting_a_case_deletes_its_unused_blobs(
     assert (await owner.get(f"/api/cases/{keeper}/materials")).json()[0]["status"] == "ready"
 
 
+async def test_deleting_a_team_deletes_its_unused_blobs(
+    cportal: Portal, fake: FakeCluster, blob: str
+) -> None:
+    owner, admin = await cportal.user("owner"), await cportal.user("admin")
+    team, case = await _case(cportal, owner)
+    await cportal.join(owner, team, admin, "admin")
+    r = await owner.post(f"/api/teams/{team}/cases", json={"title": "Second"})
+    second = r.json()["id"]
+    _, keeper = await _case(cportal, owner)  # another team's case
+    shared = hashlib.sha256(os.urandom(16)).hexdigest()
+    await _uploaded(owner, case, fake, blob)  # only in this team (in two of its cases)
+    r = await owner.post(
+        f"/api/cases/{second}/materials", json={"name": "again.svs", "size": 100, "sha256": blob}
+    )
+    assert r.json()["exists"] is True
+    await _uploaded(owner, second, fake, shared)  # also attached in the other team
+    r = await owner.post(
+        f"/api/cases/{keeper}/materials", json={"name": "s.svs", "size": 100, "sha256": shared}
+    )
+    assert r.json()["exists"] is True
+    problem(await admin.delete(f"/api/teams/{team}"), 403)  # the owner only
+    fake.down = True  # the cluster must answer: nothing is deleted without it
+    problem(await owner.delete(f"/api/teams/{team}"), 503)
+    fake.down = False
+    assert (await owner.get(f"/api/teams/{team}")).status_code == 200
+    assert len((await owner.get(f"/api/cases/{second}/materials")).json()) == 2
+    assert fake.deleted == []
+    assert (await owner.delete(f"/api/teams/{team}")).status_code == 204
+    assert fake.deleted == [blob]  # once, and not the blob the other team still uses
+    problem(await owner.get(f"/api/teams/{team}"), 404)
+    problem(await owner.get(f"/api/cases/{case}"), 404)
+    assert (await owner.get(f"/api/cases/{keeper}/materials")).json()[0]["status"] == "ready"
+
+
 async def test_failures_are_kept_and_checked(cportal: Portal, fake: FakeCluster, blob: str) -> None:
     owner = await cportal.user("owner")
     _, case = await _case(cportal, owner)

@@ -18,6 +18,7 @@ from labportal.domain.materials.models import Material
 from labportal.domain.materials.schemas import MaterialCreateIn
 from labportal.domain.teams.models import Membership, Team
 from labportal.domain.teams.roles import at_least
+from labportal.domain.teams.services import TeamService
 from labportal.errors import Conflict, Forbidden, NotFound, Unprocessable
 from slidestore.cluster.wire import BlobStatus, BlobView, Placement
 
@@ -166,6 +167,25 @@ class MaterialService(SQLAlchemyAsyncRepositoryService[Material, MaterialReposit
         await self.cases.delete_case(case_id, user)  # checks the admin role
         ids = [m.id for m in rows]
         for blob_id in dict.fromkeys(m.blob_id or m.sha256 for m in rows):
+            await self._release(blob_id, cluster, *ids)
+
+    async def delete_team(self, team_id: uuid.UUID, user: User, cluster: Cluster) -> None:
+        """Delete a team (owner) with its cases and materials; their blobs go as in
+        :meth:`delete_case`, each once. The cluster refusing or being down raises, so the
+        request fails and the transaction (the team's deletion) is rolled back."""
+        teams = TeamService(session=self.repository.session)
+        await teams.require(team_id, user, "owner")
+        rows = list(
+            await self.repository.session.scalars(
+                select(Material)
+                .join(Case, Case.id == Material.case_id)
+                .where(Case.team_id == team_id)
+            )
+        )
+        ids = [m.id for m in rows]
+        blob_ids = list(dict.fromkeys(m.blob_id or m.sha256 for m in rows))
+        await teams.delete_team(team_id, user)  # cascades to its cases and materials
+        for blob_id in blob_ids:
             await self._release(blob_id, cluster, *ids)
 
     async def delete(self, material_id: uuid.UUID, user: User, cluster: Cluster) -> None:

@@ -11,6 +11,9 @@ from litestar.params import FromPath, JSONBody, PathParameter
 from litestar.status_codes import HTTP_200_OK, HTTP_204_NO_CONTENT
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from labportal.cluster import Cluster
+from labportal.domain.materials.controllers import DEPENDENCIES as MATERIALS
+from labportal.domain.materials.services import MaterialService
 from labportal.domain.teams.convert import invitation_out, member_out, team_out
 from labportal.domain.teams.invitations import InvitationService
 from labportal.domain.teams.schemas import (
@@ -92,14 +95,20 @@ class TeamController(Controller):
         team, member = await teams.update_team(team_id, principal.user, data)
         return team_out(team, member.role)
 
-    @delete("/{team_id:uuid}", opt=WRITE, summary="Delete a team and everything it owns (owner)")
+    @delete(
+        "/{team_id:uuid}",
+        opt=WRITE,
+        summary="Delete a team (owner) and everything it owns; unused blobs leave the cluster",
+        dependencies=MATERIALS,
+    )
     async def delete_team(
         self,
         team_id: FromPath[uuid.UUID],
         principal: NamedDependency[Principal],
-        teams: NamedDependency[TeamService],
+        materials: NamedDependency[MaterialService],
+        cluster: NamedDependency[Cluster],
     ) -> None:
-        await teams.delete_team(team_id, principal.user)
+        await materials.delete_team(team_id, principal.user, cluster)
 
     @get("/{team_id:uuid}/members", opt=READ, summary="Members and their roles")
     async def list_members(
