@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import random
 
 import nox
 
@@ -123,7 +124,7 @@ def faults(session: nox.Session) -> None:
     (default 600 s, a random seed; the seed is printed). Both databases."""
     sync(session, "dev")
     seconds = session.posargs[0] if session.posargs else "600"
-    seed = session.posargs[1] if len(session.posargs) > 1 else ""
+    seed = session.posargs[1] if len(session.posargs) > 1 else str(random.randrange(1 << 32))
     session.run(
         "pytest",
         "tests/test_cluster_faults.py",

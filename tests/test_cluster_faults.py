@@ -300,8 +300,9 @@ def test_a_pause_shorter_than_dead_after_is_not_a_death(
 
 
 def test_randomized_faults(make_cluster: MakeCluster, slides: Callable[[int], Path]) -> None:
-    seed = int(os.environ.get("SLIDESTORE_FAULTS_SEED") or random.randrange(1 << 32))
-    duration = float(os.environ.get("SLIDESTORE_FAULTS_SECONDS") or 30)
+    # A fixed seed in the default suite (reproducible CI); ``nox -s faults`` draws new ones.
+    seed = int(os.environ.get("SLIDESTORE_FAULTS_SEED") or 20261123)
+    duration = float(os.environ.get("SLIDESTORE_FAULTS_SECONDS") or 20)
     print(f"randomized faults: seed={seed} duration={duration}s", flush=True)
     rng = random.Random(seed)
     cluster = make_cluster()

@@ -16,10 +16,13 @@ import pytest_asyncio
 from labportal.cluster import Cluster
 from labportal.db import migrate
 from labportal.settings import Settings
+from slidestore_server.testing import CoordinatorProcess, NodeProcess
 
 from .fakecluster import COORDINATOR, SECRET, FakeCluster
 from .helpers import Portal
 from .server import ServerProcess
+
+REAL_CLUSTER_SECRET = "portal-real-cluster-secret"
 
 HERE = Path(__file__).parent
 PG_SERVER = os.environ.get("LABPORTAL_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432")
@@ -78,11 +81,28 @@ def portal_settings(database_url: str, **overrides: object) -> Settings:
     return Settings(**base)  # type: ignore[arg-type]
 
 
+@pytest.fixture(scope="session")
+def real_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real coordinator with one storage node (processes on loopback); its URL."""
+    tmp = tmp_path_factory.mktemp("portal-cluster")
+    settings = {"secret": REAL_CLUSTER_SECRET, "replicas": 1}
+    with CoordinatorProcess(tmp / "coordinator", settings=settings) as coordinator:
+        node_settings = {
+            "secret": REAL_CLUSTER_SECRET,
+            "coordinator_url": coordinator.url,
+            "heartbeat_interval": 0.5,
+            "reserve_bytes": 0,
+        }
+        with NodeProcess(tmp / "node", settings=node_settings):
+            yield coordinator.url
+
+
 @pytest.fixture(scope="session", params=["sqlite", "postgres"])
 def server(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, real_cluster: str
 ) -> Iterator[ServerProcess]:
-    """``labportal serve --migrate`` on an empty database of each backend."""
+    """``labportal serve --migrate`` on an empty database of each backend, with a real
+    coordinator and node behind it."""
     tmp = tmp_path_factory.mktemp("server")
     name = None
     if request.param == "sqlite":
@@ -91,7 +111,12 @@ def server(
         name = create_pg_database()
         url = pg_url(name).replace("+asyncpg", "")
     try:
-        process = ServerProcess.start(url, tmp / "server.log")
+        process = ServerProcess.start(
+            url,
+            tmp / "server.log",
+            LABPORTAL_CLUSTER_URL=real_cluster,
+            LABPORTAL_CLUSTER_SECRET=REAL_CLUSTER_SECRET,
+        )
         try:
             yield process
         finally:

@@ -4,12 +4,14 @@ problem details (also for a crash)."""
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import pytest
 from litestar import get
 
 from labportal.app import create_app
 from labportal.errors import PROBLEM_JSON
+from slidestore_server.testing import CoordinatorProcess
 
 from .conftest import portal_settings
 from .helpers import Portal, problem
@@ -57,3 +59,16 @@ async def test_unexpected_errors_are_problem_details(database_url: str) -> None:
     assert problem(r, 400)["code"] == "bad_request"
     r = await portal.client().put("/api/teams", json={})
     assert problem(r, 405)["code"] == "method_not_allowed"
+
+
+async def test_readyz_reports_a_cluster_without_reachable_nodes(
+    database_url: str, tmp_path: Path
+) -> None:
+    secret = "readyz-secret"
+    with CoordinatorProcess(tmp_path / "coordinator", settings={"secret": secret}) as coordinator:
+        settings = portal_settings(database_url, cluster_url=coordinator.url, cluster_secret=secret)
+        async with Portal.running(settings) as portal:
+            r = await portal.client().get("/readyz")
+    assert r.status_code == 503
+    checks = r.json()["checks"]
+    assert checks["coordinator"] == "ok" and checks["nodes"] == "error: no live storage node"

@@ -14,7 +14,8 @@ from .server import ServerProcess
 def test_health_ready_metrics_openapi(server: ServerProcess) -> None:
     assert httpx.get(server.url + "/healthz").json() == {"status": "ok"}
     ready = httpx.get(server.url + "/readyz")
-    assert ready.status_code == 200 and ready.json()["checks"] == {"database": "ok"}
+    checks = {"database": "ok", "coordinator": "ok", "nodes": "ok"}
+    assert ready.status_code == 200 and ready.json()["checks"] == checks
     doc = httpx.get(server.url + "/schema/openapi.json").json()
     assert doc["info"]["title"] == "labportal" and "/api/teams/{team_id}/cases" in doc["paths"]
     metrics = httpx.get(server.url + "/metrics")

@@ -1,4 +1,5 @@
-"""/healthz (the process answers), /readyz (database, coordinator when configured), /metrics."""
+"""/healthz (the process answers), /readyz (database; coordinator and storage nodes when
+configured), /metrics."""
 
 from __future__ import annotations
 
@@ -14,6 +15,8 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from labportal.settings import Settings
+from slidestore import tokens
+from slidestore.tokens import Operation
 
 log = logging.getLogger("labportal.health")
 
@@ -47,6 +50,30 @@ async def check_coordinator(url: str) -> str:
     return "ok" if response.status_code == 200 else f"error: HTTP {response.status_code}"
 
 
+async def check_nodes(coordinator: str, secret: str) -> str:
+    """At least one node the coordinator calls alive answers its ``/healthz``: slides can
+    be read and uploaded."""
+    token = tokens.mint(secret, ops={Operation.READ}, ttl=60, subject="labportal-readyz")
+    try:
+        async with httpx.AsyncClient(timeout=3) as client:
+            answer = await client.get(
+                coordinator.rstrip("/") + "/v1/nodes", headers={"Authorization": f"Bearer {token}"}
+            )
+            if answer.status_code != 200:
+                return f"error: coordinator answered HTTP {answer.status_code}"
+            urls = [n["url"] for n in answer.json() if n.get("state") == "alive"]
+            if not urls:
+                return "error: no live storage node"
+            results = await asyncio.gather(
+                *(client.get(url.rstrip("/") + "/healthz") for url in urls),
+                return_exceptions=True,
+            )
+    except (httpx.HTTPError, ValueError) as exc:
+        return f"error: {type(exc).__name__}"
+    reachable = sum(isinstance(r, httpx.Response) and r.status_code == 200 for r in results)
+    return "ok" if reachable else "error: no storage node reachable"
+
+
 class HealthController(Controller):
     tags = ["operations"]
 
@@ -61,6 +88,8 @@ class HealthController(Controller):
         checks = {"database": await check_database(db_engine)}
         if settings.coordinator:
             checks["coordinator"] = await check_coordinator(settings.coordinator)
+            if settings.cluster_secret and checks["coordinator"] == "ok":
+                checks["nodes"] = await check_nodes(settings.coordinator, settings.cluster_secret)
         ready = all(v == "ok" for v in checks.values())
         return Response(
             Readiness(status="ready" if ready else "unavailable", checks=checks),
