@@ -239,3 +239,29 @@ def test_readyz_reports_an_unreachable_coordinator(start_node: Callable[..., Nod
     assert r.status_code == 503
     assert "coordinator" in r.json()["problems"][0]
     assert httpx.get(node.url + "/healthz").status_code == 200
+
+
+def test_the_stored_tile_fast_path_answers_exactly_like_the_route(seeded: Seeded) -> None:
+    blob = seeded.ids["generated"]
+    path = f"/slides/{blob}_files/12/1_1.jpeg"
+    with seeded.client() as c:
+        c.get(f"/slides/{blob}.dzi")  # opens the slide: its stored tiles take the fast path
+        fast = c.get(path)
+        # A conditional request that does not match goes through the route instead.
+        routed = c.get(path, headers={"If-None-Match": '"something-else"'})
+        assert fast.status_code == routed.status_code == 200
+        assert fast.content == routed.content
+        for name in ("content-type", "etag", "cache-control", "access-control-allow-origin"):
+            assert fast.headers[name] == routed.headers[name], name
+        assert c.get(path, headers={"If-None-Match": fast.headers["etag"]}).status_code == 304
+        metrics = c.get("/metrics").text
+    assert 'route="tile"' in metrics
+    # Token problems fall through to the route: the usual JSON errors.
+    assert httpx.get(seeded.node.url + path).json()["error"] == "token_missing"
+    other = seeded.read_token("sample")
+    denied = httpx.get(seeded.node.url + path, params={"token": other})
+    assert denied.status_code == 403 and denied.json()["error"] == "forbidden"
+    assert (
+        httpx.get(seeded.node.url + path, params={"token": seeded.read_token("generated")}).content
+        == fast.content
+    )

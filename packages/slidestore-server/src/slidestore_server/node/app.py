@@ -16,6 +16,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from slidestore import tokens
 from slidestore.blobs import BlobStore
 from slidestore.tokens import Operation
 from slidestore.uploads import UploadManager
@@ -31,6 +32,7 @@ from slidestore_server.node import openapi
 from slidestore_server.node.capacity import Capacity
 from slidestore_server.node.changes import ChangeSignal
 from slidestore_server.node.cluster import BackgroundDuties
+from slidestore_server.node.fastpath import TileFastPath
 from slidestore_server.node.identity import load_or_create_node_id
 from slidestore_server.node.renditions import Prerenderer
 from slidestore_server.node.routes import (
@@ -191,11 +193,13 @@ def create_app(settings: NodeSettings) -> Starlette:
         *iiif.routes(),
         *zarr.routes(),
     ]
+    verifier = tokens.Verifier(settings.secret)
     app = Starlette(
         routes=routes,
         exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
         middleware=[
             Middleware(MetricsMiddleware, metrics=metrics),
+            Middleware(TileFastPath, node=state, verifier=verifier),
             Middleware(
                 CORSMiddleware,
                 allow_origins=[o.strip() for o in settings.cors_origins.split(",") if o.strip()],
@@ -209,4 +213,5 @@ def create_app(settings: NodeSettings) -> Starlette:
     )
     app.state.node = state
     app.state.secret = settings.secret
+    app.state.verifier = verifier
     return app
