@@ -258,3 +258,36 @@ async def test_material_and_viewer_pages(cportal: Portal, fake: FakeCluster, blo
         assert page.status_code == 200 and "a.svs" in page.text, page.text[:300]
         problem(await outsider.get(url), 404)
     assert f'href="/materials/{material}/view"' in (await owner.get(f"/cases/{case}")).text
+
+
+@pytest.mark.parametrize(
+    ("status", "copies", "expected"),
+    [
+        ("ok", 2, "ready"),
+        ("under_replicated", 1, "replicating"),
+        ("archived", 0, "archived"),
+        ("unavailable", 0, "unavailable"),
+        ("deleted", 0, "unavailable"),
+    ],
+)
+def test_material_status_follows_the_cluster(status: str, copies: int, expected: str) -> None:
+    from types import SimpleNamespace
+
+    from labportal.domain.materials.services import status_of
+    from slidestore.cluster.wire import BlobView, ReplicaView
+
+    view = BlobView(
+        blob_id="ab" * 32,
+        size=1,
+        target=2,
+        replicas=tuple(
+            ReplicaView(node_id=f"n{i}", url=NODES[i], state="alive")  # type: ignore[arg-type]
+            for i in range(copies)
+        ),
+        status=status,  # type: ignore[arg-type]
+        pinned=True,
+        expires_at=None,
+    )
+    material = SimpleNamespace(blob_id="ab" * 32, error=None)
+    assert status_of(material, view) == expected  # type: ignore[arg-type]
+    assert status_of(SimpleNamespace(blob_id=None, error=None), None) == "uploading"  # type: ignore[arg-type]

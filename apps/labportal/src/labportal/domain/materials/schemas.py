@@ -12,7 +12,7 @@ from labportal.domain import validation
 from labportal.domain.accounts.schemas import UserRef
 
 Sha256 = Annotated[str, Meta(pattern="^[0-9a-f]{64}$")]
-MaterialStatus = Literal["uploading", "failed", "replicating", "ready", "unavailable"]
+MaterialStatus = Literal["uploading", "failed", "replicating", "ready", "archived", "unavailable"]
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 
 MAX_SIZE = 1 << 40  # 1 TiB
@@ -53,7 +53,7 @@ class MaterialOut(msgspec.Struct):
     size: int
     blob_id: str | None
     status: MaterialStatus
-    """uploading → replicating → ready (computed from the cluster on every read)."""
+    """uploading → replicating → ready (→ archived), computed from the cluster on every read."""
     replicas: int
     target_replicas: int
     error: str

@@ -41,6 +41,8 @@ class Access:
 def status_of(material: Material, view: BlobView | None) -> str:
     if material.blob_id is None:
         return "failed" if material.error else "uploading"
+    if view is not None and view.status == BlobStatus.ARCHIVED:
+        return "archived"  # retention moved it to the archive; an admin may restore it
     if view is None or view.status in (BlobStatus.DELETED, BlobStatus.UNAVAILABLE):
         return "unavailable"
     return "ready" if ready_replicas(view) >= view.target else "replicating"
