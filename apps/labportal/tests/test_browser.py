@@ -158,6 +158,27 @@ def test_portal_in_a_browser(portal_url: str) -> None:
             expect(alice.locator("#overlay rect.annotation")).to_have_count(1)
             alice.reload()
             expect(alice.locator("#overlay rect.annotation")).to_have_count(1, timeout=20_000)
+            # Listed beside the viewer; relabel it there, then delete it.
+            item = alice.locator("#annotation-list li")
+            expect(item).to_have_count(1)
+            expect(item.locator(".annotation-name")).to_have_text("rectangle mitosis")
+            alice.fill("#ann-label", "mitotic figure")
+            item.get_by_role("button", name="Relabel").click()
+            expect(item.locator(".annotation-name")).to_have_text("rectangle mitotic figure")
+            alice.reload()
+            expect(alice.locator("#annotation-list li .annotation-name")).to_have_text(
+                "rectangle mitotic figure", timeout=20_000
+            )
+            alice.locator("#annotation-list li").get_by_role("button", name="Delete").click()
+            expect(alice.locator("#overlay rect.annotation")).to_have_count(0)
+            remaining = alice.evaluate(
+                """async () => {
+                    const id = location.pathname.split("/")[2];
+                    const r = await fetch(`/api/materials/${id}/annotations`);
+                    return (await r.json()).items.length;
+                }"""
+            )
+            assert remaining == 0
 
             # Alice is not in Bob's team: his case does not exist for her.
             response = alice.goto(bob_case)

@@ -87,6 +87,63 @@ async function loadAnnotations() {
   const page = await api("GET", `/api/materials/${MATERIAL}/annotations?bbox=${bbox}&limit=5000`);
   annotations = page.items;
   redraw();
+  renderList();
+}
+
+// The list beside the viewer: go to an annotation, relabel it (with the Label field's
+// text) or delete it. The server decides who may (author or admin): errors are shown.
+function renderList() {
+  const list = document.getElementById("annotation-list");
+  const writable = Boolean(list.dataset.canWrite);
+  list.replaceChildren(...annotations.map((a) => {
+    const item = document.createElement("li");
+    item.dataset.id = a.id;
+    const name = document.createElement("span");
+    name.className = "annotation-name";
+    name.textContent = `${a.kind} ${a.label || "(no label)"}`;
+    name.style.borderLeft = `4px solid ${a.color}`;
+    item.append(name, button("Go", () => goTo(a)));
+    if (writable) {
+      item.append(
+        button("Relabel", () => update(a, { label: document.getElementById("ann-label").value })),
+        button("Delete", () => remove(a)),
+      );
+    }
+    return item;
+  }));
+}
+
+function button(text, action) {
+  const b = document.createElement("button");
+  b.type = "button";
+  b.textContent = text;
+  b.addEventListener("click", () => action().catch((e) => {
+    document.getElementById("error").textContent = e.message;
+  }));
+  return b;
+}
+
+async function goTo(a) {
+  const xs = a.points.map((p) => p[0]), ys = a.points.map((p) => p[1]);
+  const pad = 50;
+  const x = Math.min(...xs) - pad, y = Math.min(...ys) - pad;
+  const rect = viewer.viewport.imageToViewportRectangle(
+    x, y, Math.max(...xs) - x + pad, Math.max(...ys) - y + pad);
+  viewer.viewport.fitBounds(rect);
+}
+
+async function update(a, change) {
+  const changed = await api("PATCH", `/api/annotations/${a.id}`, change);
+  annotations = annotations.map((b) => (b.id === a.id ? changed : b));
+  redraw();
+  renderList();
+}
+
+async function remove(a) {
+  await api("DELETE", `/api/annotations/${a.id}`);
+  annotations = annotations.filter((b) => b.id !== a.id);
+  redraw();
+  renderList();
 }
 
 function scalebar() {
@@ -105,6 +162,7 @@ async function saveDraft() {
   a.label = document.getElementById("ann-label").value;
   annotations.push(await api("POST", `/api/materials/${MATERIAL}/annotations`, a));
   redraw();
+  renderList();
 }
 
 function setupDrawing() {
