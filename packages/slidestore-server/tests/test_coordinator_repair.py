@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import signal
 import time
 from collections.abc import Callable, Iterator
@@ -94,6 +95,10 @@ def test_repair_copies_trims_and_deletes_on_real_nodes(
         assert waited.status_code == 200, waited.text
         assert waited.json()["status"] == "ok"
         assert [blob_on(node) for node in storage] == [200, 200, 200]
+        # Each copy succeeded the first time (a node answers 201 for a fresh copy).
+        metrics = httpx.get(f"{coordinator.url}/metrics", headers=headers()).text
+        assert re.search(r'slidestore_cluster_copies_total\{result="ok"\} 2\.0', metrics), metrics
+        assert 'result="failed"' not in metrics
 
         # A fourth copy appears (a node returning with it): trimmed back to R = 3.
         extra = start_storage(holds_blob=True)

@@ -56,7 +56,7 @@ class NodeClient:
             )
         except httpx.HTTPError as exc:
             raise NodeCallFailed(f"POST {target_url}/replicas: {type(exc).__name__}") from exc
-        if answer.status_code != 200:
+        if answer.status_code not in (200, 201):  # 201: copied now; 200: already there
             raise NodeCallFailed(
                 f"POST {target_url}/replicas answered {answer.status_code}: {answer.text[:200]}"
             )
