@@ -87,7 +87,7 @@ def build_state(settings: NodeSettings) -> NodeState:
         blob_store,
         max_open=settings.open_slides,
         cache_bytes=settings.tile_cache_bytes,
-        renditions=renditions.root if settings.prerender else None,
+        renditions=renditions if settings.prerender else None,
     )
 
     def quarantined(blob_ids: list[str]) -> None:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from collections.abc import Hashable
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from slidestore import Slide, open_slide
@@ -23,6 +22,7 @@ from slidestore.pyramid.pyramid import TileKey
 
 if TYPE_CHECKING:
     from slidestore.blobs import BlobStore
+    from slidestore_server.node.renditions import Prerenderer
 
 
 class SlideEntry:
@@ -32,7 +32,7 @@ class SlideEntry:
         slide: Slide,
         tiles: LRUCache[TileKey, RGBArray],
         encoded: LRUCache[Hashable, bytes],
-        renditions: Path | None = None,
+        renditions: Prerenderer | None = None,
     ) -> None:
         self.blob_id = blob_id
         self.slide = slide
@@ -44,7 +44,7 @@ class SlideEntry:
         )
         self.deepzoom: DeepZoom = DeepZoom(self.pyramid, cache=encoded)
         if renditions is not None:
-            self.deepzoom.use_rendition(renditions / blob_id / self.deepzoom.rendition_key)
+            self.deepzoom.use_rendition(renditions.directory(blob_id, self.deepzoom.rendition_key))
 
     def close(self) -> None:
         self.deepzoom.close()
@@ -58,7 +58,7 @@ class SlideCache:
         *,
         max_open: int,
         cache_bytes: int,
-        renditions: Path | None = None,
+        renditions: Prerenderer | None = None,
     ) -> None:
         self.blobs = blobs
         self.renditions = renditions

@@ -15,7 +15,6 @@ tiles, and ``manifest.json`` written last: a rendition with a manifest is comple
 from __future__ import annotations
 
 import concurrent.futures
-import json
 import os
 import threading
 import time
@@ -175,7 +174,7 @@ def _write_manifest(directory: Path, rendition: Rendition) -> None:
 def read_manifest(directory: Path) -> Rendition | None:
     try:
         return msgspec.json.decode((directory / MANIFEST).read_bytes(), type=Rendition)
-    except (FileNotFoundError, msgspec.DecodeError, json.JSONDecodeError):
+    except (FileNotFoundError, msgspec.DecodeError):
         return None
 
 
@@ -201,11 +200,6 @@ class PackedLevels:
     @property
     def complete(self) -> bool:
         return self._complete
-
-    def has_level(self, level: int) -> bool:
-        if level not in self._packs and not self._complete:
-            self._refresh()
-        return level in self._packs
 
     def get(self, level: int, col: int, row: int) -> bytes | None:
         pack = self._packs.get(level)
