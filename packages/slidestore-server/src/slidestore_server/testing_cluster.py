@@ -25,7 +25,7 @@ import re
 import signal
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Self
@@ -160,10 +160,13 @@ class Cluster:
 
     # -- lifecycle -----------------------------------------------------------------------
 
-    def start(self, *, timeout: float = 60.0) -> Self:
+    def start(self, *, timeout: float = 60.0, nodes: Iterable[int] | None = None) -> Self:
+        """Start the coordinator and the nodes (``nodes``: only those; start the others
+        later with :meth:`restart`, e.g. to have one join a filled cluster)."""
+        chosen = [self.nodes[i] for i in nodes] if nodes is not None else self.nodes
         self.coordinator.start(timeout=timeout)
-        with ThreadPoolExecutor(len(self.nodes) or 1) as pool:
-            list(pool.map(lambda node: node.start(timeout=timeout), self.nodes))
+        with ThreadPoolExecutor(len(chosen) or 1) as pool:
+            list(pool.map(lambda node: node.start(timeout=timeout), chosen))
         self.wait_alive(timeout=timeout)
         return self
 

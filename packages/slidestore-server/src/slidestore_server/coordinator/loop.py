@@ -10,6 +10,7 @@ import time
 
 from slidestore.cluster import NodeInfo
 from slidestore_server.coordinator import catalog, registry, worklist
+from slidestore_server.coordinator.rebalance import Rebalancer
 from slidestore_server.coordinator.repair import Repairer
 from slidestore_server.coordinator.retention import Retention
 from slidestore_server.coordinator.state import Coordinator
@@ -25,7 +26,8 @@ FULL_SCAN_SECONDS = 10.0
 class Loop:
     def __init__(self, coord: Coordinator) -> None:
         self.coord = coord
-        self.repairer = Repairer(coord)
+        self.rebalancer = Rebalancer(coord)
+        self.repairer = Repairer(coord, moving=self.rebalancer.in_flight)
         self.retention = Retention(coord)
         self._gauges_at = 0.0
         self._serial: int | None = None
@@ -59,6 +61,8 @@ class Loop:
         ):
             self._serial, self._scanned_at = serial, now
             await self.repairer.run_pass(nodes)
+        if self.rebalancer.enabled and not self.repairer.busy:
+            await self.rebalancer.run_pass(nodes)
         await self.retention.run_pass()
         async with self.coord.engine.begin() as conn:
             await catalog.forget_old_placements(conn, self.coord.now())
@@ -94,5 +98,6 @@ class Loop:
 
     async def close(self) -> None:
         await self.repairer.close()
+        await self.rebalancer.close()
         await self.retention.close()
         await self.coord.leadership.release()

@@ -34,6 +34,17 @@ class CoordinatorMetrics:
         self.bytes_copied = Counter(
             "slidestore_cluster_bytes_copied", "bytes moved by repair copies", registry=registry
         )
+        self.moves = Counter(
+            "slidestore_cluster_rebalance_moves",
+            "rebalancing moves finished",
+            ["result"],
+            registry=registry,
+        )
+        self.bytes_moved = Counter(
+            "slidestore_cluster_rebalance_bytes",
+            "bytes copied by rebalancing moves",
+            registry=registry,
+        )
         self.deletes = Counter(
             "slidestore_cluster_deletes", "copies deleted on nodes", ["reason"], registry=registry
         )

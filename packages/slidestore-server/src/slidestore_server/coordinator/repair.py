@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Mapping
 
 import msgspec
 
@@ -27,8 +28,11 @@ ARCHIVE = "archive"
 
 
 class Repairer:
-    def __init__(self, coord: Coordinator) -> None:
+    def __init__(self, coord: Coordinator, moving: Mapping[str, CopyTask] | None = None) -> None:
         self.coord = coord
+        #: Rebalancing moves running (blob -> move): planned as copies in flight, so a
+        #: blob being moved is neither trimmed nor copied again meanwhile.
+        self.moving: Mapping[str, CopyTask] = moving if moving is not None else {}
         self.in_flight: dict[tuple[str, str], CopyTask] = {}  # (blob, target) -> task
         self.trimming: set[tuple[str, str]] = set()
         self.failed: dict[tuple[str, str], float] = {}  # (blob, source) -> avoid until
@@ -56,7 +60,7 @@ class Repairer:
                 blobs,
                 nodes,
                 max_copies=coord.settings.max_copies,
-                in_flight=self.in_flight.values(),
+                in_flight=[*self.in_flight.values(), *self.moving.values()],
             )
             archived = (
                 await catalog.archive_urls(conn, plan.unavailable) if plan.unavailable else {}

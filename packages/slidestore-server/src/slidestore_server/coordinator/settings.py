@@ -30,6 +30,15 @@ class CoordinatorSettings(msgspec.Struct, kw_only=True, frozen=True):
     """SLIDESTORE_MAX_COPIES: repair copies running at once in the whole cluster."""
     copy_bytes_per_second: float | None = None
     """SLIDESTORE_COPY_BYTES_PER_SECOND: bandwidth cap of each repair copy."""
+    rebalance: bool = False
+    """SLIDESTORE_REBALANCE: move blobs from the fullest nodes to the emptiest (a node that
+    joins a filled cluster) while nothing needs repair."""
+    rebalance_tolerance: float = 0.05
+    """SLIDESTORE_REBALANCE_TOLERANCE: fill difference, fullest minus emptiest, left alone."""
+    rebalance_max_copies: int = 1
+    """SLIDESTORE_REBALANCE_MAX_COPIES: moves running at once."""
+    rebalance_bytes_per_second: float | None = 50e6
+    """SLIDESTORE_REBALANCE_BYTES_PER_SECOND: bandwidth cap of each move's copy."""
     archive_url: str | None = None
     """SLIDESTORE_ARCHIVE_URL: fsspec URL expired blobs are archived under."""
     loop_interval: float = 0.5

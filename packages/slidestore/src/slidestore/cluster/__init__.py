@@ -1,4 +1,5 @@
-"""Cluster logic: node liveness and registry, replica placement, repair planning.
+"""Cluster logic: node liveness and registry, replica placement, repair and
+rebalance planning.
 
 Pure and deterministic: no I/O, no clock of its own (callers pass ``now``), no database.
 The coordinator persists the state and calls these functions; the in-memory
@@ -21,6 +22,7 @@ from slidestore.cluster.model import (
     TrimTask,
 )
 from slidestore.cluster.placement import DEFAULT_CHOICES, place, rank
+from slidestore.cluster.rebalance import DEFAULT_TOLERANCE, fill, fill_spread, plan_rebalance
 from slidestore.cluster.registry import Registry
 from slidestore.cluster.repair import DEFAULT_MAX_COPIES, plan_repair
 
@@ -29,6 +31,7 @@ __all__ = [
     "DEFAULT_MAX_COPIES",
     "DEFAULT_REPLICAS",
     "DEFAULT_TIMEOUTS",
+    "DEFAULT_TOLERANCE",
     "DEFAULT_ZONE",
     "BlobReplicas",
     "CopyTask",
@@ -42,7 +45,10 @@ __all__ = [
     "Transition",
     "TrimTask",
     "UnknownNode",
+    "fill",
+    "fill_spread",
     "place",
+    "plan_rebalance",
     "plan_repair",
     "rank",
     "state_at",
