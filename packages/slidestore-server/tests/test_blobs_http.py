@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import os
+import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
@@ -17,6 +19,7 @@ from slidestore_server.testing import NodeProcess
 
 SECRET = "blob-test-secret"
 MB = 1 << 20
+BUSY_RATE = 8e6
 
 
 @dataclass
@@ -35,7 +38,8 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     data = os.urandom(100_000)
     blob_id = store.put(data)
     big_id = store.put(os.urandom(24 * MB))
-    with NodeProcess(data_dir, settings={"secret": SECRET, "cache_max_age": 3600}) as node:
+    settings = {"secret": SECRET, "cache_max_age": 3600, "busy_replica_bytes_per_second": BUSY_RATE}
+    with NodeProcess(data_dir, settings=settings) as node:
         yield Served(node, blob_id, data, big_id)
 
 
@@ -156,6 +160,42 @@ def test_large_blobs_stream_and_a_client_may_leave_early(
     tail = http.get(url, headers={"Range": f"bytes={20 * MB}-"})
     assert tail.status_code == 206
     assert len(tail.content) == 4 * MB
+
+
+def test_replica_pulls_yield_to_people_using_the_node(served: Served, http: httpx.Client) -> None:
+    """Another node's pull slows to the busy rate while people use the node; alone, and for
+    a person's own download, the blob goes at full speed."""
+    url = f"/blobs/{served.big_id}"
+    pull = {"Slidestore-Purpose": "replica"}
+
+    def timed(headers: dict[str, str]) -> float:
+        started = time.monotonic()
+        answer = http.get(url, headers=headers)
+        assert hashlib.sha256(answer.content).hexdigest() == served.big_id
+        return time.monotonic() - started
+
+    idle = timed(pull)
+    stop = threading.Event()
+
+    def browse() -> None:  # a viewer's requests, every 50 ms
+        with httpx.Client(base_url=served.node.url, timeout=30) as viewer:
+            while not stop.is_set():
+                viewer.get("/openapi.json")
+                time.sleep(0.05)
+
+    viewer = threading.Thread(target=browse)
+    viewer.start()
+    try:
+        time.sleep(0.2)
+        busy = timed(pull)
+        person = timed({})
+    finally:
+        stop.set()
+        viewer.join()
+    paced = 24 * MB / BUSY_RATE  # 3.1 s
+    assert busy >= 0.9 * paced, (idle, busy)
+    assert idle < paced / 2, (idle, busy)
+    assert person < paced / 2, (person, busy)
 
 
 def test_reads_need_a_token_for_that_blob(served: Served) -> None:

@@ -58,6 +58,10 @@ class NodeSettings(msgspec.Struct, kw_only=True, frozen=True):
     then serve as fast as native tiles)."""
     prerender_threads: int = 1
     """SLIDESTORE_PRERENDER_THREADS: threads the background prerendering uses."""
+    busy_replica_bytes_per_second: float = 32e6
+    """SLIDESTORE_BUSY_REPLICA_BYTES_PER_SECOND: how fast this node sends a blob to another
+    node (repair, replication) while people are using it (a request in the last half
+    second); idle, it sends at full speed. 0: always full speed."""
 
     @property
     def url(self) -> str:

@@ -15,7 +15,7 @@ import httpx
 import msgspec
 
 from slidestore import tokens
-from slidestore.cluster.wire import Replicate, Replicated
+from slidestore.cluster.wire import PURPOSE_HEADER, REPLICA_PURPOSE, Replicate, Replicated
 from slidestore.tokens import Operation
 
 _CHUNK = 1 << 20
@@ -84,7 +84,10 @@ class NodeClient:
         fs, path = fsspec.core.url_to_fs(url)
         try:
             async with self.client.stream(
-                "GET", f"{node_url}/blobs/{blob_id}", headers=self._headers(), timeout=60.0
+                "GET",
+                f"{node_url}/blobs/{blob_id}",
+                headers={**self._headers(), PURPOSE_HEADER: REPLICA_PURPOSE},
+                timeout=60.0,
             ) as answer:
                 if answer.status_code != 200:
                     raise NodeCallFailed(f"GET {node_url}/blobs/{blob_id}: {answer.status_code}")

@@ -80,7 +80,7 @@ class ClusterAgent:
     # -- the loop ----------------------------------------------------------------------
 
     async def run(self) -> None:
-        self._write_status()
+        await self._write_status()
         backoff = BACKOFF_MIN
         headers = {"User-Agent": f"slidestore-node/{self.node_id} pid={os.getpid()}"}
         async with httpx.AsyncClient(
@@ -98,7 +98,7 @@ class ClusterAgent:
                 except asyncio.CancelledError:
                     raise
                 except Exception as exc:  # never let the coordinator take the node down
-                    self._failed(exc)
+                    await self._failed(exc)
                     await asyncio.sleep(backoff * random.uniform(0.8, 1.2))
                     backoff = min(backoff * 2, BACKOFF_MAX)
                     continue
@@ -114,7 +114,7 @@ class ClusterAgent:
         self.tracker.acknowledge(snapshot)
         self.status.last_success = time.time()
         self.status.last_error = None
-        self._write_status()
+        await self._write_status()
 
     async def _current(self) -> Snapshot:
         """The latest scan, rescanning first if something changed or it is old."""
@@ -213,16 +213,20 @@ class ClusterAgent:
 
     # -- status ------------------------------------------------------------------------
 
-    def _failed(self, exc: Exception) -> None:
+    async def _failed(self, exc: Exception) -> None:
         reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
         if reason != self.status.last_error:
             log.warning("coordinator exchange failed", extra={"reason": reason})
         self.status.last_error = reason
-        self._write_status()
+        await self._write_status()
 
-    def _write_status(self) -> None:
+    async def _write_status(self) -> None:
+        # On a worker thread: creating and renaming a file waits for the disk's journal,
+        # and while a repair writes hundreds of MB/s that held the event loop (and every
+        # tile request) for up to a second.
+        status = msgspec.structs.replace(self.status)
         try:
-            write_status(self.settings.data_dir, self.status)
+            await asyncio.to_thread(write_status, self.settings.data_dir, status)
         except OSError as exc:
             log.warning("cannot write agent status", extra={"reason": str(exc)})
 

@@ -33,6 +33,7 @@ from slidestore_server.node.capacity import Capacity
 from slidestore_server.node.changes import ChangeSignal
 from slidestore_server.node.cluster import BackgroundDuties
 from slidestore_server.node.fastpath import TileFastPath
+from slidestore_server.node.foreground import Foreground, MarkForeground
 from slidestore_server.node.identity import load_or_create_node_id
 from slidestore_server.node.renditions import Prerenderer
 from slidestore_server.node.routes import (
@@ -115,6 +116,7 @@ def build_state(settings: NodeSettings) -> NodeState:
         ),
         slides=slide_cache,
         renditions=renditions,
+        foreground=Foreground(settings.data_dir),
     )
 
 
@@ -198,6 +200,7 @@ def create_app(settings: NodeSettings) -> Starlette:
         routes=routes,
         exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
         middleware=[
+            Middleware(MarkForeground, foreground=state.foreground),
             Middleware(MetricsMiddleware, metrics=metrics),
             Middleware(TileFastPath, node=state, verifier=verifier),
             Middleware(

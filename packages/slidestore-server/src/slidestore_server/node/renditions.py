@@ -12,7 +12,6 @@ hold yet are rendered on demand, with the same bytes.
 
 from __future__ import annotations
 
-import contextlib
 import fcntl
 import logging
 import os
@@ -29,6 +28,7 @@ from slidestore.protocols.deepzoom import Rendition
 from slidestore.protocols.deepzoom.generator import RENDITION_VERSION
 from slidestore.protocols.deepzoom.prerender import is_complete, read_manifest
 from slidestore_server.node.prerender_worker import UNSUPPORTED_EXIT
+from slidestore_server.priority import lower_thread_priority
 
 log = logging.getLogger("slidestore.renditions")
 
@@ -106,8 +106,7 @@ class Prerenderer:
     # -- the work ----------------------------------------------------------------------
 
     def _run(self) -> None:
-        with contextlib.suppress(OSError):  # lower priority for this thread and its pool
-            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), NICENESS)
+        lower_thread_priority(NICENESS)  # this thread and the pool it starts
         while not self._stop.is_set():
             self._wake.clear()
             try:

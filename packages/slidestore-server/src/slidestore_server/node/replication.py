@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import http.client
-import os
 import queue
 import threading
 import time
@@ -29,7 +28,7 @@ import fsspec
 from slidestore import tokens
 from slidestore.blobs import check_blob_id
 from slidestore.blobs.scrub import Throttle
-from slidestore.cluster.wire import Replicate, Replicated
+from slidestore.cluster.wire import PURPOSE_HEADER, REPLICA_PURPOSE, Replicate, Replicated
 from slidestore.errors import (
     ChecksumMismatch,
     InvalidRequest,
@@ -38,6 +37,7 @@ from slidestore.errors import (
 )
 from slidestore.tokens import Operation
 from slidestore_server.node.state import NodeState
+from slidestore_server.priority import lower_thread_priority
 
 CHUNK: Final = 1 << 20
 PEER_CHUNK: Final = 4 << 20
@@ -117,8 +117,7 @@ async def _in_own_thread(work: Callable[[], Replicated]) -> Replicated:
 def _lower_priority() -> None:
     """This thread (a copy's own) yields the CPU to tile requests: a copy takes the cores
     they leave idle, and on an otherwise idle machine runs at full speed all the same."""
-    with contextlib.suppress(OSError):
-        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), COPY_NICENESS)
+    lower_thread_priority(COPY_NICENESS)
 
 
 def _pull(node: NodeState, order: Replicate, cancelled: threading.Event) -> Replicated:
@@ -224,7 +223,8 @@ def _from_peer(
     kind = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
     connection = kind(parts.hostname, parts.port, timeout=READ_TIMEOUT)
     try:
-        connection.request("GET", parts.path, headers={"Authorization": f"Bearer {token}"})
+        headers = {"Authorization": f"Bearer {token}", PURPOSE_HEADER: REPLICA_PURPOSE}
+        connection.request("GET", parts.path, headers=headers)
         answer = connection.getresponse()
         if answer.status != 200:
             raise SourceUnavailable(f"{url} answered {answer.status}")

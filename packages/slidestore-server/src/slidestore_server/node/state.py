@@ -12,6 +12,7 @@ if TYPE_CHECKING:
     from slidestore.uploads import UploadManager
     from slidestore_server.node.capacity import Capacity
     from slidestore_server.node.changes import ChangeSignal
+    from slidestore_server.node.foreground import Foreground
     from slidestore_server.node.renditions import Prerenderer
     from slidestore_server.node.scrubber import Scrubber
     from slidestore_server.node.slides import SlideCache
@@ -29,6 +30,8 @@ class NodeState:
     """Call ``changes.notify()`` after a blob appears or disappears (heartbeat now)."""
     scrubber: Scrubber
     renditions: Prerenderer
+    foreground: Foreground
+    """When people last asked this node for something: replica sends yield to them."""
 
     def blobs_gone(self, blob_ids: list[str]) -> None:
         """Blobs were deleted or quarantined: drop their open slides, tell the agent."""

@@ -13,6 +13,10 @@ import msgspec
 from slidestore.cluster.model import DEFAULT_ZONE, NodeState
 
 API = "/v1"
+#: Header on a node-to-node blob pull (``GET /blobs/{id}``): the sender may slow it down
+#: while people are using the node, since no person waits for it.
+PURPOSE_HEADER = "Slidestore-Purpose"
+REPLICA_PURPOSE = "replica"
 """Prefix of the coordinator's cluster API."""
 
 

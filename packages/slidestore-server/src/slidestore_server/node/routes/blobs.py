@@ -1,7 +1,8 @@
 """Raw blob bytes: ``GET``/``HEAD``/``DELETE /blobs/{blob_id}``.
 
 Served straight from disk in 1 MiB reads on worker threads, so a 25 GB blob costs the
-same memory as a small one. A blob id is the sha256 of its content, so the strong ETag is
+same memory as a small one. A pull by another node (``Slidestore-Purpose: replica``) is
+paced while people use this node (``node/foreground.py``). A blob id is the sha256 of its content, so the strong ETag is
 the id itself and responses are cacheable forever.
 
 Range: one ``bytes=`` range is served as 206. Several ranges in one request are refused
@@ -24,10 +25,12 @@ from starlette.routing import BaseRoute, Route
 from starlette.types import Receive, Scope, Send
 
 from slidestore.blobs import BlobRange, check_blob_id
+from slidestore.cluster.wire import PURPOSE_HEADER, REPLICA_PURPOSE
 from slidestore.errors import RangeNotSatisfiable
 from slidestore.tokens import Operation
 from slidestore_server.auth import require
 from slidestore_server.errors import error_response
+from slidestore_server.node.foreground import Foreground
 from slidestore_server.node.responses import etag_matches
 from slidestore_server.node.state import NodeState
 
@@ -73,9 +76,19 @@ def parse_range(header: str, size: int) -> tuple[int, int] | None:
 class BlobResponse(Response):
     """Streams an open :class:`BlobRange`; stops reading as soon as the client leaves."""
 
-    def __init__(self, blob_range: BlobRange, *, status_code: int, headers: dict[str, str]):
+    def __init__(
+        self,
+        blob_range: BlobRange,
+        *,
+        status_code: int,
+        headers: dict[str, str],
+        yield_to: Foreground | None = None,
+        busy_bytes_per_second: float = 0.0,
+    ):
         super().__init__(status_code=status_code, headers=headers)
         self.blob_range = blob_range
+        self.yield_to = yield_to
+        self.busy_bytes_per_second = busy_bytes_per_second
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
@@ -106,6 +119,8 @@ class BlobResponse(Response):
             await send(
                 {"type": "http.response.body", "body": chunk, "more_body": blob_range.remaining > 0}
             )
+            if self.yield_to is not None and self.yield_to.busy():
+                await anyio.sleep(len(chunk) / self.busy_bytes_per_second)
         if blob_range.length == 0:
             await send({"type": "http.response.body", "body": b"", "more_body": False})
 
@@ -144,7 +159,16 @@ async def get_blob(request: Request) -> Response:
     if request.method == "HEAD":
         return Response(status_code=status, headers=headers)
     blob_range = await run_in_threadpool(node.blobs.open_range, blob_id, start, end)
-    return BlobResponse(blob_range, status_code=status, headers=headers)
+    # Another node pulling a replica: it waits for nobody, so it yields to those who do.
+    pull = request.headers.get(PURPOSE_HEADER) == REPLICA_PURPOSE
+    rate = node.settings.busy_replica_bytes_per_second
+    return BlobResponse(
+        blob_range,
+        status_code=status,
+        headers=headers,
+        yield_to=node.foreground if pull and rate > 0 else None,
+        busy_bytes_per_second=rate,
+    )
 
 
 async def delete_blob(request: Request) -> Response:
