@@ -198,8 +198,13 @@ def tile_paths(
     return paths
 
 
-def write_lua(paths: Sequence[str], target: Path, seed: int) -> Path:
+def write_lua(
+    paths: Sequence[str], target: Path, seed: int, *, delay_ms: int | None = None
+) -> Path:
+    """A wrk script requesting ``paths`` at random; ``delay_ms`` paces each connection (a
+    pause before every request) so the load is a chosen rate rather than all it can get."""
     body = ",\n".join(f'"{p}"' for p in paths)
+    pacing = f"\nfunction delay()\n  return {delay_ms}\nend\n" if delay_ms else ""
     target.write_text(
         f"""local paths = {{
 {body}
@@ -220,6 +225,7 @@ function request()
   return wrk.format("GET", paths[math.random(n)])
 end
 """
+        + pacing
     )
     return target
 
