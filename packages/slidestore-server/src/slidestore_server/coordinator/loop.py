@@ -8,7 +8,6 @@ import asyncio
 import logging
 import time
 
-from slidestore.cluster import NodeInfo
 from slidestore_server.coordinator import catalog, registry, worklist
 from slidestore_server.coordinator.rebalance import Rebalancer
 from slidestore_server.coordinator.repair import Repairer
@@ -49,43 +48,46 @@ class Loop:
             await asyncio.sleep(coord.settings.loop_interval)
 
     async def leader_pass(self) -> None:
-        nodes, changed = await self.liveness()
+        changed = await self.liveness()
         async with self.coord.engine.connect() as conn:
             serial = await catalog.change_serial(conn)
         now = time.monotonic()
-        if (
+        scan = (
             changed
             or serial != self._serial
             or self.repairer.busy
             or now - self._scanned_at >= FULL_SCAN_SECONDS
-        ):
-            self._serial, self._scanned_at = serial, now
-            await self.repairer.run_pass(nodes)
-        if self.rebalancer.enabled and not self.repairer.busy:
-            await self.rebalancer.run_pass(nodes)
-        await self.retention.run_pass()
+        )
+        # Node rows are read only when a repair scan or a rebalancing round will use them:
+        # this pass runs twice a second on the same event loop as placements.
+        rebalance = self.rebalancer.enabled and self.rebalancer.ready()
+        if scan or rebalance:
+            async with self.coord.engine.connect() as conn:
+                nodes = await registry.all_nodes(conn, self.coord.now(), self.coord.timeouts)
+            if scan:
+                self._serial, self._scanned_at = serial, now
+                await self.repairer.run_pass(nodes)
+            if rebalance and not self.repairer.busy:
+                await self.rebalancer.run_pass(nodes)
+        await self.retention.run_pass(scan=scan)
         async with self.coord.engine.begin() as conn:
             await catalog.forget_old_placements(conn, self.coord.now())
 
-    async def liveness(self) -> tuple[list[NodeInfo], bool]:
-        """Record state changes (the views derive states themselves); return the nodes and
-        whether any changed state."""
+    async def liveness(self) -> bool:
+        """Record state changes (the views derive states themselves); whether any changed."""
         coord = self.coord
         async with coord.engine.begin() as conn:
-            nodes = await registry.all_nodes(conn, coord.now(), coord.timeouts)
-            stored = await registry.stored_states(conn)
-            changed = [node for node in nodes if stored.get(node.node_id) is not node.state]
+            changed = await registry.changed_states(conn, coord.now(), coord.timeouts)
             if changed:
                 await registry.record_states(conn, changed)
         for node in changed:
             log.warning(
-                "node %s: %s -> %s",
+                "node %s is now %s",
                 node.node_id,
-                stored.get(node.node_id),
                 node.state,
                 extra={"node": node.node_id, "state": node.state.value},
             )
-        return nodes, bool(changed)
+        return bool(changed)
 
     async def _refresh_gauges(self) -> None:
         now = self.coord.now()

@@ -56,10 +56,14 @@ class Rebalancer:
     def enabled(self) -> bool:
         return self.coord.settings.rebalance
 
+    def ready(self) -> bool:
+        """No move running and the last round's results reported: a round may start."""
+        return not self.in_flight and self.coord.now() >= self.settle_until
+
     async def run_pass(self, nodes: list[NodeInfo]) -> None:
         coord = self.coord
         settings = coord.settings
-        if self.in_flight or coord.now() < self.settle_until:
+        if not self.ready():
             return
         if any(node.state is NodeState.SUSPECT for node in nodes):
             return  # figures are about to change; wait for a clear picture

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import case, delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from slidestore.cluster import InvalidNodeReport, LivenessTimeouts, NodeInfo, NodeState, state_at
@@ -137,9 +137,19 @@ async def all_nodes(
     return [node_info(row, now, timeouts) for row in rows]
 
 
-async def stored_states(conn: AsyncConnection) -> dict[str, NodeState]:
-    rows = await conn.execute(select(nodes.c.node_id, nodes.c.state))
-    return {row.node_id: NodeState(row.state) for row in rows}
+async def changed_states(
+    conn: AsyncConnection, now: float, timeouts: LivenessTimeouts
+) -> list[NodeInfo]:
+    """Nodes whose stored state is not what their last heartbeat makes them now (as
+    :func:`slidestore.cluster.state_at` decides it): the database compares, so a pass over
+    a quiet cluster of hundreds of nodes reads no rows at all."""
+    current = case(
+        (nodes.c.last_heartbeat > now - timeouts.suspect_after, NodeState.ALIVE.value),
+        (nodes.c.last_heartbeat > now - timeouts.dead_after, NodeState.SUSPECT.value),
+        else_=NodeState.DEAD.value,
+    )
+    rows = await conn.execute(select(nodes).where(nodes.c.state != current))
+    return [node_info(row, now, timeouts) for row in rows]
 
 
 async def record_states(conn: AsyncConnection, changed: Sequence[NodeInfo]) -> None:

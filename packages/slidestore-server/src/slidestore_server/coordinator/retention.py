@@ -23,14 +23,22 @@ class Retention:
     def __init__(self, coord: Coordinator) -> None:
         self.coord = coord
         self.deleting: set[tuple[str, str]] = set()
+        self._doomed_left = True  # the first pass looks
         self._archiver: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
 
-    async def run_pass(self) -> None:
+    async def run_pass(self, *, scan: bool = True) -> None:
+        """``scan``: look for copies of deleted or archived blobs left on nodes (a join over
+        every replica; the loop asks only when something changed, or deletes remain)."""
         coord = self.coord
         now = coord.now()
         async with coord.engine.connect() as conn:
-            doomed = await worklist.doomed_copies(conn, now, coord.timeouts)
+            doomed = (
+                await worklist.doomed_copies(conn, now, coord.timeouts)
+                if scan or self.deleting or self._doomed_left
+                else []
+            )
+            self._doomed_left = bool(doomed)
             expired = [] if self._busy() else await worklist.expired(conn, now)
         for blob_id, node_id, url in doomed:
             if (blob_id, node_id) not in self.deleting:
@@ -55,6 +63,7 @@ class Retention:
                     continue  # no copy could be archived now: try again next pass
             async with coord.engine.begin() as conn:
                 await worklist.retire(conn, row.blob_id, url)
+            self._doomed_left = True  # its copies are doomed now: look for them next pass
             if url:
                 coord.metrics.archived.inc()
             log.info("retention expired", extra={"blob_id": row.blob_id, "archive_url": url})

@@ -72,7 +72,6 @@ def plan_rebalance(
         return ()
     capacity = sum(n.capacity_bytes for n in eligible.values())
     mean = 1.0 - sum(n.free_bytes for n in eligible.values()) / capacity
-    slack = tolerance / 2
     free = {node_id: n.free_bytes for node_id, n in eligible.items()}
 
     held: dict[str, list[BlobReplicas]] = {node_id: [] for node_id in eligible}
@@ -97,7 +96,7 @@ def plan_rebalance(
         ranked = sorted(eligible, key=lambda n: (now(n), n))
         if now(ranked[-1]) - now(ranked[0]) <= tolerance:
             break
-        move = _best_move(ranked, held, eligible, free, moved, mean, slack, tolerance)
+        move = _best_move(ranked, held, eligible, free, moved, mean, tolerance)
         if move is None:
             break
         moves.append(move)
@@ -114,31 +113,28 @@ def _best_move(
     free: dict[str, int],
     moved: set[str],
     mean: float,
-    slack: float,
     tolerance: float,
 ) -> CopyTask | None:
-    """The first acceptable move, trying donors fullest first and their blobs largest
-    first, each towards the emptiest receiver that takes it."""
+    """The first acceptable move: donors fullest first; for each, receivers emptiest first
+    (any emptier node, so a copy the zone rule keeps from the emptiest node can still step
+    towards it through a node in between); for each, the largest blob that fits."""
     for donor_id in reversed(ranked):
         donor = eligible[donor_id]
         donor_fill = fill(donor, free[donor_id])
-        receivers = [r for r in ranked if donor_fill - fill(eligible[r], free[r]) > tolerance]
-        if not receivers:
-            continue
-        for blob in held[donor_id]:
-            if blob.blob_id in moved:
-                continue
-            donor_after = fill(donor, free[donor_id] + blob.size)
-            zones_before = {eligible[n].zone for n in blob.replicas}
-            for receiver_id in receivers:
-                receiver = eligible[receiver_id]
-                if receiver_id in blob.replicas:
+        for receiver_id in ranked:
+            receiver = eligible[receiver_id]
+            if fill(receiver, free[receiver_id]) >= donor_fill:
+                break
+            for blob in held[donor_id]:
+                if blob.blob_id in moved or receiver_id in blob.replicas:
                     continue
                 if free[receiver_id] - receiver.reserve_bytes < blob.size:
                     continue
                 receiver_after = fill(receiver, free[receiver_id] - blob.size)
-                if receiver_after > donor_after or receiver_after > mean + slack:
+                donor_after = fill(donor, free[donor_id] + blob.size)
+                if receiver_after > donor_after or receiver_after > mean + tolerance / 2:
                     continue
+                zones_before = {eligible[n].zone for n in blob.replicas}
                 zones_after = {eligible[n].zone for n in blob.replicas - {donor_id}}
                 zones_after.add(receiver.zone)
                 if len(zones_after) < len(zones_before):
