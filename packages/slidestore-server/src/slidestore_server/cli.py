@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from typing import Any
 
 import msgspec
 
@@ -30,6 +31,17 @@ def _export(args: argparse.Namespace, cls: type[msgspec.Struct]) -> None:
             os.environ[f"SLIDESTORE_{field.name.upper()}"] = str(value)
 
 
+def _settings(parser: argparse.ArgumentParser, cls: type[Any]) -> Any:
+    """Settings from the environment and flags; a bad value is a usage error (exit 2)
+    naming the setting, not a traceback."""
+    from slidestore_server.settings import from_env
+
+    try:
+        return from_env(cls)
+    except msgspec.ValidationError as exc:
+        parser.error(f"invalid setting: {exc}")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="slidestore-server")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -53,11 +65,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     from slidestore_server import serve
-    from slidestore_server.settings import from_env
 
     if args.command == "node":
         _export(args, NodeSettings)
-        settings: NodeSettings = from_env(NodeSettings)
+        settings: NodeSettings = _settings(parser, NodeSettings)
         serve.configure_logging()
         serve.run(
             "slidestore_server.node.asgi:app_from_env",
@@ -69,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.command == "coordinator":
         _export(args, CoordinatorSettings)
-        coordinator_settings: CoordinatorSettings = from_env(CoordinatorSettings)
+        coordinator_settings: CoordinatorSettings = _settings(parser, CoordinatorSettings)
         serve.configure_logging()
         # One process: the leader loop and its in-flight copies live in it.
         serve.run(

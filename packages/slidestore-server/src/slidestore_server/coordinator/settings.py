@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated
 
 import msgspec
 
@@ -33,11 +34,11 @@ class CoordinatorSettings(msgspec.Struct, kw_only=True, frozen=True):
     rebalance: bool = False
     """SLIDESTORE_REBALANCE: move blobs from the fullest nodes to the emptiest (a node that
     joins a filled cluster) while nothing needs repair."""
-    rebalance_tolerance: float = 0.05
+    rebalance_tolerance: Annotated[float, msgspec.Meta(gt=0, lt=1)] = 0.05
     """SLIDESTORE_REBALANCE_TOLERANCE: fill difference, fullest minus emptiest, left alone."""
-    rebalance_max_copies: int = 1
+    rebalance_max_copies: Annotated[int, msgspec.Meta(ge=0)] = 1
     """SLIDESTORE_REBALANCE_MAX_COPIES: moves running at once."""
-    rebalance_bytes_per_second: float | None = 50e6
+    rebalance_bytes_per_second: Annotated[float, msgspec.Meta(ge=1024)] | None = 50e6
     """SLIDESTORE_REBALANCE_BYTES_PER_SECOND: bandwidth cap of each move's copy."""
     archive_url: str | None = None
     """SLIDESTORE_ARCHIVE_URL: fsspec URL expired blobs are archived under."""
