@@ -16,13 +16,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections import defaultdict
 
-from sqlalchemy import and_, func, select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from slidestore.cluster import (
-    BlobReplicas,
     CopyTask,
     NodeInfo,
     NodeState,
@@ -31,7 +29,7 @@ from slidestore.cluster import (
     plan_rebalance,
 )
 from slidestore.cluster.wire import Replicate
-from slidestore_server.coordinator import catalog, registry
+from slidestore_server.coordinator import catalog, registry, worklist
 from slidestore_server.coordinator.schema import blobs, nodes, replicas
 from slidestore_server.coordinator.state import Coordinator
 
@@ -72,7 +70,9 @@ class Rebalancer:
         eligible = [node for node in nodes if node.accepts_placements]
         donors = sorted(eligible, key=fill, reverse=True)[:DONORS]
         async with coord.engine.connect() as conn:
-            candidates = await _candidates(conn, [node.node_id for node in donors])
+            candidates = await worklist.blobs_held_by(
+                conn, [node.node_id for node in donors], CANDIDATES_PER_NODE
+            )
         plan = plan_rebalance(
             candidates,
             nodes,
@@ -147,37 +147,3 @@ class Rebalancer:
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-
-
-async def _candidates(conn: AsyncConnection, donors: list[str]) -> list[BlobReplicas]:
-    """Live blobs held by the donors, largest first, with all their healthy holders."""
-    found: dict[str, tuple[int, int]] = {}
-    for donor in donors:
-        rows = await conn.execute(
-            select(blobs.c.blob_id, blobs.c.size, blobs.c.target)
-            .join(replicas, replicas.c.blob_id == blobs.c.blob_id)
-            .where(
-                replicas.c.node_id == donor,
-                replicas.c.quarantined.is_(False),
-                and_(blobs.c.deleted.is_(False), blobs.c.archived.is_(False)),
-            )
-            .order_by(blobs.c.size.desc())
-            .limit(CANDIDATES_PER_NODE)
-        )
-        for row in rows:
-            found[row.blob_id] = (row.size, row.target)
-    holders: dict[str, set[str]] = defaultdict(set)
-    if found:
-        rows = await conn.execute(
-            select(replicas.c.blob_id, replicas.c.node_id).where(
-                replicas.c.blob_id.in_(list(found)), replicas.c.quarantined.is_(False)
-            )
-        )
-        for row in rows:
-            holders[row.blob_id].add(row.node_id)
-    return [
-        BlobReplicas(
-            blob_id=blob_id, size=size, replicas=frozenset(holders[blob_id]), target=max(1, target)
-        )
-        for blob_id, (size, target) in found.items()
-    ]

@@ -9,6 +9,7 @@ draining node); ``plan_repair`` then decides what to do with those.
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import and_, case, func, or_, select, update
@@ -52,7 +53,29 @@ async def blobs_to_repair(
     conn: AsyncConnection, now: float, timeouts: LivenessTimeouts, limit: int = 10_000
 ) -> list[BlobReplicas]:
     query = _tally(now, timeouts, under_only=False).limit(limit)
-    found = list(await conn.execute(query))
+    return await _with_holders(conn, list(await conn.execute(query)))
+
+
+async def blobs_held_by(
+    conn: AsyncConnection, node_ids: Sequence[str], per_node: int
+) -> list[BlobReplicas]:
+    """Live blobs with a healthy copy on each of ``node_ids`` (largest first, ``per_node``
+    of each): what rebalancing may move off the fullest nodes."""
+    found: dict[str, Any] = {}
+    for node_id in node_ids:
+        rows = await conn.execute(
+            select(blobs.c.blob_id, blobs.c.size, blobs.c.target)
+            .join(replicas, replicas.c.blob_id == blobs.c.blob_id)
+            .where(replicas.c.node_id == node_id, replicas.c.quarantined.is_(False), _live())
+            .order_by(blobs.c.size.desc())
+            .limit(per_node)
+        )
+        found.update((row.blob_id, row) for row in rows)
+    return await _with_holders(conn, list(found.values()))
+
+
+async def _with_holders(conn: AsyncConnection, found: list[Any]) -> list[BlobReplicas]:
+    """``(blob_id, size, target)`` rows with every healthy holder of each blob."""
     holders: dict[str, set[str]] = defaultdict(set)
     for start in range(0, len(found), _CHUNK):
         ids = [row.blob_id for row in found[start : start + _CHUNK]]

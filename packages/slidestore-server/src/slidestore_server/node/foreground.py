@@ -55,10 +55,6 @@ class Foreground:
         last: float = _STAMP.unpack_from(self._map, 0)[0]
         return time.monotonic() - last < self.window
 
-    def close(self) -> None:
-        if isinstance(self._map, mmap.mmap):
-            self._map.close()
-
 
 class MarkForeground:
     """Pure-ASGI middleware, outermost: stamps every request but background ones."""

@@ -45,6 +45,8 @@ PEER_CHUNK: Final = 4 << 20
 MIN_BYTES_PER_SECOND: Final = 1024.0
 """Below this a cap is a mistake, not a throttle: the copy would never finish."""
 COPY_NICENESS: Final = 10
+"""A copy's threads yield the CPU to tile requests: a copy takes the cores they leave
+idle, and on an otherwise idle machine runs at full speed all the same."""
 READ_TIMEOUT: Final = 30.0
 """Seconds a peer may stay silent (connecting or mid-copy) before the copy fails."""
 
@@ -114,14 +116,8 @@ async def _in_own_thread(work: Callable[[], Replicated]) -> Replicated:
     return await result
 
 
-def _lower_priority() -> None:
-    """This thread (a copy's own) yields the CPU to tile requests: a copy takes the cores
-    they leave idle, and on an otherwise idle machine runs at full speed all the same."""
-    lower_thread_priority(COPY_NICENESS)
-
-
 def _pull(node: NodeState, order: Replicate, cancelled: threading.Event) -> Replicated:
-    _lower_priority()
+    lower_thread_priority(COPY_NICENESS)
     started = time.monotonic()
     writer = node.blobs.writer(order.size)
     try:
@@ -174,7 +170,7 @@ class _Pipe:
         self._thread = threading.Thread(target=self._run, name="replica-writer", daemon=True)
 
     def _run(self) -> None:
-        _lower_priority()
+        lower_thread_priority(COPY_NICENESS)
         while (chunk := self._queue.get()) is not None:
             if self._error is None:
                 try:

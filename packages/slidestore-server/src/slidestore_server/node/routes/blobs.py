@@ -2,8 +2,8 @@
 
 Served straight from disk in 1 MiB reads on worker threads, so a 25 GB blob costs the
 same memory as a small one. A pull by another node (``Slidestore-Purpose: replica``) is
-paced while people use this node (``node/foreground.py``). A blob id is the sha256 of its content, so the strong ETag is
-the id itself and responses are cacheable forever.
+paced while people use this node (``node/foreground.py``). A blob id is the sha256 of its
+content, so the strong ETag is the id itself and responses are cacheable forever.
 
 Range: one ``bytes=`` range is served as 206. Several ranges in one request are refused
 with 416 rather than answered with the whole blob (which could be 25 GB nobody asked
