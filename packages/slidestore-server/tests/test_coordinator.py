@@ -6,15 +6,18 @@ Nodes are simulated (``FakeNode``) over real HTTP; each test gets a fresh databa
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from collections.abc import Callable
 
+import asyncpg
 import httpx
 import pytest
 from coordinator_kit import (  # noqa: F401  (fixtures)
     FAST_LIVENESS,
     GB,
+    PG_ADMIN,
     FakeNode,
     database_url,
     eventually,
@@ -234,3 +237,46 @@ def test_exactly_one_leader_and_failover(start_coordinator: Start) -> None:
     started = time.monotonic()
     eventually(lambda: httpx.get(f"{other.url}/v1/status", headers=headers()).json()["leader"])
     assert time.monotonic() - started < 5
+
+
+def test_lost_database_connections_answer_503_then_recover(
+    start_coordinator: Start, database_url: str
+) -> None:
+    """PostgreSQL restarting (its backends terminated) costs at most a retryable 503 per
+    pooled connection, never a 500; SQLite, which cannot lose a connection, just works."""
+    coordinator = start_coordinator()
+    node = FakeNode(coordinator.url, "n1")
+    node.register()
+    for _ in range(4):  # warm the pool: several connections are open when the cut comes
+        assert place(coordinator, size=1).status_code == 200
+    if database_url.startswith("postgresql"):
+        name = database_url.rsplit("/", 1)[1]
+        terminated = asyncio.run(
+            _pg_value(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                f"WHERE datname = '{name}' AND pid <> pg_backend_pid()"
+            )
+        )
+        assert terminated >= 1
+    answers = [place(coordinator, size=1) for _ in range(12)]
+    statuses = [answer.status_code for answer in answers]
+    assert set(statuses) <= {200, 503}, statuses
+    for answer in answers:
+        if answer.status_code == 503:
+            assert answer.json()["error"] == "database_unavailable"
+            assert answer.headers["Retry-After"] == "1"
+    assert statuses[-4:] == [200] * 4, statuses  # the engine dropped the dead connections
+    assert node.heartbeat().status_code == 200
+    # The leader's lock connection died too: leadership comes back.
+    eventually(
+        lambda: httpx.get(f"{coordinator.url}/v1/status", headers=headers()).json()["leader"],
+        timeout=10,
+    )
+
+
+async def _pg_value(statement: str) -> int:
+    conn = await asyncpg.connect(PG_ADMIN)
+    try:
+        return int(await conn.fetchval(statement))
+    finally:
+        await conn.close()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import ctypes.util
+import gc
 
 M_ARENA_MAX = -8
 ARENAS = 2
@@ -24,3 +25,15 @@ def limit_malloc_arenas(arenas: int = ARENAS) -> bool:
     with contextlib.suppress(OSError, AttributeError):
         return bool(ctypes.CDLL(name).mallopt(M_ARENA_MAX, arenas))
     return False
+
+
+def freeze_startup_heap() -> None:
+    """Move every object alive after startup out of the collector's reach.
+
+    The imported libraries (SQLAlchemy, zarr, ...) leave ~60-90k objects that live for the
+    whole process, and a full collection walks them all: 40-60 ms here, a stall that
+    showed as the p99 of placement decisions and tiles. Frozen, a full collection only
+    walks what the server allocated since, well under a millisecond.
+    """
+    gc.collect()
+    gc.freeze()

@@ -29,6 +29,7 @@ from slidestore_server.coordinator.nodes import NodeClient
 from slidestore_server.coordinator.settings import CoordinatorSettings
 from slidestore_server.coordinator.state import Coordinator
 from slidestore_server.errors import EXCEPTION_HANDLERS
+from slidestore_server.memory import freeze_startup_heap
 from slidestore_server.metrics import MetricsMiddleware, metrics_endpoint
 
 
@@ -83,6 +84,7 @@ def create_app(settings: CoordinatorSettings) -> Starlette:
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await create_schema(engine)
         task = asyncio.create_task(loop.run(), name="coordinator-loop")
+        freeze_startup_heap()
         try:
             yield
         finally:
@@ -104,7 +106,7 @@ def create_app(settings: CoordinatorSettings) -> Starlette:
     ]
     app = Starlette(
         routes=routes,
-        exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
+        exception_handlers=EXCEPTION_HANDLERS,
         middleware=[Middleware(MetricsMiddleware, metrics=coord.metrics.http)],
         lifespan=lifespan,
     )

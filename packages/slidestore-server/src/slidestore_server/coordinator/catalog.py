@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import delete, or_, select, update
+from sqlalchemy import bindparam, delete, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from slidestore.cluster import LivenessTimeouts, NodeState, state_at
@@ -21,6 +21,9 @@ from slidestore_server.coordinator.schema import blobs, changes, nodes, placemen
 
 #: Placements not committed after this long are forgotten (the node's upload expiry).
 PLACEMENT_TTL = 24 * 3600.0
+
+
+_INSERT_PLACEMENT = placements.insert()
 
 
 async def record_placement(
@@ -34,15 +37,16 @@ async def record_placement(
     now: float,
 ) -> None:
     await conn.execute(
-        placements.insert().values(
-            blob_id=blob_id,
-            primary_node=primary,
-            size=size,
-            target=target,
-            pinned=expires_at is None,
-            expires_at=expires_at,
-            created_at=now,
-        )
+        _INSERT_PLACEMENT,
+        {
+            "blob_id": blob_id,
+            "primary_node": primary,
+            "size": size,
+            "target": target,
+            "pinned": expires_at is None,
+            "expires_at": expires_at,
+            "created_at": now,
+        },
     )
 
 
@@ -109,21 +113,26 @@ async def forget_old_placements(conn: AsyncConnection, now: float) -> None:
     await conn.execute(delete(placements).where(placements.c.created_at < now - PLACEMENT_TTL))
 
 
+#: Built once: constructing a select and its cache key costs more than running it, and
+#: placement asks this on every request.
+_HAS_COPY = (
+    select(replicas.c.node_id)
+    .join(blobs, blobs.c.blob_id == replicas.c.blob_id)
+    .join(nodes, nodes.c.node_id == replicas.c.node_id)
+    .where(
+        replicas.c.blob_id == bindparam("blob_id"),
+        replicas.c.quarantined.is_(False),
+        blobs.c.deleted.is_(False),
+        blobs.c.archived.is_(False),
+        nodes.c.last_heartbeat > bindparam("alive_since"),
+    )
+    .limit(1)
+)
+
+
 async def has_copy(conn: AsyncConnection, blob_id: str, now: float, dead_after: float) -> bool:
     """Whether a live blob has a healthy copy on a node that is not dead."""
-    row = await conn.execute(
-        select(replicas.c.node_id)
-        .join(blobs, blobs.c.blob_id == replicas.c.blob_id)
-        .join(nodes, nodes.c.node_id == replicas.c.node_id)
-        .where(
-            replicas.c.blob_id == blob_id,
-            replicas.c.quarantined.is_(False),
-            blobs.c.deleted.is_(False),
-            blobs.c.archived.is_(False),
-            nodes.c.last_heartbeat > now - dead_after,
-        )
-        .limit(1)
-    )
+    row = await conn.execute(_HAS_COPY, {"blob_id": blob_id, "alive_since": now - dead_after})
     return row.first() is not None
 
 

@@ -29,7 +29,12 @@ def async_url(url: str) -> str:
 
 
 def create_engine(url: str) -> AsyncEngine:
-    engine = create_async_engine(async_url(url), pool_pre_ping=True)
+    # No pool_pre_ping: asyncpg's ping is three round trips (BEGIN, ";", ROLLBACK) and
+    # SQLite's a thread hop, per checkout - a third of a placement decision. When
+    # PostgreSQL restarts, the first statement on a dead connection fails instead; the
+    # engine then discards every pooled connection and that request answers 503
+    # (database_unavailable), which clients retry.
+    engine = create_async_engine(async_url(url))
     if engine.dialect.name == "sqlite":
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
     return engine

@@ -22,6 +22,7 @@ from slidestore.tokens import Operation
 from slidestore.uploads import UploadManager
 from slidestore_server.auth import require
 from slidestore_server.errors import EXCEPTION_HANDLERS
+from slidestore_server.memory import freeze_startup_heap
 from slidestore_server.metrics import (
     CallbackCollector,
     HttpMetrics,
@@ -174,6 +175,7 @@ def create_app(settings: NodeSettings) -> Starlette:
         state.renditions.start()
         background = BackgroundDuties(state)
         background.start()
+        freeze_startup_heap()
         try:
             yield
         finally:
@@ -198,7 +200,7 @@ def create_app(settings: NodeSettings) -> Starlette:
     verifier = tokens.Verifier(settings.secret)
     app = Starlette(
         routes=routes,
-        exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
+        exception_handlers=EXCEPTION_HANDLERS,
         middleware=[
             Middleware(MarkForeground, foreground=state.foreground),
             Middleware(MetricsMiddleware, metrics=metrics),
