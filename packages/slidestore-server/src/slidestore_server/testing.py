@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -18,12 +17,9 @@ import urllib.request
 from pathlib import Path
 from typing import Self
 
+from slidestore.testing.ports import free_port
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+__all__ = ["CoordinatorProcess", "NodeProcess", "ServerProcess", "free_port", "wait_http"]
 
 
 def wait_http(
