@@ -10,7 +10,6 @@ import logging
 from typing import Final
 
 import msgspec
-from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
@@ -100,21 +99,7 @@ async def http_error_handler(request: Request, exc: Exception) -> Response:
     return error_response(exc.status_code, code, str(exc.detail), dict(exc.headers or {}))
 
 
-async def database_error_handler(request: Request, exc: Exception) -> Response:
-    """503 with Retry-After for a database that is away (clients retry 5xx), else re-raise:
-    a constraint or SQL error is a bug and stays a 500 with its traceback in the log."""
-    if not coordinator_errors.database_unavailable(exc):
-        raise exc
-    log.warning(
-        "database unavailable",
-        extra={"path": request.url.path, "method": request.method, "cause": str(exc)[:200]},
-    )
-    detail = "the coordinator's database is unavailable; retry shortly"
-    return error_response(503, "database_unavailable", detail, {"Retry-After": "1"})
-
-
 EXCEPTION_HANDLERS = {
     e.SlidestoreError: slidestore_error_handler,
     HTTPException: http_error_handler,
-    DBAPIError: database_error_handler,
 }

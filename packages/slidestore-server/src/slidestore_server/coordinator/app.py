@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator
 
 import httpx
 from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
@@ -22,7 +23,7 @@ from slidestore.tokens import Operation
 from slidestore_server.auth import require
 from slidestore_server.coordinator import openapi, routes_blobs, routes_nodes, worklist
 from slidestore_server.coordinator.db import create_engine, create_schema
-from slidestore_server.coordinator.http import coordinator, json
+from slidestore_server.coordinator.http import coordinator, database_error_handler, json
 from slidestore_server.coordinator.leader import Leadership
 from slidestore_server.coordinator.loop import Loop
 from slidestore_server.coordinator.nodes import NodeClient
@@ -106,7 +107,8 @@ def create_app(settings: CoordinatorSettings) -> Starlette:
     ]
     app = Starlette(
         routes=routes,
-        exception_handlers=EXCEPTION_HANDLERS,
+        # The coordinator alone has a database: its outages answer 503, not 500.
+        exception_handlers={**EXCEPTION_HANDLERS, DBAPIError: database_error_handler},
         middleware=[Middleware(MetricsMiddleware, metrics=coord.metrics.http)],
         lifespan=lifespan,
     )

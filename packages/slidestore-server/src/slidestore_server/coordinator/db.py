@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import event, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from slidestore_server.coordinator import schema
@@ -75,3 +75,15 @@ async def create_schema(engine: AsyncEngine) -> None:
             if attempt == 4:
                 raise
             await asyncio.sleep(0.2)
+
+
+def database_unavailable(exc: BaseException) -> bool:
+    """Whether a database error means "not now" rather than a fault in the request.
+
+    Lost connections (PostgreSQL restarted or unreachable) and SQLite's "database is
+    locked" are operational: the caller should retry, and the engine has already thrown
+    away the broken connections. Anything else (a constraint, bad SQL) is a bug.
+    """
+    return isinstance(exc, DBAPIError) and (
+        exc.connection_invalidated or isinstance(exc, OperationalError | InterfaceError)
+    )

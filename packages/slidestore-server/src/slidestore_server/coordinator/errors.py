@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
-
 from slidestore.cluster.errors import UnknownNode
 from slidestore.errors import SlidestoreError
 
@@ -27,15 +25,3 @@ class NotArchived(SlidestoreError, RuntimeError):
     """``restore`` of a blob that has no archived copy."""
 
     code = "not_archived"
-
-
-def database_unavailable(exc: BaseException) -> bool:
-    """Whether a database error means "not now" rather than a fault in the request.
-
-    Lost connections (PostgreSQL restarted or unreachable) and SQLite's "database is
-    locked" are operational: the caller should retry, and the engine has already thrown
-    away the broken connections. Anything else (a constraint, bad SQL) is a bug.
-    """
-    return isinstance(exc, DBAPIError) and (
-        exc.connection_invalidated or isinstance(exc, OperationalError | InterfaceError)
-    )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import msgspec
@@ -9,9 +10,12 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from slidestore.errors import InvalidRequest
+from slidestore_server.coordinator.db import database_unavailable
 from slidestore_server.coordinator.state import Coordinator
+from slidestore_server.errors import error_response
 
 _encoder = msgspec.json.Encoder()
+log = logging.getLogger("slidestore.http")
 
 
 def coordinator(request: Request) -> Coordinator:
@@ -44,3 +48,16 @@ def float_param(request: Request, name: str, default: float, low: float, high: f
     if not low <= value <= high:
         raise InvalidRequest(f"{name} must be between {low} and {high}, got {value}")
     return value
+
+
+async def database_error_handler(request: Request, exc: Exception) -> Response:
+    """503 with Retry-After for a database that is away (clients retry 5xx), else re-raise:
+    a constraint or SQL error is a bug and stays a 500 with its traceback in the log."""
+    if not database_unavailable(exc):
+        raise exc
+    log.warning(
+        "database unavailable",
+        extra={"path": request.url.path, "method": request.method, "cause": str(exc)[:200]},
+    )
+    detail = "the coordinator's database is unavailable; retry shortly"
+    return error_response(503, "database_unavailable", detail, {"Retry-After": "1"})
