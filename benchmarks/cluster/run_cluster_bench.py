@@ -242,6 +242,7 @@ def main() -> int:
     parser.add_argument("--verbose", action="store_true", help="print wrk's own reports")
     args = parser.parse_args()
 
+    (ROOT / ".cache").mkdir(exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="cluster-bench-", dir=ROOT / ".cache"))
     results: list[tuple[str, str, bool]] = []
     cleanup: list[Path] = []
