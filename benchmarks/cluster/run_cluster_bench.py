@@ -265,6 +265,12 @@ def main() -> int:
         with cluster:
             for blob_id, _ in blobs:
                 cluster.wait_durable(blob_id, R, timeout=120, disk=False)
+            # The nodes registered one after another; the leader copies nothing until its
+            # startup grace is over. Copies made before the kill would confound the figures.
+            eventually(lambda: cluster.status()["repair_held_seconds"] == 0, timeout=60)
+            early = cluster.copies_made()
+            if early:
+                print(f"WARNING: {early:.0f} copies made before the kill", flush=True)
             tile_blob, tile_slide = blobs[0]
 
             victim_id = cluster.node_id(0)
@@ -384,8 +390,9 @@ def main() -> int:
         results.append(
             (
                 "dead -> first repair byte",
-                f"{byte_after_dead:.2f} s (goal <= 1 s; kill -> byte {marks['byte'] - killed:.2f} s)",
-                byte_after_dead <= 1.0,
+                f"{byte_after_dead:.2f} s (goal <= 1 s; kill -> byte {marks['byte'] - killed:.2f} s"
+                f"{f'; {early:.0f} copies before the kill: figures invalid' if early else ''})",
+                0 <= byte_after_dead <= 1.0 and not early,
             )
         )
         results.append(

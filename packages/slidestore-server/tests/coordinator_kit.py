@@ -27,7 +27,7 @@ SECRET = "coordinator-test-secret"
 PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/test"
 GB = 1 << 30
 #: Quick loop and lease for every test; liveness tests add short suspect/dead timeouts.
-QUICK = {"loop_interval": 0.1, "lease_seconds": 1.5}
+QUICK = {"loop_interval": 0.1, "lease_seconds": 1.5, "repair_grace": 0.5}
 FAST_LIVENESS = {"suspect_after": 0.5, "dead_after": 1.5}
 
 
@@ -139,7 +139,7 @@ class Heartbeats:
     """Keeps fake nodes alive from a thread (every 0.2 s) until closed."""
 
     def __init__(self, *nodes: FakeNode) -> None:
-        self.nodes = nodes
+        self.nodes = list(nodes)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -151,6 +151,10 @@ class Heartbeats:
                         node.register()
                 except httpx.HTTPError:
                     pass
+
+    def add(self, node: FakeNode) -> None:
+        """Keep one more (registered) node alive too."""
+        self.nodes = [*self.nodes, node]  # a new list: the thread may be iterating the old
 
     def __enter__(self) -> Heartbeats:
         self._thread.start()

@@ -161,3 +161,55 @@ def test_expiry_without_archive_deletes(
         eventually(lambda: blob_on(node) == 404, timeout=10)
         restore = httpx.post(f"{coordinator.url}/v1/blobs/{BLOB}/restore", headers=headers())
         assert restore.status_code == 409
+
+
+def _status(coordinator: CoordinatorProcess) -> dict:  # type: ignore[type-arg]
+    return httpx.get(f"{coordinator.url}/v1/status", headers=headers()).json()
+
+
+def _copies_ok(coordinator: CoordinatorProcess) -> float:
+    metrics = httpx.get(f"{coordinator.url}/metrics", headers=headers()).text
+    found = re.search(r'slidestore_cluster_copies_total\{result="ok"\} ([0-9.]+)', metrics)
+    return float(found.group(1)) if found else 0.0
+
+
+def test_a_new_leader_waits_for_holders_still_registering(
+    start_coordinator: Start, start_storage: Callable[..., NodeProcess]
+) -> None:
+    """A cold start: the blob's holders register one after another, the last one after the
+    first grace would have ended (but within the grace restarted by the second holder). No
+    copy is made, so no surplus; an empty node registered from the start gets nothing."""
+    holders = [start_storage(holds_blob=True) for _ in range(3)]
+    empty = start_storage(holds_blob=False)
+    coordinator = start_coordinator(replicas=3, repair_grace=4.0)
+    status = eventually(lambda: (s := _status(coordinator))["leader"] and s)
+    assert 0 < status["repair_held_seconds"] <= 4.0
+    started = time.monotonic()
+    stand_ins = [fake(coordinator, holders[0], "h0", "z0"), fake(coordinator, empty, "e", "z9")]
+    with Heartbeats(*stand_ins) as beats:
+        time.sleep(max(0.0, started + 2.0 - time.monotonic()))
+        beats.add(fake(coordinator, holders[1], "h1", "z1"))  # restarts the wait: ~6 s
+        time.sleep(max(0.0, started + 5.0 - time.monotonic()))  # the first grace is over
+        beats.add(fake(coordinator, holders[2], "h2", "z2"))
+        assert view(coordinator)["status"] == "ok"
+        eventually(lambda: _status(coordinator)["repair_held_seconds"] == 0, timeout=10)
+        time.sleep(1.0)  # ten leader passes with nothing held
+        assert _copies_ok(coordinator) == 0
+        assert blob_on(empty) == 404
+        assert sorted(r["node_id"] for r in view(coordinator)["replicas"]) == ["h0", "h1", "h2"]
+
+
+def test_without_the_grace_a_cold_start_copies_too_early(
+    start_coordinator: Start, start_storage: Callable[..., NodeProcess]
+) -> None:
+    """The control of the test above: with ``repair_grace=0`` the first holder's blob is
+    copied to the empty node at once, before any other holder could have registered."""
+    holders = [start_storage(holds_blob=True)]
+    empty = start_storage(holds_blob=False)
+    coordinator = start_coordinator(replicas=2, repair_grace=0)
+    eventually(lambda: _status(coordinator)["leader"])
+    assert _status(coordinator)["repair_held_seconds"] == 0
+    stand_ins = [fake(coordinator, holders[0], "h0", "z0"), fake(coordinator, empty, "e", "z9")]
+    with Heartbeats(*stand_ins):
+        eventually(lambda: blob_on(empty) == 200, timeout=30)
+        assert _copies_ok(coordinator) == 1

@@ -290,6 +290,13 @@ class Cluster:
                 values[match[1] + (match[2] or "")] = float(match[3])
         return values
 
+    def status(self) -> dict[str, Any]:
+        """The coordinator's ``/v1/status``."""
+        answer = self._http.get(f"{self.coordinator.url}/v1/status", headers=self.headers())
+        answer.raise_for_status()
+        result: dict[str, Any] = answer.json()
+        return result
+
     def copies_made(self) -> float:
         """Repair copies this coordinator process finished (ok or failed)."""
         values = self.metrics()

@@ -55,8 +55,14 @@ async def status(request: Request) -> Response:
     coord = coordinator(request)
     async with coord.engine.connect() as conn:
         counts = await worklist.counts(conn, coord.now(), coord.timeouts)
+    held = coord.repair_held_until - coord.now() if coord.leadership.leading else 0.0
     return json(
-        {"leader": coord.leadership.leading, "coordinator": coord.leadership.holder, **counts}
+        {
+            "leader": coord.leadership.leading,
+            "coordinator": coord.leadership.holder,
+            "repair_held_seconds": round(max(0.0, held), 3),
+            **counts,
+        }
     )
 
 

@@ -36,8 +36,11 @@ class Loop:
         coord = self.coord
         while True:
             try:
+                was_leading = coord.leadership.leading
                 leading = await coord.leadership.check()
                 coord.metrics.leader.set(1 if leading else 0)
+                if leading and not was_leading:
+                    self.repairer.hold()
                 if leading:
                     await self.leader_pass()
                 await self._refresh_gauges()

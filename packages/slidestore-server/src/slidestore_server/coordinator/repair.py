@@ -39,6 +39,24 @@ class Repairer:
         self._tasks: set[asyncio.Task[None]] = set()
         self.dirty = True
         """The last pass left work (or a copy/trim finished since): scan again next pass."""
+        self._seen: set[str] | None = None  # node ids of the last pass while held
+
+    def hold(self) -> None:
+        """Leadership was just acquired: wait for the nodes before copying anything."""
+        self.coord.repair_held_until = self.coord.now() + self.coord.settings.grace_seconds
+        self._seen = None
+        self.dirty = True
+
+    def held(self, nodes: list[NodeInfo], now: float) -> bool:
+        if now >= self.coord.repair_held_until:
+            return False
+        ids = {node.node_id for node in nodes}
+        if self._seen is not None and any(
+            node.node_id not in self._seen and node.used_bytes > 0 for node in nodes
+        ):
+            self.coord.repair_held_until = now + self.coord.settings.grace_seconds
+        self._seen = ids
+        return True
 
     @property
     def busy(self) -> bool:
@@ -48,7 +66,8 @@ class Repairer:
         coord = self.coord
         now = coord.now()
         self.failed = {key: until for key, until in self.failed.items() if until > now}
-        self.dirty = False
+        held = self.held(nodes, now)
+        self.dirty = held  # rescan every pass until the wait is over
         async with coord.engine.connect() as conn:
             blobs = await worklist.blobs_to_repair(conn, now, coord.timeouts)
             if not blobs:
@@ -62,6 +81,8 @@ class Repairer:
                 max_copies=coord.settings.max_copies,
                 in_flight=[*self.in_flight.values(), *self.moving.values()],
             )
+            if held:
+                plan = msgspec.structs.replace(plan, copies=(), unavailable=())
             archived = (
                 await catalog.archive_urls(conn, plan.unavailable) if plan.unavailable else {}
             )

@@ -27,6 +27,10 @@ class CoordinatorSettings(msgspec.Struct, kw_only=True, frozen=True):
     """SLIDESTORE_SUSPECT_AFTER: seconds of silence before a node is suspect."""
     dead_after: float = 10.0
     """SLIDESTORE_DEAD_AFTER: seconds of silence before a node's replicas stop counting."""
+    repair_grace: Annotated[float, msgspec.Meta(ge=0)] | None = None
+    """SLIDESTORE_REPAIR_GRACE: seconds a coordinator that has just become the leader starts
+    no copies, so nodes still booting can register what they hold first (default:
+    dead_after; 0: none). A node that appears holding data meanwhile restarts the wait."""
     max_copies: int = 4
     """SLIDESTORE_MAX_COPIES: repair copies running at once in the whole cluster."""
     copy_bytes_per_second: float | None = None
@@ -46,6 +50,10 @@ class CoordinatorSettings(msgspec.Struct, kw_only=True, frozen=True):
     """SLIDESTORE_LOOP_INTERVAL: seconds between passes of the leader's loop."""
     lease_seconds: float = 3.0
     """SLIDESTORE_LEASE_SECONDS: SQLite leader lease; a dead leader is replaced after it."""
+
+    @property
+    def grace_seconds(self) -> float:
+        return self.dead_after if self.repair_grace is None else self.repair_grace
 
     @property
     def url(self) -> str:

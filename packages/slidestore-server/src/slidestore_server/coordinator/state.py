@@ -27,6 +27,9 @@ class Coordinator:
     #: staleness costs nothing; liveness is re-derived from last_heartbeat on every use.
     node_cache: tuple[float, list[NodeInfo]] = (0.0, [])
     node_cache_seconds: float = 1.0  # the heartbeat interval: figures change no faster
+    #: Until then (coordinator clock) the leader starts no repair copies: it has only just
+    #: taken over and nodes may still be registering (see coordinator/repair.py).
+    repair_held_until: float = 0.0
 
     async def placeable_nodes(self) -> list[NodeInfo]:
         now = self.now()
