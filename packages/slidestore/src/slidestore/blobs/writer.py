@@ -11,12 +11,16 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING
 
-from slidestore.blobs.durable import write_all
+from slidestore.blobs.durable import start_writeback, write_all
 from slidestore.blobs.space import Reservation
 from slidestore.errors import ChecksumMismatch, InsufficientStorage, InvalidRequest
 
 if TYPE_CHECKING:
     from slidestore.blobs.store import BlobStore
+
+#: Start writing to disk every this many bytes (see ``durable.start_writeback``), so the
+#: fsync in :meth:`BlobWriter.commit` finds little left to flush.
+WRITEBACK_BYTES = 32 << 20
 
 
 class BlobWriter:
@@ -25,7 +29,8 @@ class BlobWriter:
     The bytes go to a temp file on the store's own filesystem (so publishing is a link,
     not a copy), hashed as they pass. :meth:`commit` fsyncs, checks the hash and publishes
     the file under its sha256; until then no reader can see it. Leaving the ``with``
-    block without committing discards everything. The temp file is ``flock``-ed for its
+    block without committing discards everything. Every ``WRITEBACK_BYTES`` the kernel is
+    told to start writing what came so far, so the disk works while bytes still arrive. The temp file is ``flock``-ed for its
     whole life, which is how a restarted store tells a live writer's file from a crashed one's.
     """
 
@@ -39,6 +44,7 @@ class BlobWriter:
         self.temp_path = Path(name)
         self._hash = hashlib.sha256()
         self.written = 0
+        self.written_back = 0  # bytes whose writeback to disk has been started
         self.blob_id: str | None = None
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
@@ -55,6 +61,9 @@ class BlobWriter:
         write_all(fd, data)
         self._hash.update(data)
         self.written += n
+        if self.written - self.written_back >= WRITEBACK_BYTES:
+            start_writeback(fd, self.written_back, self.written - self.written_back)
+            self.written_back = self.written
         if self._reservation is not None:
             self._reservation.consume(n)
 
