@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import ctypes
+import errno
+import fcntl
 import hashlib
+import itertools
 import os
 import stat
 import time
@@ -12,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from slidestore.blobs import BlobStore, fanout
+from slidestore.blobs.direct import STAGE_BYTES
 from slidestore.blobs.durable import start_writeback
 from slidestore.errors import (
     BlobNotFound,
@@ -270,3 +274,95 @@ def test_start_writeback_is_only_a_hint() -> None:
     fd = os.open(os.devnull, os.O_RDONLY)
     os.close(fd)
     assert start_writeback(fd, 0, 4096) is False
+
+
+def _cached_pages(path: Path, length: int) -> int:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        found = _Cachestat()
+        span = _CachestatRange(0, length)
+        assert libc.syscall(451, fd, ctypes.byref(span), ctypes.byref(found), 0) == 0
+        return int(found.cache)
+    finally:
+        os.close(fd)
+
+
+@pytest.mark.parametrize(
+    "size",
+    [
+        0,
+        1,
+        4095,
+        4096,
+        4097,
+        STAGE_BYTES - 1,
+        STAGE_BYTES,
+        STAGE_BYTES + 1,
+        3 * STAGE_BYTES + 12345,
+    ],
+)
+def test_a_direct_writer_stores_exactly_what_it_was_given(store: BlobStore, size: int) -> None:
+    data = os.urandom(size)
+    with store.writer(size=size, direct=True) as writer:
+        assert writer.direct  # /tmp here is ext4
+        offset = 0
+        for step in itertools.cycle([1, 5000, 1 << 20, 777_777, 3]):  # ragged pieces
+            if offset >= size:
+                break
+            writer.write(memoryview(data)[offset : offset + step])
+            offset += step
+        assert writer.commit(sha(data)) == sha(data)
+    assert store.path(sha(data)).read_bytes() == data
+    assert temp_files(store) == []
+
+
+def test_direct_writes_bypass_the_page_cache(store: BlobStore) -> None:
+    """A replica's bytes do not push the node's tiles out of memory (cachestat(2))."""
+    chunk = os.urandom(4 << 20)
+    with store.writer(size=16 << 20, direct=True) as writer:
+        for _ in range(4):
+            writer.write(chunk)
+        assert _cached_pages(writer.temp_path, 16 << 20) == 0
+        blob_id = writer.commit()
+    with store.writer(size=16 << 20) as writer:  # the control: buffered
+        for _ in range(4):
+            writer.write(chunk[::-1])
+        assert _cached_pages(writer.temp_path, 16 << 20) == 4096
+        writer.commit()
+    assert store.path(blob_id).read_bytes() == chunk * 4
+
+
+def test_without_o_direct_the_writer_uses_the_page_cache(
+    store: BlobStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A platform without the flag (macOS): the same writer, buffered."""
+    monkeypatch.delattr(os, "O_DIRECT")
+    data = os.urandom(STAGE_BYTES + 99)
+    with store.writer(size=len(data), direct=True) as writer:
+        assert not writer.direct
+        writer.write(data)
+        assert writer.commit() == sha(data)
+    assert store.path(sha(data)).read_bytes() == data
+
+
+def test_a_filesystem_refusing_direct_writes_gets_buffered_ones(
+    store: BlobStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Some filesystems take O_DIRECT at open and refuse the write (EINVAL): none here, so
+    the refusal is injected; the writer goes on through the page cache, losing nothing."""
+    real_pwrite = os.pwrite
+
+    def refusing(fd: int, data: memoryview, offset: int) -> int:
+        if fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_DIRECT:
+            raise OSError(errno.EINVAL, "Invalid argument")
+        return real_pwrite(fd, data, offset)
+
+    monkeypatch.setattr(os, "pwrite", refusing)
+    data = os.urandom(2 * STAGE_BYTES + 5000)
+    with store.writer(size=len(data), direct=True) as writer:
+        assert writer.direct
+        writer.write(data)
+        assert not writer.direct
+        assert writer.commit() == sha(data)
+    assert store.path(sha(data)).read_bytes() == data

@@ -119,7 +119,9 @@ async def _in_own_thread(work: Callable[[], Replicated]) -> Replicated:
 def _pull(node: NodeState, order: Replicate, cancelled: threading.Event) -> Replicated:
     lower_thread_priority(COPY_NICENESS)
     started = time.monotonic()
-    writer = node.blobs.writer(order.size)
+    # Past the page cache: a replica is not read again soon, and its bytes would push out
+    # the tiles this node serves (and cost the CPU a copy each, see blobs/direct.py).
+    writer = node.blobs.writer(order.size, direct=True)
     try:
         throttle = Throttle(order.bytes_per_second)
         received = 0

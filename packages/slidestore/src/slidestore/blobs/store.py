@@ -135,11 +135,12 @@ class BlobStore:
         """Promise ``nbytes`` of disk; :class:`InsufficientStorage` if they do not fit."""
         return self.space.reserve(nbytes, force=force)
 
-    def writer(self, size: int | None = None) -> BlobWriter:
-        """A streaming writer; with ``size`` its space is reserved before any byte is taken."""
+    def writer(self, size: int | None = None, *, direct: bool = False) -> BlobWriter:
+        """A streaming writer; with ``size`` its space is reserved before any byte is taken.
+        ``direct``: past the page cache where the filesystem allows (large copies)."""
         reservation = self.space.reserve(size) if size is not None else None
         try:
-            return BlobWriter(self, size, reservation)
+            return BlobWriter(self, size, reservation, direct=direct)
         except BaseException:
             if reservation is not None:
                 reservation.release()

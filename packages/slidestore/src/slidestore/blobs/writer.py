@@ -11,6 +11,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING
 
+from slidestore.blobs.direct import DirectSink
 from slidestore.blobs.durable import start_writeback, write_all
 from slidestore.blobs.space import Reservation
 from slidestore.errors import ChecksumMismatch, InsufficientStorage, InvalidRequest
@@ -29,12 +30,24 @@ class BlobWriter:
     The bytes go to a temp file on the store's own filesystem (so publishing is a link,
     not a copy), hashed as they pass. :meth:`commit` fsyncs, checks the hash and publishes
     the file under its sha256; until then no reader can see it. Leaving the ``with``
-    block without committing discards everything. Every ``WRITEBACK_BYTES`` the kernel is
-    told to start writing what came so far, so the disk works while bytes still arrive. The temp file is ``flock``-ed for its
-    whole life, which is how a restarted store tells a live writer's file from a crashed one's.
+    block without committing discards everything. The temp file is ``flock``-ed for its
+    whole life, which is how a restarted store tells a live writer's file from a crashed
+    one's.
+
+    Bytes go through the page cache, and every ``WRITEBACK_BYTES`` the kernel is told to
+    start writing what came so far, so the disk works while bytes still arrive. With
+    ``direct`` (replica copies: large, not read again soon) they bypass the page cache
+    instead where the filesystem allows (see :mod:`slidestore.blobs.direct`).
     """
 
-    def __init__(self, store: BlobStore, size: int | None, reservation: Reservation | None):
+    def __init__(
+        self,
+        store: BlobStore,
+        size: int | None,
+        reservation: Reservation | None,
+        *,
+        direct: bool = False,
+    ):
         self._store = store
         self.size = size
         self._reservation = reservation
@@ -46,6 +59,12 @@ class BlobWriter:
         self.written = 0
         self.written_back = 0  # bytes whose writeback to disk has been started
         self.blob_id: str | None = None
+        self._sink = DirectSink.open(self.temp_path, fd) if direct else None
+
+    @property
+    def direct(self) -> bool:
+        """Whether the bytes bypass the page cache."""
+        return self._sink is not None and self._sink.direct
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
         fd = self._require_open()
@@ -58,10 +77,13 @@ class BlobWriter:
             raise InsufficientStorage(
                 f"writing {n} more bytes would eat into the node's free-space reserve"
             )
-        write_all(fd, data)
+        if self._sink is not None:
+            self._sink.write(data)
+        else:
+            write_all(fd, data)
         self._hash.update(data)
         self.written += n
-        if self.written - self.written_back >= WRITEBACK_BYTES:
+        if self._sink is None and self.written - self.written_back >= WRITEBACK_BYTES:
             start_writeback(fd, self.written_back, self.written - self.written_back)
             self.written_back = self.written
         if self._reservation is not None:
@@ -84,6 +106,8 @@ class BlobWriter:
                 raise ChecksumMismatch(
                     f"content hashes to sha256 {digest}, expected {expected_sha256}"
                 )
+            if self._sink is not None:
+                self._sink.finish()
             os.fsync(fd)
             self._store._install(self.temp_path, digest)
             self.blob_id = digest
@@ -102,6 +126,9 @@ class BlobWriter:
 
     def _close(self, *, discard: bool) -> None:
         fd, self._fd = self._fd, None
+        sink, self._sink = self._sink, None
+        if sink is not None:
+            sink.close()
         if discard:
             with contextlib.suppress(FileNotFoundError):
                 self.temp_path.unlink()  # after a commit this is only the extra link
