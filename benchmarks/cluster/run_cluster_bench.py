@@ -27,8 +27,9 @@ report them in their registration and the coordinator adopts them; no upload tim
    reads behind them), and the coordinator and the other nodes run in ``SCHED_IDLE``
    inside a cpu cgroup marked ``cpu.idle``, taking only the CPU node2 and wrk leave (the
    cgroup matters: with the kernel's session autogrouping each node is a task group of its
-   own, and per-thread ``SCHED_IDLE`` alone left the stand-ins a full group's share). What node2 itself does for the repair, reading and
-   sending its share of the blobs, stays on node2's disk at node2's priority.
+   own, and per-thread ``SCHED_IDLE`` alone left the stand-ins a full group's share). What
+   node2 itself does for the repair, reading and sending its share of the blobs, stays on
+   node2's disk at node2's priority.
    ``--one-machine`` drops both stand-ins, to see how a one-box cluster fares. Two
    repairs, because a tile load and a timed repair would each distort the other's figure;
 3. the same bytes copied once more with an fsync (read, write, fsync file and directory,
@@ -135,16 +136,23 @@ CPU_CGROUP = Path("/sys/fs/cgroup/cpu")
 def idle_group(pgid: int) -> None:
     """Put every thread of every process in process group ``pgid`` in ``SCHED_IDLE``: it
     runs only on CPU time nothing else wants (threads started later inherit it)."""
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit():
-            continue
+    for pid in group_pids(pgid):
         try:
-            if os.getpgid(int(proc.name)) != pgid:
-                continue
-            for task in (proc / "task").iterdir():
+            for task in Path(f"/proc/{pid}/task").iterdir():
                 os.sched_setscheduler(int(task.name), os.SCHED_IDLE, os.sched_param(0))
         except (ProcessLookupError, FileNotFoundError, PermissionError):
             continue
+
+
+def group_pids(pgid: int) -> list[int]:
+    """Processes in process group ``pgid`` (a node and any workers it started)."""
+    pids = []
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            with contextlib.suppress(ProcessLookupError):
+                if os.getpgid(int(proc.name)) == pgid:
+                    pids.append(int(proc.name))
+    return pids
 
 
 def idle_cgroup() -> Path | None:
@@ -176,22 +184,12 @@ def other_machines(cluster: Cluster, nodes: list[int], group: Path | None) -> No
             continue
         idle_group(process.proc.pid)
         if group is not None:
-            for pid in _group_pids(process.proc.pid):
+            for pid in group_pids(process.proc.pid):
                 with contextlib.suppress(OSError):
                     (group / "cgroup.procs").write_text(str(pid))
         else:  # at least the whole autogroup at the lowest weight
             with contextlib.suppress(OSError):
                 Path(f"/proc/{process.proc.pid}/autogroup").write_text("19")
-
-
-def _group_pids(pgid: int) -> list[int]:
-    pids = []
-    for proc in Path("/proc").iterdir():
-        if proc.name.isdigit():
-            with contextlib.suppress(ProcessLookupError):
-                if os.getpgid(int(proc.name)) == pgid:
-                    pids.append(int(proc.name))
-    return pids
 
 
 def remove_cgroup(group: Path) -> None:

@@ -234,17 +234,21 @@ class _Cachestat(ctypes.Structure):
     ]
 
 
-def _dirty_pages(fd: int, offset: int, length: int) -> int:
-    """Dirty page-cache pages of a file range: cachestat(2), Linux 6.5+ (x86-64 number)."""
+def _cachestat(fd: int, offset: int, length: int) -> _Cachestat:
+    """Page-cache state of a file range: cachestat(2), Linux 6.5+ (x86-64 number)."""
     libc = ctypes.CDLL(None, use_errno=True)
     found = _Cachestat()
     span = _CachestatRange(offset, length)
     if libc.syscall(451, fd, ctypes.byref(span), ctypes.byref(found), 0) != 0:
-        errno = ctypes.get_errno()
-        if errno == 38:  # ENOSYS: an older kernel
-            pytest.skip("cachestat(2) needs Linux 6.5")
-        raise OSError(errno, os.strerror(errno))
-    return int(found.dirty)
+        code = ctypes.get_errno()
+        if code == errno.ENOSYS:  # a kernel feature, not a service: this machine has it
+            pytest.skip("cachestat(2) needs Linux 6.5 or later")
+        raise OSError(code, os.strerror(code))
+    return found
+
+
+def _dirty_pages(fd: int, offset: int, length: int) -> int:
+    return int(_cachestat(fd, offset, length).dirty)
 
 
 def test_the_writer_starts_writeback_while_bytes_still_arrive(store: BlobStore) -> None:
@@ -279,11 +283,7 @@ def test_start_writeback_is_only_a_hint() -> None:
 def _cached_pages(path: Path, length: int) -> int:
     fd = os.open(path, os.O_RDONLY)
     try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        found = _Cachestat()
-        span = _CachestatRange(0, length)
-        assert libc.syscall(451, fd, ctypes.byref(span), ctypes.byref(found), 0) == 0
-        return int(found.cache)
+        return int(_cachestat(fd, 0, length).cache)
     finally:
         os.close(fd)
 

@@ -67,9 +67,9 @@ class Repairer:
         now = coord.now()
         self.failed = {key: until for key, until in self.failed.items() if until > now}
         held = self.held(nodes, now)
-        # Not "rescan while held": with nothing off R that is a scan of every blob twice a
-        # second for nothing (it doubled placement p99 in the placement benchmark). A node
-        # registering changes the serial, which brings the next scan anyway.
+        # Not "rescan while held": with nothing off R that would scan every blob twice a
+        # second for nothing. A node registering changes the serial, which brings the next
+        # scan anyway.
         self.dirty = False
         async with coord.engine.connect() as conn:
             blobs = await worklist.blobs_to_repair(conn, now, coord.timeouts)
