@@ -27,7 +27,7 @@ from slidestore import tokens
 from slidestore.tokens import Operation
 from slidestore_server.testing import CoordinatorProcess
 
-SECRET = "placement-bench"
+SECRET = tokens.new_secret()
 NODES = 200
 BLOBS = 20_000
 #: At ~2 ms each this spans the leader's periodic full scan (every 10 s), so the figure

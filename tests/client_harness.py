@@ -28,7 +28,7 @@ from slidestore.tokens import Operation
 from slidestore_server.errors import error_response, status_for
 from slidestore_server.testing import free_port
 
-SECRET = "client-test-secret"
+SECRET = tokens.new_secret()
 _encoder = msgspec.json.Encoder()
 
 

@@ -29,8 +29,8 @@ from slidestore_server.testing import CoordinatorProcess, NodeProcess
 REPORT = wire.NodeReport(capacity_bytes=10**12, free_bytes=10**12, used_bytes=0)
 
 
-def admin(url: str, path: str, message: msgspec.Struct) -> httpx.Response:
-    token = tokens.mint(SECRET, ops={Operation.ADMIN}, ttl=600)
+def as_node(url: str, path: str, message: msgspec.Struct) -> httpx.Response:
+    token = tokens.mint(SECRET, ops={Operation.NODE}, ttl=600)
     response = httpx.post(
         url + path,
         content=msgspec.json.encode(message),
@@ -50,7 +50,7 @@ def cluster_processes(
     )
     node = NodeProcess(tmp_path_factory.mktemp("node") / "data", settings={"secret": SECRET})
     with coordinator, node:
-        admin(
+        as_node(
             coordinator.url,
             f"{wire.API}/nodes/register",
             wire.Register(node_id="n1", url=node.url, report=REPORT),
@@ -78,7 +78,7 @@ def test_upload_wait_open_delete_through_the_real_coordinator(
         with pytest.raises(errors.ReplicationTimeout):
             cluster.wait(blob_id, 1, timeout=0.5)
         size = slide_copy.stat().st_size
-        admin(
+        as_node(
             coordinator.url,
             f"{wire.API}/nodes/n1/heartbeat",
             wire.Heartbeat(report=REPORT, added=(wire.BlobRef(blob_id=blob_id, size=size),)),

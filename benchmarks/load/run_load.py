@@ -46,6 +46,7 @@ from pathlib import Path
 import httpx
 
 import slidestore
+from slidestore import tokens
 from slidestore.blobs import BlobStore
 from slidestore.protocols.deepzoom import DeepZoom
 from slidestore.testing import cached_svs
@@ -53,7 +54,7 @@ from slidestore.tokens import Operation, mint
 from slidestore_server.testing import NodeProcess, free_port, wait_http
 
 REPO = Path(__file__).resolve().parents[2]
-SECRET = "load-benchmark-secret"
+SECRET = tokens.new_secret()
 TILE_SLIDE = (60000, 50000)
 UPLOAD_SLIDE = (130000, 110000)
 MIX = (0.60, 0.25, 0.10)  # deepest, next, next; the rest (5%) goes to coarser levels

@@ -16,13 +16,14 @@ import pytest_asyncio
 from labportal.cluster import Cluster
 from labportal.db import migrate
 from labportal.settings import Settings
+from slidestore import tokens
 from slidestore_server.testing import CoordinatorProcess, NodeProcess
 
 from .fakecluster import COORDINATOR, SECRET, FakeCluster
 from .helpers import Portal
 from .server import ServerProcess
 
-REAL_CLUSTER_SECRET = "portal-real-cluster-secret"
+REAL_CLUSTER_SECRET = tokens.new_secret()
 
 HERE = Path(__file__).parent
 PG_SERVER = os.environ.get("LABPORTAL_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432")

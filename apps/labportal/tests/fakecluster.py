@@ -14,7 +14,7 @@ from slidestore.cluster.wire import BlobView, Placement, PlacementRequest, Repli
 from slidestore.errors import SlidestoreError
 from slidestore.tokens import Operation
 
-SECRET = "test-cluster-secret"
+SECRET = tokens.new_secret()
 COORDINATOR = "http://coordinator.test"
 NODES = ("http://node-a.test", "http://node-b.test")
 METADATA = {

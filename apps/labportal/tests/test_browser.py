@@ -23,7 +23,7 @@ from .server import ServerProcess
 
 CHROMIUM = Path("/usr/bin/chromium")
 SLIDE = Path(__file__).resolve().parents[4] / "shared" / "data" / "CMU-1-Small-Region.svs"
-SECRET = "browser-test-secret"
+SECRET = tokens.new_secret()
 ARGS = [
     "--no-sandbox",
     "--disable-gpu",

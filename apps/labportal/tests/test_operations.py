@@ -11,6 +11,7 @@ from litestar import get
 
 from labportal.app import create_app
 from labportal.errors import PROBLEM_JSON
+from slidestore import tokens
 from slidestore_server.testing import CoordinatorProcess
 
 from .conftest import portal_settings
@@ -64,7 +65,7 @@ async def test_unexpected_errors_are_problem_details(database_url: str) -> None:
 async def test_readyz_reports_a_cluster_without_reachable_nodes(
     database_url: str, tmp_path: Path
 ) -> None:
-    secret = "readyz-secret"
+    secret = tokens.new_secret()
     with CoordinatorProcess(tmp_path / "coordinator", settings={"secret": secret}) as coordinator:
         settings = portal_settings(database_url, cluster_url=coordinator.url, cluster_secret=secret)
         async with Portal.running(settings) as portal:

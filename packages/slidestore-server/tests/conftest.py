@@ -6,6 +6,7 @@ import signal
 from collections.abc import Callable, Iterator
 
 import pytest
+from coordinator_kit import NODE_SECRET
 
 from slidestore_server.testing import NodeProcess
 
@@ -21,7 +22,7 @@ def start_node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..
 
     def start(**settings: str | int) -> NodeProcess:
         data_dir = tmp_path_factory.mktemp("node") / "data"
-        node = NodeProcess(data_dir, settings={"secret": "node-test-secret", **settings})
+        node = NodeProcess(data_dir, settings={"secret": NODE_SECRET, **settings})
         started.append(node)
         return node.start()
 

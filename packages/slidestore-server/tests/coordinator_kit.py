@@ -23,7 +23,9 @@ from slidestore.cluster.wire import BlobRef, Heartbeat, NodeReport, Register
 from slidestore.tokens import Operation
 from slidestore_server.testing import CoordinatorProcess
 
-SECRET = "coordinator-test-secret"
+SECRET = tokens.new_secret()
+#: What the ``start_node`` fixture (conftest) configures; tests mint tokens with it.
+NODE_SECRET = tokens.new_secret()
 PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/test"
 GB = 1 << 30
 #: Quick loop and lease for every test; liveness tests add short suspect/dead timeouts.
@@ -130,7 +132,7 @@ class FakeNode:
         return httpx.post(
             self.coordinator + path,
             content=msgspec.json.encode(msg),
-            headers={**headers(), "Content-Type": "application/json"},
+            headers={**headers(Operation.NODE), "Content-Type": "application/json"},
             timeout=10,
         )
 

@@ -17,7 +17,7 @@ from slidestore.blobs import BlobStore
 from slidestore.tokens import Operation
 from slidestore_server.testing import NodeProcess
 
-SECRET = "blob-test-secret"
+SECRET = tokens.new_secret()
 MB = 1 << 20
 BUSY_RATE = 8e6
 

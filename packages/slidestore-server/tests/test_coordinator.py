@@ -35,7 +35,7 @@ BLOB_B = "b" * 64
 
 
 def states(coordinator: CoordinatorProcess) -> dict[str, str]:
-    answer = httpx.get(f"{coordinator.url}/v1/nodes", headers=headers(Operation.READ))
+    answer = httpx.get(f"{coordinator.url}/v1/nodes", headers=headers(Operation.ADMIN))
     assert answer.status_code == 200
     return {node["node_id"]: node["state"] for node in answer.json()}
 
@@ -57,7 +57,7 @@ def test_register_heartbeat_and_liveness_transitions(start_coordinator: Start) -
 
     eventually(lambda: states(coordinator)["n1"] == "suspect", timeout=3)
     eventually(lambda: states(coordinator)["n1"] == "dead", timeout=3)
-    status = httpx.get(f"{coordinator.url}/v1/status", headers=headers(Operation.READ)).json()
+    status = httpx.get(f"{coordinator.url}/v1/status", headers=headers(Operation.ADMIN)).json()
     assert status["nodes"] == {"alive": 0, "suspect": 0, "dead": 1}
     # A heartbeat revives it at once.
     assert node.heartbeat().status_code == 200
@@ -120,7 +120,7 @@ def test_placement_token_lets_the_primary_accept_the_upload(start_coordinator: S
     coordinator = start_coordinator()
     FakeNode(coordinator.url, "n1").register()
     body = place(coordinator, size=10).json()
-    cap = tokens.verify("coordinator-test-secret", body["token"])
+    cap = tokens.verify(SECRET, body["token"])
     assert cap.allows(Operation.WRITE) and cap.allows(Operation.READ, BLOB_A)
     assert cap.exp - time.time() > 3000
 
@@ -133,12 +133,12 @@ def test_known_content_exists_and_commits_record_the_placement(start_coordinator
     expires = time.time() + 3600
     first = place(coordinator, size=100, sha256=BLOB_A, replicas=2, expires_at=expires).json()
     assert first["exists"] is False
-    blob = httpx.get(f"{coordinator.url}/v1/blobs/{BLOB_A}", headers=headers(Operation.READ))
+    blob = httpx.get(f"{coordinator.url}/v1/blobs/{BLOB_A}", headers=headers(Operation.ADMIN))
     assert blob.status_code == 404  # placed, not committed: no blob yet
 
     primary = n1 if first["primary"]["node_id"] == "n1" else n2
     primary.heartbeat(added={BLOB_A: 100})
-    view = httpx.get(f"{coordinator.url}/v1/blobs/{BLOB_A}", headers=headers(Operation.READ))
+    view = httpx.get(f"{coordinator.url}/v1/blobs/{BLOB_A}", headers=headers(Operation.ADMIN))
     assert view.json()["target"] == 2
     assert view.json()["pinned"] is False
     assert view.json()["expires_at"] == pytest.approx(expires)
@@ -149,7 +149,7 @@ def test_known_content_exists_and_commits_record_the_placement(start_coordinator
 
     # Reported without any placement: adopted with the default R, pinned.
     n2.heartbeat(added={BLOB_B: 7})
-    adopted = httpx.get(f"{coordinator.url}/v1/blobs/{BLOB_B}", headers=headers(Operation.READ))
+    adopted = httpx.get(f"{coordinator.url}/v1/blobs/{BLOB_B}", headers=headers(Operation.ADMIN))
     assert adopted.json()["target"] == 3 and adopted.json()["pinned"] is True
 
 
@@ -159,7 +159,7 @@ def test_placement_without_sha256_is_matched_by_primary_and_size(start_coordinat
     node.register()
     assert place(coordinator, size=4242, replicas=1, expires_at=time.time() + 60).status_code == 200
     node.heartbeat(added={BLOB_A: 4242})
-    view = httpx.get(f"{coordinator.url}/v1/blobs/{BLOB_A}", headers=headers(Operation.READ))
+    view = httpx.get(f"{coordinator.url}/v1/blobs/{BLOB_A}", headers=headers(Operation.ADMIN))
     assert view.json()["target"] == 1 and view.json()["pinned"] is False
 
 
@@ -191,7 +191,7 @@ def test_delete_marks_the_blob_deleted_and_keeps_it_out_of_placements(
     node.register()
     node.heartbeat(added={BLOB_A: 5})
     url = f"{coordinator.url}/v1/blobs/{BLOB_A}"
-    assert httpx.delete(url, headers=headers(Operation.READ)).status_code == 403
+    assert httpx.delete(url, headers=headers(Operation.ADMIN)).status_code == 403
     assert httpx.delete(url, headers=headers(Operation.DELETE)).status_code == 204
     assert httpx.get(url, headers=headers()).json()["status"] == "deleted"
     assert place(coordinator, size=5, sha256=BLOB_A).json()["exists"] is False

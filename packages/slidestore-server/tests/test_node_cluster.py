@@ -13,6 +13,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from coordinator_kit import NODE_SECRET
 
 from slidestore import tokens
 from slidestore.blobs import BlobStore, fanout
@@ -22,7 +23,7 @@ from slidestore.tokens import Operation
 from slidestore_server.testing import NodeProcess, free_port
 from slidestore_server.testing_coordinator import Received, RecordingCoordinator
 
-SECRET = "node-test-secret"  # what the start_node fixture configures
+SECRET = NODE_SECRET  # what the start_node fixture configures
 SMALL_SVS = (shared_data_dir() / "small.svs").read_bytes()
 MB = 1 << 20
 StartNode = Callable[..., NodeProcess]

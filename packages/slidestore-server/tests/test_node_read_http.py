@@ -20,7 +20,7 @@ from slidestore.testing.compare import psnr
 from slidestore.tokens import Operation
 from slidestore_server.testing import NodeProcess
 
-SECRET = "read-test-secret"
+SECRET = tokens.new_secret()
 
 
 class Seeded:
@@ -208,7 +208,7 @@ def test_tokens_enforced(seeded: Seeded) -> None:
         assert c.get(f"/slides/{blob}/info", params={"token": "garbage"}).status_code == 401
         other = tokens.mint(SECRET, ops={Operation.READ}, blob=seeded.ids["boxes"], ttl=60)
         assert c.get(f"/slides/{blob}/info", params={"token": other}).status_code == 403
-        forged = tokens.mint("wrong-secret", ops={Operation.ADMIN}, ttl=60)
+        forged = tokens.mint(tokens.new_secret(), ops={Operation.ADMIN}, ttl=60)
         assert c.get(f"/slides/{blob}/info", params={"token": forged}).status_code == 401
         expired = tokens.mint(SECRET, ops={Operation.READ}, blob=blob, ttl=-10)
         r = c.get(f"/slides/{blob}/info", params={"token": expired})

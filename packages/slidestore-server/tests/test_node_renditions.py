@@ -16,7 +16,7 @@ from slidestore.protocols.deepzoom import DeepZoom
 from slidestore.tokens import Operation
 from slidestore_server.testing import NodeProcess
 
-SECRET = "rendition-test-secret"
+SECRET = tokens.new_secret()
 
 
 def wait_complete(client: httpx.Client, blob_id: str, timeout: float = 60.0) -> dict[str, object]:

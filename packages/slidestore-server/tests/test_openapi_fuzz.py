@@ -24,12 +24,13 @@ from schemathesis.config._checks import NegativeDataRejectionConfig
 from schemathesis.core.parameters import ParameterLocation
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
+from slidestore import tokens
 from slidestore.blobs import BlobStore
 from slidestore.tokens import Operation, mint
 from slidestore_server.node import openapi
 from slidestore_server.testing import NodeProcess
 
-SECRET = "openapi-fuzz-secret"
+SECRET = tokens.new_secret()
 AUTH = {"Authorization": f"Bearer {mint(SECRET, ops={Operation.ADMIN}, ttl=3600)}"}
 
 

@@ -40,7 +40,7 @@ def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NodeProcess]:
     """One node shared by the tests that do not restart or reconfigure it."""
     data_dir = tmp_path_factory.mktemp("shared-node") / "data"
     process = NodeProcess(
-        data_dir, settings={"secret": "shared-node-secret", "max_upload_bytes": MAX_UPLOAD}
+        data_dir, settings={"secret": tokens.new_secret(), "max_upload_bytes": MAX_UPLOAD}
     )
     with process:
         yield process
@@ -50,7 +50,7 @@ def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NodeProcess]:
 def restartable(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NodeProcess]:
     """A node the restart tests stop, kill and start again (each leaves it running)."""
     data_dir = tmp_path_factory.mktemp("restartable-node") / "data"
-    with NodeProcess(data_dir, settings={"secret": "restartable-secret"}) as process:
+    with NodeProcess(data_dir, settings={"secret": tokens.new_secret()}) as process:
         yield process
 
 
@@ -448,7 +448,7 @@ def test_tokens_are_required_and_checked(node: NodeProcess) -> None:
     url = f"{node.url}/uploads"
     length = {"Upload-Length": "10", **TUS}
     assert_error(httpx.post(url, headers=length), 401, "token_missing")
-    forged = tokens.mint("not-the-cluster-secret", ops={Operation.WRITE})
+    forged = tokens.mint(tokens.new_secret(), ops={Operation.WRITE})
     assert_error(
         httpx.post(url, headers={**length, "Authorization": f"Bearer {forged}"}),
         401,

@@ -1,9 +1,15 @@
 """The portal's only door to slide storage: the coordinator's API and signed tokens.
 
-The portal never opens slide files. It asks the coordinator where a new slide goes, checks
-blobs, deletes them, reads a replica's normalized metadata, and mints the narrow tokens it
-hands to browsers: write-only for an upload, read (and ``labels`` when the team allows it)
-on one blob for a viewer.
+The portal never opens slide files. It asks the coordinator where a new slide goes (the
+answer carries the ``upload`` grant the browser gets: one upload of that size and content),
+checks blobs, gives up its claim on them, reads a replica's normalized metadata, and mints
+the narrow tokens it hands to browsers: read (and ``labels`` when the team allows it) on
+one blob for a viewer.
+
+Its own token at the coordinator is a client's, not an operator's: ``write`` (placements),
+``read`` (blob views) and ``delete``, which drops the portal's claim on a blob and deletes
+it only when no other client placed it too. It cannot register nodes, set retention or
+delete what it never uploaded.
 """
 
 from __future__ import annotations
@@ -21,6 +27,9 @@ from slidestore.cluster.wire import BlobView, Placement, PlacementRequest
 from slidestore.tokens import Operation
 
 log = logging.getLogger("labportal.cluster")
+
+#: Who the portal is to the coordinator: the owner of the blobs it uploads.
+CLIENT_NAME = "labportal"
 
 
 class ClusterUnavailable(Problem):
@@ -40,7 +49,6 @@ class Cluster:
         self.url = settings.coordinator
         self.secret = settings.cluster_secret
         self.view_ttl = settings.view_token_ttl_seconds
-        self.upload_ttl = settings.upload_token_ttl_seconds
         self._http = httpx.AsyncClient(
             timeout=settings.cluster_timeout_seconds, transport=transport
         )
@@ -54,19 +62,14 @@ class Cluster:
 
     # -- tokens ---------------------------------------------------------------------------
 
-    def _admin(self) -> dict[str, str]:
-        token = tokens.mint(self.secret, ops={Operation.ADMIN}, ttl=60, subject="labportal")
-        return {"Authorization": f"Bearer {token}"}
-
-    def upload_token(self, subject: str, sha256: str | None) -> str:
-        """Write only: the browser can add content but read nothing with it."""
-        return tokens.mint(
+    def _client(self) -> dict[str, str]:
+        token = tokens.mint(
             self.secret,
-            ops={Operation.WRITE},
-            blob=sha256 or tokens.ALL_BLOBS,
-            ttl=self.upload_ttl,
-            subject=subject,
+            ops={Operation.WRITE, Operation.READ, Operation.DELETE},
+            ttl=60,
+            subject=CLIENT_NAME,
         )
+        return {"Authorization": f"Bearer {token}"}
 
     def view_token(self, blob_id: str, subject: str, *, labels: bool = False) -> str:
         """Read (and label pictures when allowed) on this one blob, for a short while."""
@@ -81,7 +84,7 @@ class Cluster:
                 "no slide cluster is configured (LABPORTAL_CLUSTER_URL, LABPORTAL_CLUSTER_SECRET)"
             )
         try:
-            headers = {**self._admin(), **kw.pop("headers", {})}
+            headers = {**self._client(), **kw.pop("headers", {})}
             return await self._http.request(method, self.url + path, headers=headers, **kw)
         except httpx.HTTPError as exc:
             log.warning("coordinator unreachable: %s %s: %r", method, path, exc)

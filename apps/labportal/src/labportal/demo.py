@@ -214,7 +214,7 @@ class System:
             raise DemoFailed(f"{ready} never answered 200: {exc}") from None
 
     def wait_nodes_alive(self, coordinator: str, timeout: float) -> None:
-        token = tokens.mint(self.secret, ops={Operation.READ}, ttl=300, subject="demo")
+        token = tokens.mint(self.secret, ops={Operation.ADMIN}, ttl=300, subject="demo")
         deadline, alive = time.monotonic() + timeout, 0
         while time.monotonic() < deadline:
             self.check_running()

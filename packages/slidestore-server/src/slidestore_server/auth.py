@@ -10,7 +10,7 @@ from __future__ import annotations
 from starlette.requests import HTTPConnection
 
 from slidestore import tokens
-from slidestore.errors import TokenMissing
+from slidestore.errors import Forbidden, TokenMissing
 from slidestore.tokens import Capability, Operation
 
 
@@ -44,3 +44,23 @@ def require(conn: HTTPConnection, op: Operation, blob: str | None = None) -> Cap
     cap = capability(conn)
     cap.require(op, blob)
     return cap
+
+
+def require_upload(conn: HTTPConnection) -> Capability:
+    """An ``upload`` grant or an uploader's ``write``: what every tus request needs."""
+    cap = capability(conn)
+    if not cap.allows(Operation.UPLOAD):
+        cap.require(Operation.WRITE)
+    return cap
+
+
+def check_upload_grant(cap: Capability, length: int, sha256: str | None) -> None:
+    """An ``upload`` grant makes one upload of the size (and content) it was minted for."""
+    if not cap.is_upload_grant:
+        return
+    if cap.size is None or cap.size != length:
+        raise Forbidden(f"this upload token is for {cap.size} bytes, not Upload-Length {length}")
+    if cap.blob != tokens.ALL_BLOBS and cap.blob != sha256:
+        raise Forbidden(
+            "this upload token is for one content: declare its sha256 in Upload-Metadata"
+        )

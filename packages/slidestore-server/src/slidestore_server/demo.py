@@ -19,6 +19,7 @@ from slidestore import tokens
 from slidestore.blobs import BlobStore
 from slidestore.testing.paths import sample_slide_path
 from slidestore.tokens import Operation
+from slidestore_server.local_secret import secret_for
 from slidestore_server.testing import NodeProcess
 
 
@@ -40,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     slide = args.slide or sample_slide_path()
-    secret = os.environ.get("SLIDESTORE_SECRET", "demo-secret")
+    secret = os.environ.get("SLIDESTORE_SECRET") or secret_for(args.data_dir)
     blob_id = BlobStore(args.data_dir / "blobs", reserve_bytes=0).put_file(slide)
     node = NodeProcess(
         args.data_dir, port=args.port, settings={"secret": secret, "reserve_bytes": 0}

@@ -5,7 +5,6 @@ under one directory; Ctrl-C or SIGTERM stops them all.
 
 from __future__ import annotations
 
-import secrets
 import signal
 import sys
 import threading
@@ -13,13 +12,14 @@ from pathlib import Path
 
 from slidestore import tokens
 from slidestore.tokens import Operation
+from slidestore_server.local_secret import secret_for
 from slidestore_server.testing import CoordinatorProcess, NodeProcess, ServerProcess
 
 
 def run(*, nodes: int, data_dir: str, replicas: int | None, secret: str | None) -> int:
     root = Path(data_dir).resolve()
     root.mkdir(parents=True, exist_ok=True)
-    secret = secret or secrets.token_hex(16)
+    secret = tokens.check_secret(secret, "--secret") if secret else secret_for(root)
     coordinator_settings: dict[str, str | int] = {"secret": secret}
     if replicas is not None:
         coordinator_settings["replicas"] = replicas

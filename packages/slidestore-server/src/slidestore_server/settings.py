@@ -8,12 +8,15 @@ from typing import Any
 
 import msgspec
 
+from slidestore.tokens import check_secret
+
 
 class NodeSettings(msgspec.Struct, kw_only=True, frozen=True):
     data_dir: Path = Path("./slidestore-data")
     """SLIDESTORE_DATA_DIR: blobs, upload sessions and the node id live here."""
-    secret: str = "dev-secret-change-me"
-    """SLIDESTORE_SECRET: the cluster's HMAC secret for tokens."""
+    secret: str = ""
+    """SLIDESTORE_SECRET: the cluster's HMAC secret for tokens (required: at least 32
+    random bytes, from ``slidestore-server secret``; the same on every server)."""
     host: str = "127.0.0.1"
     """SLIDESTORE_HOST"""
     port: int = 8700
@@ -62,6 +65,9 @@ class NodeSettings(msgspec.Struct, kw_only=True, frozen=True):
     """SLIDESTORE_BUSY_REPLICA_BYTES_PER_SECOND: how fast this node sends a blob to another
     node (repair, replication) while people are using it (a request in the last half
     second); idle, it sends at full speed. 0: always full speed."""
+
+    def __post_init__(self) -> None:
+        check_secret(self.secret)
 
     @property
     def url(self) -> str:

@@ -41,7 +41,7 @@ from slidestore.cluster.wire import API, BlobStatus, BlobView, NodeView
 from slidestore.tokens import Operation
 from slidestore_server.testing import CoordinatorProcess, NodeProcess
 
-SECRET = "cluster-test-secret"
+SECRET = tokens.new_secret()
 PG_ADMIN = os.environ.get("SLIDESTORE_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
 """Where :func:`database` creates PostgreSQL databases (env ``SLIDESTORE_TEST_PG``)."""
 #: Coordinator timeouts for tests: a silent node is suspect after 1 s and dead after 2.5 s

@@ -92,7 +92,7 @@ class RecordingCoordinator:
             scheme, _, token = header.partition(" ")
             if scheme.lower() != "bearer":
                 raise AuthError("no bearer token")
-            tokens.verify(self.secret, token.strip()).require(Operation.ADMIN)
+            tokens.verify(self.secret, token.strip()).require(Operation.NODE)
 
         def error(status: int, code: str, detail: str) -> Response:
             return JSONResponse({"error": code, "detail": detail}, status)

@@ -101,6 +101,18 @@ class Forbidden(AuthError):
     code = "forbidden"
 
 
+class GrantUsed(Forbidden):
+    """A single-use grant (an upload token) that already made what it allows."""
+
+    code = "grant_used"
+
+
+class WeakSecret(SlidestoreError, ValueError):
+    """A cluster secret that is unset, known, or too short to sign tokens safely."""
+
+    code = "weak_secret"
+
+
 # -- blobs and uploads ----------------------------------------------------------------
 
 

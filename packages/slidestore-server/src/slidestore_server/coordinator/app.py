@@ -51,7 +51,7 @@ async def readyz(request: Request) -> Response:
 
 
 async def status(request: Request) -> Response:
-    require(request, Operation.READ)
+    require(request, Operation.ADMIN)
     coord = coordinator(request)
     async with coord.engine.connect() as conn:
         counts = await worklist.counts(conn, coord.now(), coord.timeouts)

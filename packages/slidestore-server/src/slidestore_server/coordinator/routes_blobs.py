@@ -36,6 +36,8 @@ WAIT_POLL = 0.075
 
 
 async def placements(request: Request) -> Response:
+    # ``write`` (a client that stores content), not an ``upload`` grant: a grant made by a
+    # placement must not be able to ask for more placements.
     require(request, Operation.WRITE)
     started = time.perf_counter()
     req = await decode(request, PlacementRequest)
@@ -53,14 +55,14 @@ async def placements(request: Request) -> Response:
     async with coord.engine.connect() as conn:
         await conn.execution_options(isolation_level="AUTOCOMMIT")
         if req.sha256 and await catalog.has_copy(conn, req.sha256, now, coord.settings.dead_after):
-            token = tokens.mint(secret, ops={Operation.READ}, blob=req.sha256, ttl=UPLOAD_TOKEN_TTL)
+            # No token: knowing a sha256 grants nothing, not even a read of the blob.
             return json(
                 Placement(
                     exists=True,
                     primary=None,
                     targets=(),
                     upload_url=None,
-                    token=token,
+                    token=None,
                     replicas=replicas,
                 ),
                 headers=_timing(time.perf_counter() - started),
@@ -86,8 +88,15 @@ async def placements(request: Request) -> Response:
         )
     urls = {node.node_id: node.url for node in nodes}
     targets = tuple(Target(node_id=n, url=urls[n]) for n in chosen)
+    # One upload of exactly this size (and content, when declared), nothing else: the
+    # node lets it create one session, and it reads nothing.
     token = tokens.mint(
-        secret, ops={Operation.WRITE, Operation.READ}, ttl=UPLOAD_TOKEN_TTL, subject="placement"
+        secret,
+        ops={Operation.UPLOAD},
+        blob=req.sha256 or tokens.ALL_BLOBS,
+        size=req.size,
+        ttl=UPLOAD_TOKEN_TTL,
+        subject="placement",
     )
     elapsed = time.perf_counter() - started
     coord.metrics.placement_seconds.observe(elapsed)

@@ -7,12 +7,15 @@ from typing import Annotated
 
 import msgspec
 
+from slidestore.tokens import check_secret
+
 
 class CoordinatorSettings(msgspec.Struct, kw_only=True, frozen=True):
     data_dir: Path = Path("./slidestore-coordinator")
     """SLIDESTORE_DATA_DIR: holds the SQLite database unless database_url says otherwise."""
-    secret: str = "dev-secret-change-me"
-    """SLIDESTORE_SECRET: the cluster's HMAC secret for tokens."""
+    secret: str = ""
+    """SLIDESTORE_SECRET: the cluster's HMAC secret for tokens (required: at least 32
+    random bytes, from ``slidestore-server secret``; the same on every server)."""
     host: str = "127.0.0.1"
     """SLIDESTORE_HOST"""
     port: int = 8600
@@ -54,6 +57,9 @@ class CoordinatorSettings(msgspec.Struct, kw_only=True, frozen=True):
     @property
     def grace_seconds(self) -> float:
         return self.dead_after if self.repair_grace is None else self.repair_grace
+
+    def __post_init__(self) -> None:
+        check_secret(self.secret)
 
     @property
     def url(self) -> str:

@@ -168,7 +168,7 @@ class ClusterAgent:
         self, client: httpx.AsyncClient, path: str, message: msgspec.Struct
     ) -> httpx.Response:
         token = tokens.mint(
-            self.settings.secret, ops={Operation.ADMIN}, ttl=60, subject=self.node_id
+            self.settings.secret, ops={Operation.NODE}, ttl=60, subject=self.node_id
         )
         return await client.post(
             path,

@@ -217,7 +217,15 @@ def _from_peer(
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise InvalidRequest(f"source_url {source_url[:80]!r} is not an http(s) URL")
-    token = tokens.mint(node.settings.secret, ops={Operation.ADMIN}, ttl=60, subject=node.node_id)
+    # Download on this one blob, for a minute: whatever answers at source_url learns nothing
+    # it could use on another blob or operation.
+    token = tokens.mint(
+        node.settings.secret,
+        ops={Operation.DOWNLOAD},
+        blob=blob_id,
+        ttl=60,
+        subject=node.node_id,
+    )
     kind = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
     connection = kind(parts.hostname, parts.port, timeout=READ_TIMEOUT)
     try:

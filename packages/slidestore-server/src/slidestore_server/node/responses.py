@@ -30,11 +30,12 @@ def immutable(
     *,
     max_age: int,
     headers: dict[str, str] | None = None,
+    shared: bool = True,
 ) -> Response:
     etag = f'"{etag_key}"'
     all_headers = {
         "ETag": etag,
-        "Cache-Control": f"public, max-age={max_age}, immutable",
+        "Cache-Control": f"{'public' if shared else 'private'}, max-age={max_age}, immutable",
         **(headers or {}),
     }
     if etag_matches(request, etag):

@@ -191,7 +191,7 @@ class AsyncCluster:
             )
             if placement.exists:
                 break
-            if placement.upload_url is None or placement.primary is None:
+            if placement.upload_url is None or placement.primary is None or not placement.token:
                 raise errors.SlidestoreError(
                     f"placement for {file.name} names no primary/upload_url: {placement}"
                 )

@@ -151,8 +151,9 @@ class Placement(msgspec.Struct, frozen=True, kw_only=True):
     """All R chosen nodes, primary first; the others pull from it after it commits."""
     upload_url: str | None
     """The primary's tus collection URL."""
-    token: str
-    """A write token for the upload (and read on the blob, to check the result)."""
+    token: str | None
+    """An ``upload`` grant for this one upload (exactly ``size`` bytes, of content
+    ``sha256`` when declared; one tus session); None when the content exists already."""
     replicas: int
 
 

@@ -85,7 +85,7 @@ class CaseMaterialsController(Controller):
             material=material_out(material, view),
             exists=exists,
             upload_url=None if exists else placement.upload_url,
-            token=None if exists else cluster.upload_token(str(principal.user.id), data.sha256),
+            token=None if exists else placement.token,
         )
 
 

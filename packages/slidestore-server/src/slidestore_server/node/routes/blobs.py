@@ -138,7 +138,7 @@ def _blob_id(request: Request) -> str:
 
 async def get_blob(request: Request) -> Response:
     blob_id = _blob_id(request)
-    require(request, Operation.READ, blob_id)
+    require(request, Operation.DOWNLOAD, blob_id)
     node: NodeState = request.app.state.node
     size = node.blobs.size(blob_id)  # one stat: not worth a thread hop
     etag = f'"{blob_id}"'

@@ -13,6 +13,7 @@ from starlette.routing import Route
 from slidestore import Slide, imaging
 from slidestore.errors import InvalidRequest
 from slidestore.imaging import RGBArray
+from slidestore.metadata.redact import redacted
 from slidestore.tokens import Operation
 from slidestore_server.auth import require
 from slidestore_server.node.responses import RENDER_VERSION, immutable
@@ -31,9 +32,13 @@ class SlideInfo(msgspec.Struct, kw_only=True):
 
 async def info(request: Request) -> Response:
     blob_id = blob_id_param(request)
-    require(request, Operation.READ, blob_id)
+    cap = require(request, Operation.READ, blob_id)
+    # Raw vendor properties can name the patient, the user and the file: only those who may
+    # see the label (or have the whole file anyway) get them unredacted.
+    full = cap.allows(Operation.LABELS, blob_id) or cap.allows(Operation.DOWNLOAD, blob_id)
     node: NodeState = request.app.state.node
     entry = await open_entry(node, blob_id)
+    metadata = entry.slide.metadata
     levels = [
         {
             "index": lv.index,
@@ -47,7 +52,7 @@ async def info(request: Request) -> Response:
     body = _encoder.encode(
         SlideInfo(
             blob_id=blob_id,
-            metadata=msgspec.Raw(_encoder.encode(entry.slide.metadata)),
+            metadata=msgspec.Raw(_encoder.encode(metadata if full else redacted(metadata))),
             pyramid_levels=levels,
         )
     )
@@ -55,8 +60,10 @@ async def info(request: Request) -> Response:
         request,
         body,
         "application/json",
-        f"{blob_id}-info-{RENDER_VERSION}",
+        f"{blob_id}-info{'-full' if full else ''}-{RENDER_VERSION}",
         max_age=node.settings.cache_max_age,
+        # The full variant must not sit in a shared cache where a viewer's request finds it.
+        shared=not full,
     )
 
 
@@ -65,7 +72,13 @@ def _format(request: Request) -> imaging.ImageFormat:
 
 
 async def _picture(
-    request: Request, blob_id: str, name: str, render: Callable[[Slide], RGBArray], quality: int
+    request: Request,
+    blob_id: str,
+    name: str,
+    render: Callable[[Slide], RGBArray],
+    quality: int,
+    *,
+    shared: bool = True,
 ) -> Response:
     """An image of the whole slide, rendered off the event loop, cached forever."""
     fmt = _format(request)
@@ -78,6 +91,7 @@ async def _picture(
         imaging.MEDIA_TYPES[fmt],
         f"{blob_id}-{name}-{fmt}-{RENDER_VERSION}",
         max_age=node.settings.cache_max_age,
+        shared=shared,
     )
 
 
@@ -98,7 +112,9 @@ async def associated(request: Request) -> Response:
     blob_id = blob_id_param(request)
     name = str(request.path_params["name"])
     require(request, Operation.LABELS, blob_id)
-    return await _picture(request, blob_id, name, lambda s: s.associated_image(name), 90)
+    return await _picture(
+        request, blob_id, name, lambda s: s.associated_image(name), 90, shared=False
+    )
 
 
 async def renditions(request: Request) -> Response:

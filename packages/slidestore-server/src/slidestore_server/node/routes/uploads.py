@@ -15,7 +15,9 @@ Slidestore specifics:
 - On completion the file must open as a slide (422 with OpenSlide's reason otherwise,
   nothing kept). The completing ``PATCH``, and every ``HEAD`` after it, carry the blob id
   in ``Slidestore-Blob-Id``.
-- Every request except ``OPTIONS`` needs a token granting ``write``.
+- Every request except ``OPTIONS`` needs a token granting ``upload`` or ``write``. An
+  ``upload`` grant (what placements hand out) creates only an upload of the size, and of
+  the sha256 when it names one, that it was minted for.
 """
 
 from __future__ import annotations
@@ -36,9 +38,8 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from slidestore.errors import InvalidRequest, SlidestoreError, UploadConflict, UploadTooLarge
-from slidestore.tokens import Operation
 from slidestore.uploads import CHUNK_ALGORITHMS, ChunkChecksum, UploadInfo, normalize_sha256
-from slidestore_server.auth import require
+from slidestore_server.auth import check_upload_grant, require_upload
 from slidestore_server.errors import error_response, slidestore_error_handler
 from slidestore_server.node.state import NodeState
 
@@ -216,13 +217,14 @@ async def options(request: Request, node: NodeState) -> Response:
 
 
 async def create(request: Request, node: NodeState) -> Response:
-    require(request, Operation.WRITE)
+    cap = require_upload(request)
     if "upload-defer-length" in request.headers:
         raise InvalidRequest("Upload-Defer-Length is not supported: declare Upload-Length")
     length = _int_header(request, "upload-length")
     metadata = parse_metadata(request.headers.get("upload-metadata"))
     declared = metadata.get(SHA256_METADATA_KEY)
     sha256 = normalize_sha256(declared) if declared is not None else None
+    check_upload_grant(cap, length, sha256)
     with_body = (
         request.headers.get("content-type", "").split(";")[0].strip().lower() == OFFSET_CONTENT_TYPE
     )
@@ -248,7 +250,7 @@ async def create(request: Request, node: NodeState) -> Response:
 
 
 async def head(request: Request, node: NodeState) -> Response:
-    require(request, Operation.WRITE)
+    require_upload(request)
     upload_id = str(request.path_params["upload_id"])
     info = await run_in_threadpool(node.uploads.info, upload_id)
     if info.offset == info.length and not info.complete:
@@ -264,7 +266,7 @@ async def head(request: Request, node: NodeState) -> Response:
 
 
 async def patch(request: Request, node: NodeState) -> Response:
-    require(request, Operation.WRITE)
+    require_upload(request)
     upload_id = str(request.path_params["upload_id"])
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type != OFFSET_CONTENT_TYPE:
@@ -291,7 +293,7 @@ async def patch(request: Request, node: NodeState) -> Response:
 
 
 async def terminate(request: Request, node: NodeState) -> Response:
-    require(request, Operation.WRITE)
+    require_upload(request)
     await run_in_threadpool(node.uploads.terminate, str(request.path_params["upload_id"]))
     return Response(status_code=204)
 
