@@ -33,7 +33,7 @@ _encoder = msgspec.json.Encoder()
 
 
 def client_token(*ops: Operation, blob: str = tokens.ALL_BLOBS) -> str:
-    chosen = set(ops) or {Operation.READ, Operation.WRITE, Operation.DELETE}
+    chosen = set(ops) or {Operation.READ, Operation.DOWNLOAD, Operation.WRITE, Operation.DELETE}
     return tokens.mint(SECRET, ops=chosen, blob=blob, ttl=600)
 
 
@@ -173,7 +173,7 @@ class StubCoordinator:
                 route("/v1/blobs/{blob_id}/wait", Operation.READ, self.wait, "GET"),
                 route("/v1/blobs/{blob_id}", Operation.READ, self.blob, "GET"),
                 route("/v1/blobs/{blob_id}", Operation.DELETE, self.delete, "DELETE"),
-                route("/v1/nodes", Operation.READ, self.list_nodes, "GET"),
+                route("/v1/nodes", Operation.ADMIN, self.list_nodes, "GET"),
             ]
         )
 

@@ -177,7 +177,8 @@ def test_blob_replicas_nodes_and_delete(stub: StubCoordinator) -> None:
         assert view == cluster.blob(blob_id)
         assert view.status == wire.BlobStatus.OK
         assert [r.node_id for r in cluster.replicas(blob_id)] == ["n1", "n2"]
-        assert cluster.nodes() == stub.nodes
+        with pytest.raises(errors.Forbidden):
+            cluster.nodes()  # addresses and free space are an operator's view
         cluster.delete(blob_id)
         assert stub.deleted == [blob_id]
         with pytest.raises(errors.BlobNotFound, match=f"no blob {blob_id}"):
@@ -194,6 +195,8 @@ def test_token_errors_are_named(stub: StubCoordinator) -> None:
     with slidestore.connect(stub.url, client_token(Operation.READ)) as cluster:
         with pytest.raises(errors.Forbidden, match="delete"):
             cluster.delete("c" * 64)
+    with slidestore.connect(stub.url, client_token(Operation.ADMIN)) as operator:
+        assert operator.nodes() == stub.nodes
     with slidestore.connect(stub.url) as cluster:
         with pytest.raises(errors.TokenMissing):
             cluster.nodes()
@@ -208,7 +211,9 @@ def test_coordinator_failover_and_transient_errors(stub: StubCoordinator) -> Non
         assert cluster.info("d" * 64).blob_id == "d" * 64
         assert stub.fail_next == 0
     stub.fail_next = 100
-    with slidestore.connect(stub.url, client_token(), retries=1, backoff=0.01) as cluster:
+    with slidestore.connect(
+        stub.url, client_token(Operation.ADMIN), retries=1, backoff=0.01
+    ) as cluster:
         with pytest.raises(errors.ClusterUnavailable, match="503"):
             cluster.nodes()
 

@@ -68,9 +68,12 @@ def test_upload_wait_open_delete_through_the_real_coordinator(
 ) -> None:
     coordinator, node = cluster_processes
     expected_id = hashlib.sha256(slide_copy.read_bytes()).hexdigest()
-    with slidestore.connect(coordinator.url, client_token()) as cluster:
-        (view,) = cluster.nodes()
+    with slidestore.connect(coordinator.url, client_token(Operation.ADMIN)) as operator:
+        (view,) = operator.nodes()
         assert view.node_id == "n1" and view.url == node.url and view.state == NodeState.ALIVE
+    with slidestore.connect(coordinator.url, client_token()) as cluster:
+        with pytest.raises(errors.Forbidden):
+            cluster.nodes()
 
         blob_id = cluster.upload(slide_copy, progress=False)
         assert blob_id == expected_id

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,6 +33,12 @@ METADATA = {
         {"name": "macro", "width": 1, "height": 1},
     ],
 }
+
+
+def content(blob_id: str, size: int) -> bytes:
+    """The bytes the fake holds for a blob (a real one's are its file's)."""
+    block = hashlib.sha256(blob_id.encode()).digest()
+    return (block * (size // len(block) + 1))[:size]
 
 
 @dataclass
@@ -88,7 +95,7 @@ class FakeCluster:
             self.placements.append(req)
             if req.sha256 and req.sha256 in self.blobs:
                 placement = Placement(
-                    exists=True, primary=None, targets=(), upload_url=None, token="t", replicas=2
+                    exists=True, primary=None, targets=(), upload_url=None, token=None, replicas=2
                 )
             else:
                 target = Target(node_id="n0", url=NODES[0])
@@ -97,7 +104,12 @@ class FakeCluster:
                     primary=target,
                     targets=(target,),
                     upload_url=NODES[0] + "/uploads",
-                    token="coordinator-token",
+                    token=tokens.mint(
+                        SECRET,
+                        ops={Operation.UPLOAD},
+                        blob=req.sha256 or tokens.ALL_BLOBS,
+                        size=req.size,
+                    ),
                     replicas=2,
                 )
             return httpx.Response(200, content=msgspec.json.encode(placement))
@@ -114,6 +126,12 @@ class FakeCluster:
                     return httpx.Response(408, json={"error": "timeout", "detail": "no"})
                 return httpx.Response(404, json={"error": "blob_not_found", "detail": "no"})
             return httpx.Response(200, content=msgspec.json.encode(self._view(blob_id)))
+        if path.startswith("/blobs/") and method == "GET":
+            blob_id = path.split("/")[2]
+            self._cap(request, Operation.DOWNLOAD, blob_id)
+            first, _, last = request.headers["range"].removeprefix("bytes=").partition("-")
+            data = content(blob_id, self.blobs[blob_id])[int(first) : int(last) + 1]
+            return httpx.Response(206, content=data)
         if path.startswith("/slides/") and path.endswith("/info"):
             blob_id = path.split("/")[2]
             self._cap(request, Operation.READ, blob_id)

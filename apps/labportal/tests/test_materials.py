@@ -3,16 +3,20 @@ dedup, deletion, narrow tokens, labels by team setting, and who may do what."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import os
+from typing import Any
 from urllib.parse import parse_qs, urlparse
 
+import msgspec
 import pytest
 
+from labportal.domain.materials.possession import Challenge, digest
 from slidestore import tokens
 from slidestore.tokens import Operation
 
-from .fakecluster import NODES, SECRET, FakeCluster
+from .fakecluster import NODES, SECRET, FakeCluster, content
 from .helpers import Portal, User, problem
 
 pytestmark = pytest.mark.asyncio
@@ -32,14 +36,34 @@ async def _case(portal: Portal, owner: User) -> tuple[str, str]:
     return team, r.json()["id"]
 
 
+def proof(created: dict[str, Any], blob: str, size: int = 100) -> str:
+    """What a client holding the blob's file answers to the material's challenge."""
+    challenge = msgspec.convert(created["challenge"], Challenge)
+    data = content(blob, size)
+    return digest(challenge, [data[o : o + n] for o, n in challenge.ranges])
+
+
 async def _uploaded(owner: User, case: str, fake: FakeCluster, blob: str) -> str:
     r = await owner.post(f"/api/cases/{case}/materials", json={"name": "a.svs", "size": 100})
     assert r.status_code == 201, r.text
     material = r.json()["material"]["id"]
     fake.store(blob, 100)
-    r = await owner.post(f"/api/materials/{material}/complete", json={"blob_id": blob})
+    done = {"blob_id": blob, "proof": proof(r.json(), blob)}
+    r = await owner.post(f"/api/materials/{material}/complete", json=done)
     assert r.status_code == 200, r.text
     return material
+
+
+async def _linked(owner: User, case: str, blob: str) -> str:
+    """Attach content the cluster already holds: no upload, only the proof."""
+    body = {"name": "again.svs", "size": 100, "sha256": blob}
+    r = await owner.post(f"/api/cases/{case}/materials", json=body)
+    assert r.status_code == 201 and r.json()["exists"] is True, r.text
+    material = r.json()["material"]["id"]
+    done = {"blob_id": blob, "proof": proof(r.json(), blob)}
+    r = await owner.post(f"/api/materials/{material}/complete", json=done)
+    assert r.status_code == 200, r.text
+    return str(material)
 
 
 async def test_upload_flow_status_and_narrow_tokens(
@@ -52,15 +76,19 @@ async def test_upload_flow_status_and_narrow_tokens(
     body = r.json()
     assert body["exists"] is False and body["upload_url"] == NODES[0] + "/uploads"
     assert body["material"]["status"] == "uploading"
-    write = tokens.verify(SECRET, body["token"])
-    assert write.ops == {Operation.WRITE}  # never the coordinator's read-everything token
+    grant = tokens.verify(SECRET, body["token"])
+    # One upload of these 100 bytes: it reads nothing and places nothing.
+    assert grant.ops == {Operation.UPLOAD} and grant.size == 100 and grant.is_upload_grant
+    for wider in (Operation.READ, Operation.DOWNLOAD, Operation.WRITE):
+        assert not grant.allows(wider, blob)
     material = body["material"]["id"]
 
-    # Completing before the bytes are in the cluster is refused.
-    r = await owner.post(f"/api/materials/{material}/complete", json={"blob_id": blob})
+    # Completing before the bytes are in the cluster is refused (the challenge stays open).
+    done = {"blob_id": blob, "proof": proof(body, blob)}
+    r = await owner.post(f"/api/materials/{material}/complete", json=done)
     assert problem(r, 422)["code"] == "not_uploaded"
     fake.store(blob, 100, copies=1)
-    r = await owner.post(f"/api/materials/{material}/complete", json={"blob_id": blob})
+    r = await owner.post(f"/api/materials/{material}/complete", json=done)
     assert r.status_code == 200 and r.json()["status"] == "replicating", r.text
     fake.copies[blob] = 2
     r = await owner.get(f"/api/materials/{material}")
@@ -111,9 +139,12 @@ async def test_same_content_stored_once_and_deleted_with_last_use(
     )
     body = r.json()
     assert body["exists"] is True and body["upload_url"] is None and body["token"] is None
-    assert body["material"]["status"] == "ready"
+    assert body["material"]["status"] == "uploading"  # linked only once the proof is in
     assert fake.placements[-1].sha256 == blob
     second = body["material"]["id"]
+    done = {"blob_id": blob, "proof": proof(body, blob)}
+    r = await owner.post(f"/api/materials/{second}/complete", json=done)
+    assert r.status_code == 200 and r.json()["status"] == "ready", r.text
     assert (await owner.delete(f"/api/materials/{first}")).status_code == 204
     assert fake.deleted == []  # still used by the second material
     assert (await owner.delete(f"/api/materials/{second}")).status_code == 204
@@ -131,15 +162,9 @@ async def test_deleting_a_case_deletes_its_unused_blobs(
     _, keeper = await _case(cportal, owner)
     shared = hashlib.sha256(os.urandom(16)).hexdigest()
     await _uploaded(owner, case, fake, blob)  # only in this case (twice)
-    r = await owner.post(
-        f"/api/cases/{case}/materials", json={"name": "twice.svs", "size": 100, "sha256": blob}
-    )
-    assert r.json()["exists"] is True
+    await _linked(owner, case, blob)
     await _uploaded(owner, case, fake, shared)  # also attached to the other case
-    r = await owner.post(
-        f"/api/cases/{keeper}/materials", json={"name": "s.svs", "size": 100, "sha256": shared}
-    )
-    assert r.json()["exists"] is True
+    await _linked(owner, keeper, shared)
     fake.down = True  # the cluster must answer: nothing is deleted without it
     problem(await owner.delete(f"/api/cases/{case}"), 503)
     fake.down = False
@@ -161,15 +186,9 @@ async def test_deleting_a_team_deletes_its_unused_blobs(
     _, keeper = await _case(cportal, owner)  # another team's case
     shared = hashlib.sha256(os.urandom(16)).hexdigest()
     await _uploaded(owner, case, fake, blob)  # only in this team (in two of its cases)
-    r = await owner.post(
-        f"/api/cases/{second}/materials", json={"name": "again.svs", "size": 100, "sha256": blob}
-    )
-    assert r.json()["exists"] is True
+    await _linked(owner, second, blob)
     await _uploaded(owner, second, fake, shared)  # also attached in the other team
-    r = await owner.post(
-        f"/api/cases/{keeper}/materials", json={"name": "s.svs", "size": 100, "sha256": shared}
-    )
-    assert r.json()["exists"] is True
+    await _linked(owner, keeper, shared)
     problem(await admin.delete(f"/api/teams/{team}"), 403)  # the owner only
     fake.down = True  # the cluster must answer: nothing is deleted without it
     problem(await owner.delete(f"/api/teams/{team}"), 503)
@@ -192,7 +211,8 @@ async def test_failures_are_kept_and_checked(cportal: Portal, fake: FakeCluster,
     )
     material = r.json()["material"]["id"]
     fake.store(blob, 100)
-    r = await owner.post(f"/api/materials/{material}/complete", json={"blob_id": blob})
+    done = {"blob_id": blob, "proof": "0" * 64}
+    r = await owner.post(f"/api/materials/{material}/complete", json=done)
     assert problem(r, 422)["code"] == "sha256_mismatch"
     reason = "the file does not open as a slide: Unsupported or missing image file"
     r = await owner.post(f"/api/materials/{material}/failed", json={"reason": reason})
@@ -233,7 +253,9 @@ async def test_outsiders_and_viewers_are_refused(
     r = await viewer.post(f"/api/cases/{case}/materials", json={"name": "a", "size": 1})
     problem(r, 403)
     problem(await viewer.delete(f"/api/materials/{material}"), 403)
-    r = await viewer.post(f"/api/materials/{material}/complete", json={"blob_id": blob})
+    r = await viewer.post(
+        f"/api/materials/{material}/complete", json={"blob_id": blob, "proof": "0" * 64}
+    )
     problem(r, 403)
     rect = {"kind": "rectangle", "points": [[0, 0], [5, 5]]}
     problem(await viewer.post(f"/api/materials/{material}/annotations", json=rect), 403)
@@ -291,3 +313,53 @@ def test_material_status_follows_the_cluster(status: str, copies: int, expected:
     material = SimpleNamespace(blob_id="ab" * 32, error=None)
     assert status_of(material, view) == expected  # type: ignore[arg-type]
     assert status_of(SimpleNamespace(blob_id=None, error=None), None) == "uploading"  # type: ignore[arg-type]
+
+
+async def test_a_sha256_alone_links_nothing(cportal: Portal, fake: FakeCluster, blob: str) -> None:
+    """A member of another team (or a removed one) who knows a slide's sha256 but not its
+    bytes gets no material of it: one wrong answer spends the challenge."""
+    victim, attacker = await cportal.user("victim"), await cportal.user("attacker")
+    _, victim_case = await _case(cportal, victim)
+    await _uploaded(victim, victim_case, fake, blob)
+    _, case = await _case(cportal, attacker)
+
+    body = {"name": "stolen.svs", "size": 100, "sha256": blob}
+    r = await attacker.post(f"/api/cases/{case}/materials", json=body)
+    assert r.status_code == 201 and r.json()["exists"] is True and r.json()["token"] is None
+    created = r.json()
+    material = created["material"]["id"]
+    problem(await attacker.post(f"/api/materials/{material}/view"), 409)
+    guess = {"blob_id": blob, "proof": hashlib.sha256(blob.encode()).hexdigest()}
+    r = await attacker.post(f"/api/materials/{material}/complete", json=guess)
+    assert problem(r, 422)["code"] == "proof_failed"
+    # The challenge is spent: no second guess, even with the right answer.
+    right = {"blob_id": blob, "proof": proof(created, blob)}
+    r = await attacker.post(f"/api/materials/{material}/complete", json=right)
+    assert problem(r, 409)["code"] == "no_challenge"
+    detail = (await attacker.get(f"/api/materials/{material}")).json()
+    assert detail["blob_id"] is None and detail["status"] == "failed", detail
+
+    # Without declaring the sha256: complete names the victim's blob id. Same answer.
+    r = await attacker.post(f"/api/cases/{case}/materials", json={"name": "x.svs", "size": 100})
+    material = r.json()["material"]["id"]
+    r = await attacker.post(f"/api/materials/{material}/complete", json=guess)
+    assert problem(r, 422)["code"] == "proof_failed"
+
+
+async def test_one_answer_per_challenge_even_at_once(
+    cportal: Portal, fake: FakeCluster, blob: str
+) -> None:
+    owner = await cportal.user("owner")
+    _, case = await _case(cportal, owner)
+    fake.store(blob, 100)
+    r = await owner.post(
+        f"/api/cases/{case}/materials", json={"name": "a.svs", "size": 100, "sha256": blob}
+    )
+    material = r.json()["material"]["id"]
+    guesses = [{"blob_id": blob, "proof": f"{i:064x}"} for i in range(6)]
+    answers = await asyncio.gather(
+        *(owner.post(f"/api/materials/{material}/complete", json=g) for g in guesses)
+    )
+    codes = sorted(a.json()["code"] for a in answers)
+    assert codes.count("proof_failed") == 1, codes
+    assert set(codes) == {"proof_failed", "no_challenge"}, codes

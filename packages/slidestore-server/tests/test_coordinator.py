@@ -13,11 +13,13 @@ from collections.abc import Callable
 
 import asyncpg
 import httpx
+import msgspec
 import pytest
 from coordinator_kit import (  # noqa: F401  (fixtures)
     FAST_LIVENESS,
     GB,
     PG_ADMIN,
+    SECRET,
     FakeNode,
     database_url,
     eventually,
@@ -26,6 +28,7 @@ from coordinator_kit import (  # noqa: F401  (fixtures)
 )
 
 from slidestore import tokens
+from slidestore.cluster.wire import Register
 from slidestore.tokens import Operation
 from slidestore_server.testing import CoordinatorProcess
 
@@ -116,13 +119,53 @@ def test_placement_spreads_zones_skips_full_and_excluded_nodes(start_coordinator
     assert none_fits.json()["error"] == "no_placement"
 
 
-def test_placement_token_lets_the_primary_accept_the_upload(start_coordinator: Start) -> None:
+def test_a_placement_hands_out_one_upload_and_nothing_more(start_coordinator: Start) -> None:
+    """The grant uploads this size (and content) once; it reads nothing, places nothing."""
     coordinator = start_coordinator()
     FakeNode(coordinator.url, "n1").register()
-    body = place(coordinator, size=10).json()
+    body = place(coordinator, size=10, sha256=BLOB_A).json()
     cap = tokens.verify(SECRET, body["token"])
-    assert cap.allows(Operation.WRITE) and cap.allows(Operation.READ, BLOB_A)
+    assert cap.is_upload_grant and cap.size == 10 and cap.blob == BLOB_A
+    assert cap.allows(Operation.UPLOAD, BLOB_A)
     assert cap.exp - time.time() > 3000
+    for wider in (Operation.READ, Operation.DOWNLOAD, Operation.WRITE, Operation.DELETE):
+        assert not cap.allows(wider, BLOB_A), wider
+    assert not cap.allows(Operation.UPLOAD, BLOB_B)
+    grant = {"Authorization": f"Bearer {body['token']}"}
+    again = httpx.post(f"{coordinator.url}/v1/placements", json={"size": 10}, headers=grant)
+    assert again.status_code == 403 and again.json()["error"] == "forbidden"
+    unnamed = tokens.verify(SECRET, place(coordinator, size=10).json()["token"])
+    assert unnamed.blob == tokens.ALL_BLOBS and unnamed.size == 10
+
+
+def test_existing_content_answers_no_token(start_coordinator: Start) -> None:
+    """Knowing a sha256 is not owning it: the "exists" answer grants nothing."""
+    coordinator = start_coordinator()
+    node = FakeNode(coordinator.url, "n1")
+    node.register()
+    node.heartbeat(added={BLOB_A: 10})
+    answer = place(coordinator, size=10, sha256=BLOB_A).json()
+    assert answer["exists"] is True and answer["token"] is None
+
+
+def test_node_endpoints_need_a_node_token_and_status_an_admin(start_coordinator: Start) -> None:
+    coordinator = start_coordinator()
+    node = FakeNode(coordinator.url, "n1")
+    body = msgspec.json.encode(
+        Register(node_id="n9", url="http://127.0.0.1:1", zone="z", report=node.report())
+    )
+    url = f"{coordinator.url}/v1/nodes/register"
+    for wider in (Operation.ADMIN, Operation.WRITE):
+        refused = httpx.post(url, content=body, headers=headers(wider))
+        assert refused.status_code == 403, wider
+    assert httpx.post(url, content=body, headers=headers(Operation.NODE)).status_code == 200
+    for path in ("/v1/nodes", "/v1/status"):
+        for narrower in (Operation.READ, Operation.WRITE, Operation.NODE):
+            answer = httpx.get(coordinator.url + path, headers=headers(narrower))
+            assert answer.status_code == 403, (path, narrower)
+        assert (
+            httpx.get(coordinator.url + path, headers=headers(Operation.ADMIN)).status_code == 200
+        )
 
 
 def test_known_content_exists_and_commits_record_the_placement(start_coordinator: Start) -> None:
@@ -191,8 +234,11 @@ def test_delete_marks_the_blob_deleted_and_keeps_it_out_of_placements(
     node.register()
     node.heartbeat(added={BLOB_A: 5})
     url = f"{coordinator.url}/v1/blobs/{BLOB_A}"
-    assert httpx.delete(url, headers=headers(Operation.ADMIN)).status_code == 403
+    assert httpx.delete(url, headers=headers(Operation.READ)).status_code == 403
+    # Adopted: no client placed it, so a client's delete holds no claim and changes nothing.
     assert httpx.delete(url, headers=headers(Operation.DELETE)).status_code == 204
+    assert httpx.get(url, headers=headers()).json()["status"] != "deleted"
+    assert httpx.delete(url, headers=headers(Operation.ADMIN)).status_code == 204
     assert httpx.get(url, headers=headers()).json()["status"] == "deleted"
     assert place(coordinator, size=5, sha256=BLOB_A).json()["exists"] is False
     assert (
@@ -280,3 +326,76 @@ async def _pg_value(statement: str) -> int:
         return int(await conn.fetchval(statement))
     finally:
         await conn.close()
+
+
+def client(ops: set[Operation], subject: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {tokens.mint(SECRET, ops=ops, subject=subject)}"}
+
+
+def view_of(coordinator: CoordinatorProcess, blob_id: str) -> dict[str, object]:
+    answer = httpx.get(f"{coordinator.url}/v1/blobs/{blob_id}", headers=headers(Operation.ADMIN))
+    assert answer.status_code == 200, answer.text
+    body: dict[str, object] = answer.json()
+    return body
+
+
+def test_a_strangers_weak_placement_cannot_weaken_the_victims(start_coordinator: Start) -> None:
+    """Placement poisoning: a stranger places the victim's sha256 first with one replica
+    and a 20 s expiry; the victim's upload lands and keeps what the victim asked for."""
+    coordinator = start_coordinator(replicas=3)
+    node = FakeNode(coordinator.url, "n1")
+    node.register()
+    url = f"{coordinator.url}/v1/placements"
+    weak = {"size": 100, "sha256": BLOB_A, "replicas": 1, "expires_at": time.time() + 20}
+    stranger = httpx.post(url, json=weak, headers=client({Operation.WRITE}, "stranger"))
+    assert stranger.status_code == 200
+    victim = httpx.post(
+        url, json={"size": 100, "sha256": BLOB_A}, headers=client({Operation.WRITE}, "victim")
+    )
+    assert victim.status_code == 200
+    node.heartbeat(added={BLOB_A: 100})
+    view = view_of(coordinator, BLOB_A)
+    assert view["target"] == 3 and view["pinned"] is True and view["expires_at"] is None
+
+    # Without a sha256 the commit is matched by primary and size: the same holds.
+    weak_unnamed = {"size": 200, "replicas": 1, "expires_at": time.time() + 20}
+    assert httpx.post(url, json=weak_unnamed, headers=client({Operation.WRITE}, "stranger"))
+    assert httpx.post(
+        url, json={"size": 200, "replicas": 2}, headers=client({Operation.WRITE}, "v")
+    )
+    node.heartbeat(added={BLOB_B: 200})
+    view = view_of(coordinator, BLOB_B)
+    assert view["target"] == 2 and view["pinned"] is True and view["expires_at"] is None
+
+
+def test_a_client_deletes_only_what_it_placed(start_coordinator: Start) -> None:
+    """A portal (a client with ``delete``) cannot delete a blob an SDK user uploaded,
+    even pinned; the blob goes when the last client that placed it lets go."""
+    coordinator = start_coordinator(replicas=1)
+    node = FakeNode(coordinator.url, "n1")
+    node.register()
+    url = f"{coordinator.url}/v1/placements"
+    for owner in ("lab-sdk", "labportal"):
+        body = {"size": 100, "sha256": BLOB_A}
+        assert (
+            httpx.post(url, json=body, headers=client({Operation.WRITE}, owner)).status_code == 200
+        )
+    node.heartbeat(added={BLOB_A: 100})
+    blob_url = f"{coordinator.url}/v1/blobs/{BLOB_A}"
+
+    reader = httpx.delete(blob_url, headers=client({Operation.READ, Operation.WRITE}, "lab-sdk"))
+    assert reader.status_code == 403  # the next-narrower token: no delete at all
+    stranger = httpx.delete(blob_url, headers=client({Operation.DELETE}, "stranger"))
+    assert stranger.status_code == 204 and view_of(coordinator, BLOB_A)["status"] != "deleted"
+    portal = httpx.delete(blob_url, headers=client({Operation.DELETE}, "labportal"))
+    assert portal.status_code == 204 and view_of(coordinator, BLOB_A)["status"] != "deleted"
+    sdk = httpx.delete(blob_url, headers=client({Operation.DELETE}, "lab-sdk"))
+    assert sdk.status_code == 204 and view_of(coordinator, BLOB_A)["status"] == "deleted"
+
+    # Adopted (nobody placed it): only an operator deletes it.
+    node.heartbeat(added={BLOB_B: 7})
+    adopted = f"{coordinator.url}/v1/blobs/{BLOB_B}"
+    assert httpx.delete(adopted, headers=client({Operation.DELETE}, "labportal")).status_code == 204
+    assert view_of(coordinator, BLOB_B)["status"] != "deleted"
+    assert httpx.delete(adopted, headers=headers(Operation.ADMIN)).status_code == 204
+    assert view_of(coordinator, BLOB_B)["status"] == "deleted"

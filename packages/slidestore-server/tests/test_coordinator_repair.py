@@ -69,7 +69,7 @@ def fake(coordinator: CoordinatorProcess, node: NodeProcess, name: str, zone: st
 
 
 def blob_on(node: NodeProcess) -> int:
-    answer = httpx.get(f"{node.url}/blobs/{BLOB}", headers=headers(Operation.READ), timeout=30)
+    answer = httpx.get(f"{node.url}/blobs/{BLOB}", headers=headers(Operation.DOWNLOAD), timeout=30)
     if answer.status_code == 200:
         assert answer.content == DATA
     return answer.status_code
@@ -106,9 +106,8 @@ def test_repair_copies_trims_and_deletes_on_real_nodes(
         eventually(lambda: [blob_on(n) for n in [*storage, extra]].count(404) == 1, timeout=30)
         assert len(view(coordinator)["replicas"]) == 3
 
-        deleted = httpx.delete(
-            f"{coordinator.url}/v1/blobs/{BLOB}", headers=headers(Operation.DELETE)
-        )
+        # Adopted (no client placed it): an operator's delete.
+        deleted = httpx.delete(f"{coordinator.url}/v1/blobs/{BLOB}", headers=headers(Operation.ADMIN))
         assert deleted.status_code == 204
         assert [blob_on(n) for n in [*storage, extra]] == [404] * 4
         time.sleep(1.0)  # several leader passes: repair must not bring a deleted blob back

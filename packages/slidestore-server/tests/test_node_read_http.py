@@ -265,3 +265,43 @@ def test_the_stored_tile_fast_path_answers_exactly_like_the_route(seeded: Seeded
         httpx.get(seeded.node.url + path, params={"token": seeded.read_token("generated")}).content
         == fast.content
     )
+
+
+def test_a_viewer_token_reads_tiles_but_never_the_raw_file(seeded: Seeded) -> None:
+    """The raw .svs holds the label and macro (OpenSlide reads them out of it): a viewer's
+    ``read`` token gets tiles and info, and ``/blobs`` needs ``download``."""
+    blob_id = seeded.ids["sample"]
+    read = seeded.read_token("sample")
+    with seeded.client(read) as c:
+        assert c.get(f"/slides/{blob_id}_files/8/0_0.jpeg").status_code == 200
+        assert c.get(f"/slides/{blob_id}/info").status_code == 200
+        for method in ("GET", "HEAD"):
+            refused = c.request(method, f"/blobs/{blob_id}")
+            assert refused.status_code == 403, method
+        assert c.get(f"/slides/{blob_id}/label").status_code == 403
+    with seeded.client(seeded.read_token("sample", Operation.DOWNLOAD)) as c:
+        whole = c.get(f"/blobs/{blob_id}")
+        assert whole.status_code == 200 and len(whole.content) > 1_000_000
+        other = seeded.ids["boxes"]
+        assert c.get(f"/blobs/{other}").status_code == 403  # download on that one blob only
+
+
+def test_info_withholds_vendor_properties_that_name_people_and_files(seeded: Seeded) -> None:
+    blob_id = seeded.ids["sample"]
+    with seeded.client(seeded.read_token("sample")) as c:
+        viewer = c.get(f"/slides/{blob_id}/info")
+    props = viewer.json()["metadata"]["properties"]
+    # CMU-1 records its scanning user's id, the original file name and a free-text comment.
+    for key in ("aperio.User", "aperio.Filename", "openslide.comment", "tiff.ImageDescription"):
+        assert key not in props, key
+    assert props["openslide.mpp-x"] == "0.499" and props["aperio.AppMag"] == "20"
+    assert viewer.json()["metadata"]["mpp_x"] == pytest.approx(0.499)
+    assert "public" in viewer.headers["cache-control"]
+
+    for op in (Operation.LABELS, Operation.DOWNLOAD):
+        with seeded.client(seeded.read_token("sample", Operation.READ, op)) as c:
+            full = c.get(f"/slides/{blob_id}/info")
+        assert full.json()["metadata"]["properties"]["aperio.User"].startswith("b414003d")
+        # Never in a shared cache, never under the viewer's ETag.
+        assert "private" in full.headers["cache-control"]
+        assert full.headers["etag"] != viewer.headers["etag"]

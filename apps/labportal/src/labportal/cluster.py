@@ -15,6 +15,7 @@ delete what it never uploaded.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from typing import Any
 
 import httpx
@@ -137,6 +138,29 @@ class Cluster:
         response = await self._call("DELETE", f"/v1/blobs/{blob_id}")
         if response.status_code not in (200, 204, 404):
             raise self._refused(response)
+
+    async def read_ranges(self, view: BlobView, ranges: Sequence[tuple[int, int]]) -> list[bytes]:
+        """The bytes of ``(offset, length)`` ranges of a blob, from the first replica that
+        serves them all (a ``download`` token on that one blob, for a minute)."""
+        token = tokens.mint(
+            self.secret, ops={Operation.DOWNLOAD}, blob=view.blob_id, ttl=60, subject=CLIENT_NAME
+        )
+        headers = {"Authorization": f"Bearer {token}"}
+        for replica in view.replicas:
+            url = f"{replica.url.rstrip('/')}/blobs/{view.blob_id}"
+            chunks: list[bytes] = []
+            try:
+                for offset, length in ranges:
+                    wanted = {**headers, "Range": f"bytes={offset}-{offset + length - 1}"}
+                    response = await self._http.get(url, headers=wanted)
+                    if response.status_code != 206 or len(response.content) != length:
+                        break
+                    chunks.append(response.content)
+            except httpx.HTTPError:
+                continue
+            if len(chunks) == len(ranges):
+                return chunks
+        raise ClusterUnavailable("no replica of the slide answered; try again")
 
     async def slide_info(self, view: BlobView) -> dict[str, Any] | None:
         """``/slides/{id}/info`` from the first replica that answers (None: none did)."""

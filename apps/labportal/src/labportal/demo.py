@@ -40,7 +40,9 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import msgspec
 
+from labportal.domain.materials.possession import Challenge, answer_from_file
 from slidestore import tokens
 from slidestore.client.hashing import sha256_file
 from slidestore.client.tus import TusUpload
@@ -357,14 +359,18 @@ async def upload(client: httpx.AsyncClient, case_id: str, slide: Path) -> dict[s
         201,
     )
     material: dict[str, Any] = answer["material"]
-    if answer["exists"]:
-        return material
-    async with httpx.AsyncClient() as tus:
-        blob_id = await TusUpload(
-            tus, answer["upload_url"], answer["token"], slide, size=size, sha256=digest
-        ).run()
+    blob_id = digest
+    if not answer["exists"]:
+        async with httpx.AsyncClient() as tus:
+            blob_id = await TusUpload(
+                tus, answer["upload_url"], answer["token"], slide, size=size, sha256=digest
+            ).run()
+    # Linked only with the proof that this client holds the file.
+    proof = answer_from_file(msgspec.convert(answer["challenge"], Challenge), slide)
     completed: dict[str, Any] = _ok(
-        await client.post(f"/api/materials/{material['id']}/complete", json={"blob_id": blob_id})
+        await client.post(
+            f"/api/materials/{material['id']}/complete", json={"blob_id": blob_id, "proof": proof}
+        )
     )
     return completed
 

@@ -249,7 +249,7 @@ class Cluster:
     # -- tokens and clients --------------------------------------------------------------
 
     def token(self, *ops: Operation, ttl: int = 3600) -> str:
-        chosen = set(ops) or {Operation.READ, Operation.WRITE, Operation.DELETE}
+        chosen = set(ops) or {Operation.READ, Operation.DOWNLOAD, Operation.WRITE, Operation.DELETE}
         return tokens.mint(self.secret, ops=chosen, ttl=ttl, subject="cluster-tests")
 
     def headers(self, *ops: Operation) -> dict[str, str]:
@@ -265,7 +265,7 @@ class Cluster:
     def nodes_view(self) -> dict[str, NodeView]:
         """``GET /v1/nodes`` by node id."""
         answer = self._http.get(
-            f"{self.coordinator.url}{API}/nodes", headers=self.headers(Operation.READ)
+            f"{self.coordinator.url}{API}/nodes", headers=self.headers(Operation.ADMIN)
         )
         answer.raise_for_status()
         return {node.node_id: node for node in _nodes_decoder.decode(answer.content)}

@@ -1,8 +1,14 @@
-"""Blobs: their target R, retention, and where their copies are (SQL).
+"""Blobs: their target R, retention, owners, and where their copies are (SQL).
 
-A blob row is created when a node first reports holding it (the upload committed), using
-the placement recorded for it, or adopted pinned with the default R when no placement
+A blob row is created when a node first reports holding it (the upload committed), from
+the placements recorded for it, or adopted pinned with the default R when no placement
 matches (blobs written before the coordinator existed, or by hand).
+
+Several clients may place the same content before it lands. Each placement is a wish of
+its own client, so none may weaken another's: the blob gets the strongest of them (the
+largest R, pinned if any asked, the latest expiry) and every one of those clients becomes
+an owner. A stranger's placement with one replica and a 20 s expiry therefore cannot make
+the victim's upload short-lived.
 """
 
 from __future__ import annotations
@@ -17,7 +23,14 @@ from slidestore.cluster import LivenessTimeouts, NodeState, state_at
 from slidestore.cluster.wire import BlobRef, BlobStatus, BlobView, ReplicaView, Retention
 from slidestore.errors import BlobNotFound
 from slidestore_server.coordinator.db import upsert
-from slidestore_server.coordinator.schema import blobs, changes, nodes, placements, replicas
+from slidestore_server.coordinator.schema import (
+    blobs,
+    changes,
+    nodes,
+    owners,
+    placements,
+    replicas,
+)
 
 #: Placements not committed after this long are forgotten (the node's upload expiry).
 PLACEMENT_TTL = 24 * 3600.0
@@ -35,6 +48,7 @@ async def record_placement(
     target: int,
     expires_at: float | None,
     now: float,
+    owner: str,
 ) -> None:
     await conn.execute(
         _INSERT_PLACEMENT,
@@ -46,6 +60,7 @@ async def record_placement(
             "pinned": expires_at is None,
             "expires_at": expires_at,
             "created_at": now,
+            "owner": owner,
         },
     )
 
@@ -85,17 +100,18 @@ async def adopt(
         )
     )
     for ref in fresh:
-        match = next((p for p in pending if p.blob_id == ref.blob_id), None) or next(
-            (p for p in pending if p.blob_id is None and p.size == ref.size), None
-        )
-        if match is not None:
-            pending.remove(match)
-            await conn.execute(delete(placements).where(placements.c.id == match.id))
-            values = {
-                "target": match.target,
-                "pinned": match.pinned,
-                "expires_at": match.expires_at,
-            }
+        # Every placement this commit may answer: those naming its content, and those
+        # without a sha256 for this primary and size (which of them it was, nobody knows).
+        matches = [p for p in pending if p.blob_id == ref.blob_id] + [
+            p for p in pending if p.blob_id is None and p.size == ref.size
+        ]
+        if matches:
+            for match in matches:
+                pending.remove(match)
+            await conn.execute(
+                delete(placements).where(placements.c.id.in_([m.id for m in matches]))
+            )
+            values = strongest(matches)
         elif ref.blob_id in known:
             continue
         else:
@@ -103,6 +119,22 @@ async def adopt(
         values.update(size=ref.size, archived=False, deleted=False, created_at=now)
         stmt = upsert(conn, blobs).values(blob_id=ref.blob_id, archive_url=None, **values)
         await conn.execute(stmt.on_conflict_do_update(index_elements=["blob_id"], set_=values))
+        claims = sorted({m.owner for m in matches if m.owner})
+        if claims:
+            stmt = upsert(conn, owners).values(
+                [{"blob_id": ref.blob_id, "owner": o} for o in claims]
+            )
+            await conn.execute(stmt.on_conflict_do_nothing(index_elements=["blob_id", "owner"]))
+
+
+def strongest(wishes: Sequence[Any]) -> dict[str, Any]:
+    """The retention and R that honour every placement in ``wishes``."""
+    pinned = any(w.pinned or w.expires_at is None for w in wishes)
+    return {
+        "target": max(w.target for w in wishes),
+        "pinned": pinned,
+        "expires_at": None if pinned else max(w.expires_at for w in wishes),
+    }
 
 
 def _gone(row: Any) -> bool:
@@ -190,6 +222,7 @@ async def mark_deleted(conn: AsyncConnection, blob_id: str) -> list[tuple[str, s
     """Mark deleted (repair never copies it again); return (node id, url) of its holders."""
     await _require(conn, blob_id)
     await conn.execute(update(blobs).where(blobs.c.blob_id == blob_id).values(deleted=True))
+    await conn.execute(delete(owners).where(owners.c.blob_id == blob_id))
     await bump(conn)
     # Forget pending placements too, so a late commit of the same upload stays deleted.
     await conn.execute(delete(placements).where(placements.c.blob_id == blob_id))
@@ -199,6 +232,20 @@ async def mark_deleted(conn: AsyncConnection, blob_id: str) -> list[tuple[str, s
         .where(replicas.c.blob_id == blob_id)
     )
     return [(row.node_id, row.url) for row in rows]
+
+
+async def drop_claim(conn: AsyncConnection, blob_id: str, owner: str) -> bool:
+    """Remove ``owner``'s claim on a blob; whether that was the last claim (the blob is
+    then to be deleted). A client that holds no claim drops nothing: it never placed the
+    blob (it only knew its sha256), or an operator adopted it."""
+    await _require(conn, blob_id)
+    dropped = await conn.execute(
+        delete(owners).where(owners.c.blob_id == blob_id, owners.c.owner == owner)
+    )
+    if not dropped.rowcount:
+        return False
+    left = await conn.execute(select(owners.c.owner).where(owners.c.blob_id == blob_id).limit(1))
+    return left.first() is None
 
 
 async def set_retention(conn: AsyncConnection, blob_id: str, retention: Retention) -> None:

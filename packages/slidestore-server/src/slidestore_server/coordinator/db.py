@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from sqlalchemy import event, text
+from sqlalchemy import event, inspect, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
@@ -65,6 +65,7 @@ async def create_schema(engine: AsyncEngine) -> None:
                 if conn.dialect.name == "postgresql":
                     await conn.execute(text(f"SELECT pg_advisory_xact_lock({SCHEMA_LOCK})"))
                 await conn.run_sync(schema.metadata.create_all, checkfirst=True)
+                await conn.run_sync(_add_missing_columns)
                 stmt = upsert(conn, schema.leader).values(name="leader", holder="", expires_at=0.0)
                 await conn.execute(stmt.on_conflict_do_nothing(index_elements=["name"]))
                 stmt = upsert(conn, schema.changes).values(id=1, serial=0)
@@ -75,6 +76,21 @@ async def create_schema(engine: AsyncEngine) -> None:
             if attempt == 4:
                 raise
             await asyncio.sleep(0.2)
+
+
+def _add_missing_columns(sync_conn: Any) -> None:
+    """Columns added to an existing table since a database was made (all nullable):
+    ``create_all`` makes missing tables only."""
+    found = inspect(sync_conn)
+    for table in schema.metadata.sorted_tables:
+        have = {column["name"] for column in found.get_columns(table.name)}
+        for column in table.columns:
+            if column.name not in have:
+                assert column.nullable, f"{table.name}.{column.name} must be nullable to add"
+                kind = column.type.compile(dialect=sync_conn.dialect)
+                sync_conn.execute(
+                    text(f'ALTER TABLE {table.name} ADD COLUMN "{column.name}" {kind}')
+                )
 
 
 def database_unavailable(exc: BaseException) -> bool:

@@ -23,7 +23,7 @@ from slidestore.cluster.wire import (
     Target,
 )
 from slidestore.errors import BlobNotFound, InvalidRequest
-from slidestore.tokens import Operation
+from slidestore.tokens import Capability, Operation
 from slidestore_server.auth import require
 from slidestore_server.coordinator import catalog
 from slidestore_server.coordinator.errors import NotArchived, WaitTimeout
@@ -38,7 +38,7 @@ WAIT_POLL = 0.075
 async def placements(request: Request) -> Response:
     # ``write`` (a client that stores content), not an ``upload`` grant: a grant made by a
     # placement must not be able to ask for more placements.
-    require(request, Operation.WRITE)
+    cap = require(request, Operation.WRITE)
     started = time.perf_counter()
     req = await decode(request, PlacementRequest)
     coord = coordinator(request)
@@ -85,6 +85,7 @@ async def placements(request: Request) -> Response:
             target=replicas,
             expires_at=req.expires_at,
             now=now,
+            owner=owner_of(cap),
         )
     urls = {node.node_id: node.url for node in nodes}
     targets = tuple(Target(node_id=n, url=urls[n]) for n in chosen)
@@ -161,11 +162,23 @@ async def wait_blob(request: Request) -> Response:
         await asyncio.sleep(min(WAIT_POLL, left))
 
 
+def owner_of(cap: Capability) -> str:
+    """The client a token speaks for: its subject (minted by whoever holds the secret)."""
+    return cap.sub or "client"
+
+
 async def delete_blob(request: Request) -> Response:
+    """An operator (``admin``) deletes outright. A client (``delete``) gives up its own
+    claim, and the blob goes when no client that placed it still wants it: a portal never
+    deletes a blob someone else uploaded, however many of its users know the sha256."""
     blob_id = _blob_id(request)
-    require(request, Operation.DELETE, blob_id)
+    cap = require(request, Operation.DELETE, blob_id)
     coord = coordinator(request)
     async with coord.engine.begin() as conn:
+        if Operation.ADMIN not in cap.ops and not await catalog.drop_claim(
+            conn, blob_id, owner_of(cap)
+        ):
+            return Response(status_code=204)
         holders = await catalog.mark_deleted(conn, blob_id)
     await request.app.state.loop.retention.delete_now(blob_id, holders)
     return Response(status_code=204)

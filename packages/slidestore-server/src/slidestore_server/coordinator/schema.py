@@ -80,8 +80,20 @@ placements = Table(
     Column("pinned", Boolean, nullable=False),
     Column("expires_at", Double, nullable=True),
     Column("created_at", Double, nullable=False),
+    # Who asked (the token's subject): becomes an owner of the blob when it commits.
+    Column("owner", String(128), nullable=True),
     Index("ix_placements_blob", "blob_id"),
     Index("ix_placements_primary", "primary_node", "size"),
+)
+
+# The clients whose upload made a blob (their placement's owner). A client's ``delete``
+# drops its own claim; the blob goes when the last claim does. Blobs nobody placed
+# (adopted) have no row: only an operator's ``admin`` token deletes them.
+owners = Table(
+    "owners",
+    metadata,
+    Column("blob_id", String(64), primary_key=True),
+    Column("owner", String(128), primary_key=True),
 )
 
 # The SQLite leader lease (PostgreSQL uses an advisory lock instead).

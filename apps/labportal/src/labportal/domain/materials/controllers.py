@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 
+import msgspec
 from litestar import Controller, delete, get, post
 from litestar.datastructures import State
 from litestar.di import NamedDependency, Provide
@@ -15,6 +16,7 @@ from labportal.cluster import Cluster
 from labportal.domain.materials.convert import material_detail, material_out
 from labportal.domain.materials.models import Material
 from labportal.domain.materials.schemas import (
+    ChallengeOut,
     MaterialCompleteIn,
     MaterialCreateIn,
     MaterialDetailOut,
@@ -86,6 +88,7 @@ class CaseMaterialsController(Controller):
             exists=exists,
             upload_url=None if exists else placement.upload_url,
             token=None if exists else placement.token,
+            challenge=msgspec.convert(material.challenge, ChallengeOut),
         )
 
 
@@ -112,7 +115,7 @@ class MaterialController(Controller):
         "/complete",
         opt=WRITE,
         status_code=HTTP_200_OK,
-        summary="The upload finished: the portal checks the blob with the coordinator",
+        summary="The upload finished (or the content was there): proof of possession, then linked",
     )
     async def complete(
         self,
@@ -123,7 +126,7 @@ class MaterialController(Controller):
         cluster: NamedDependency[Cluster],
     ) -> MaterialOut:
         material, view = await materials.complete(
-            material_id, principal.user, data.blob_id, cluster
+            material_id, principal.user, data.blob_id, data.proof, cluster
         )
         await materials.remember_slide(material, cluster, view)
         return material_out(material, view)

@@ -26,6 +26,9 @@ class Material(Entity):
     """Set once the upload completed (or at once when the cluster already had it)."""
     error: Mapped[str] = mapped_column(Text, default="")
     """Why the upload failed (the node's reason), shown to the user."""
+    challenge: Mapped[dict[str, Any] | None] = mapped_column(JSON(none_as_null=True))
+    """The open proof-of-possession challenge (``possession.Challenge``); cleared by the
+    one completion attempt it allows."""
     slide: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     """The node's normalized metadata, kept once read (it never changes for a blob)."""
     created_by_id: Mapped[uuid.UUID | None] = mapped_column(

@@ -30,7 +30,11 @@ class MaterialCreateIn(msgspec.Struct):
 
 class MaterialCompleteIn(msgspec.Struct):
     blob_id: Sha256
-    """The ``Slidestore-Blob-Id`` the node answered the last PATCH with."""
+    """The ``Slidestore-Blob-Id`` the node answered the last PATCH with (or the declared
+    sha256, when the cluster had the content already)."""
+    proof: Sha256
+    """The answer to the material's challenge: sha256 of the nonce's bytes followed by the
+    file's bytes at each challenge range, in order (hex)."""
 
 
 class MaterialFailedIn(msgspec.Struct):
@@ -81,14 +85,24 @@ class MaterialDetailOut(MaterialOut):
     labels_allowed: bool = False
 
 
+class ChallengeOut(msgspec.Struct):
+    nonce: str
+    """16 bytes, hex."""
+    ranges: list[tuple[int, int]]
+    """``[offset, length]`` byte ranges of the file."""
+
+
 class UploadOut(msgspec.Struct):
     material: MaterialOut
     exists: bool
-    """The cluster already holds this content: nothing to upload."""
+    """The cluster already holds this content: nothing to upload, only the proof to send."""
     upload_url: str | None
     """The primary node's tus collection; send the token as ``Authorization: Bearer``."""
     token: str | None
-    """A write-only token for this upload."""
+    """One upload of this size (and sha256, when declared), nothing else."""
+    challenge: ChallengeOut
+    """Answer it from the file in ``/complete`` (``proof``): a material is linked to a blob
+    only by someone holding the file, never by its sha256 alone."""
 
 
 class ViewOut(msgspec.Struct):

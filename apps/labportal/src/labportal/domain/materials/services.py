@@ -1,20 +1,24 @@
-"""Materials: create (placement), complete (verify), fail, read with the cluster's view,
-delete (the blob goes when no other material uses it), viewer tokens."""
+"""Materials: create (placement and a possession challenge), complete (the blob exists,
+has the declared size and the client proved it holds the file), fail, read with the
+cluster's view, delete (the portal's claim on the blob goes when no other material uses
+it), viewer tokens."""
 
 from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
 
+import msgspec
 from advanced_alchemy.repository import SQLAlchemyAsyncRepository
 from advanced_alchemy.service import SQLAlchemyAsyncRepositoryService
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from labportal.cluster import Cluster, ready_replicas
 from labportal.domain.accounts.models import User
 from labportal.domain.cases.models import Case
 from labportal.domain.cases.services import CaseService
 from labportal.domain.materials.models import Material
+from labportal.domain.materials.possession import Challenge, digest, matches, new_challenge
 from labportal.domain.materials.schemas import MaterialCreateIn
 from labportal.domain.teams.models import Membership, Team
 from labportal.domain.teams.roles import at_least
@@ -88,12 +92,14 @@ class MaterialService(SQLAlchemyAsyncRepositoryService[Material, MaterialReposit
         if case.status == "signed_out":
             raise Conflict("a signed-out case cannot get new materials", code="locked")
         placement = await cluster.place(data.size, data.sha256)
+        # Even when the cluster has this content: a sha256 is no proof of holding the file.
         material = Material(
             case_id=case_id,
             name=data.name,
             size=data.size,
             sha256=data.sha256,
-            blob_id=data.sha256 if placement.exists else None,
+            blob_id=None,
+            challenge=msgspec.to_builtins(new_challenge(data.size)),
             created_by_id=user.id,
         )
         material.created_by = user
@@ -104,16 +110,21 @@ class MaterialService(SQLAlchemyAsyncRepositoryService[Material, MaterialReposit
         return material, placement
 
     async def complete(
-        self, material_id: uuid.UUID, user: User, blob_id: str, cluster: Cluster
+        self, material_id: uuid.UUID, user: User, blob_id: str, proof: str, cluster: Cluster
     ) -> tuple[Material, BlobView]:
+        """Link the material to ``blob_id`` once the client proved it holds the content.
+
+        The one attempt the challenge allows is spent (and committed, whatever the answer)
+        before the answer is checked, so nobody gets a second guess.
+        """
         access = await self.access(material_id, user, "member")
         material = access.material
         if material.sha256 and material.sha256 != blob_id:
             raise Unprocessable(
                 "the uploaded content does not match the declared sha256", code="sha256_mismatch"
             )
-        if material.blob_id is not None and material.blob_id != blob_id:
-            raise Conflict("this material already holds another blob", code="already_complete")
+        if material.blob_id is not None:
+            raise Conflict("this material's upload already completed", code="already_complete")
         view = await cluster.arrived(blob_id)
         if view is None or not view.replicas:
             raise Unprocessable(
@@ -124,9 +135,35 @@ class MaterialService(SQLAlchemyAsyncRepositoryService[Material, MaterialReposit
                 f"the blob has {view.size} bytes, the material declared {material.size}",
                 code="size_mismatch",
             )
+        challenge = await self._spend_challenge(material)
+        chunks = await cluster.read_ranges(view, challenge.ranges)
+        if not matches(digest(challenge, chunks), proof):
+            material.error = "the proof of possession did not match the stored content"
+            await self.repository.session.commit()
+            raise Unprocessable(
+                "the proof of possession does not match this blob: attach the slide again",
+                code="proof_failed",
+            )
         material.blob_id, material.error = blob_id, ""
         await self.repository.session.flush()
         return material, view
+
+    async def _spend_challenge(self, material: Material) -> Challenge:
+        """The material's open challenge, closed in the database by this one request."""
+        raw = material.challenge
+        spent = await self.repository.session.execute(
+            update(Material)
+            .where(Material.id == material.id, Material.challenge.is_not(None))
+            .values(challenge=None)
+            .execution_options(synchronize_session=False)
+        )
+        await self.repository.session.commit()
+        if raw is None or not spent.rowcount:  # type: ignore[attr-defined]
+            raise Conflict(
+                "this material has no open challenge: attach the slide again", code="no_challenge"
+            )
+        material.challenge = None
+        return msgspec.convert(raw, Challenge)
 
     async def fail(self, material_id: uuid.UUID, user: User, reason: str) -> Material:
         access = await self.access(material_id, user, "member")

@@ -1,5 +1,7 @@
 // Attach a slide: the portal places it, the browser sends the bytes straight to the
-// primary node over tus (resumable, 8 MiB chunks), then tells the portal the blob id.
+// primary node over tus (resumable, 8 MiB chunks), then tells the portal the blob id with
+// the proof that it holds the file (the answer to the portal's challenge: sha256 of the
+// nonce and the file's bytes at the challenge's ranges; see materials/possession.py).
 "use strict";
 
 const BLOB_ID_HEADER = "Slidestore-Blob-Id";
@@ -22,7 +24,26 @@ function api(url, body) {
 async function sha256Hex(file) {
   if (file.size > HASH_LIMIT || !window.crypto || !crypto.subtle) return null;
   const digest = await crypto.subtle.digest("SHA-256", await file.arrayBuffer());
-  return Array.from(new Uint8Array(digest), (b) => b.toString(16).padStart(2, "0")).join("");
+  return hex(digest);
+}
+
+function hex(buffer) {
+  return Array.from(new Uint8Array(buffer), (b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+async function proofOfPossession(file, challenge) {
+  const nonce = challenge.nonce.match(/../g).map((h) => parseInt(h, 16));
+  const parts = [new Uint8Array(nonce)];
+  for (const [offset, length] of challenge.ranges) {
+    parts.push(new Uint8Array(await file.slice(offset, offset + length).arrayBuffer()));
+  }
+  const joined = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+  let at = 0;
+  for (const part of parts) {
+    joined.set(part, at);
+    at += part.length;
+  }
+  return hex(await crypto.subtle.digest("SHA-256", joined));
 }
 
 function nodeReason(error) {
@@ -50,7 +71,12 @@ async function upload(form) {
   if (sha256) body.sha256 = sha256;
   const created = await api(`/api/cases/${form.dataset.case}/materials`, body);
   const materialUrl = `/api/materials/${created.material.id}`;
+  const complete = async (blobId) => {
+    const proof = await proofOfPossession(file, created.challenge);
+    await api(`${materialUrl}/complete`, { blob_id: blobId, proof });
+  };
   if (created.exists) {
+    await complete(sha256);
     state.textContent = "already stored";
     window.location.reload();
     return;
@@ -77,7 +103,7 @@ async function upload(form) {
     async onSuccess() {
       try {
         if (!blobId) throw new Error("the node did not name the stored blob");
-        await api(`${materialUrl}/complete`, { blob_id: blobId });
+        await complete(blobId);
         state.textContent = "stored";
         window.location.reload();
       } catch (e) {
