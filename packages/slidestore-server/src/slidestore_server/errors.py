@@ -39,6 +39,7 @@ STATUS: Final[dict[type[BaseException], int]] = {
     e.UploadTooLarge: 413,
     e.RangeNotSatisfiable: 416,
     e.UnsupportedFormat: 422,
+    e.DecompressionBomb: 422,
     e.SlideReadError: 422,
     e.ChecksumMismatch: 460,
     e.InsufficientStorage: 507,

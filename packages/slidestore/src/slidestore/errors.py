@@ -33,6 +33,13 @@ class SlideReadError(SlidestoreError, OSError):
     code = "slide_read_error"
 
 
+class DecompressionBomb(SlidestoreError, ValueError):
+    """Stored image data that declares far more pixels than its place in the file holds
+    (a JPEG tile whose frame says 60000x60000): refused before anything is decoded."""
+
+    code = "decompression_bomb"
+
+
 class InvalidRequest(SlidestoreError, ValueError):
     """Arguments that can never be valid: zero or negative sizes, unknown formats."""
 
