@@ -7,18 +7,22 @@ upload validation refuses the file, and a slide opened directly refuses the tile
 
 from __future__ import annotations
 
+import os
 import shutil
+import struct
 import tracemalloc
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 import slidestore
 from slidestore import imaging
 from slidestore.errors import DecompressionBomb, UnsupportedFormat
-from slidestore.jpeg_frame import Frame, Truncated, read_frame
+from slidestore.jpeg_frame import Frame, Truncated, frame_fields, read_frame
 from slidestore.reading.frame_scan import scan_jpeg_frames
+from slidestore.reading.tiff_tiles import LevelTiles, tables_end_cleanly
 from slidestore.testing import write_svs
 from slidestore.testing.bombs import poison_frame
 from slidestore.uploads import validate_slide
@@ -155,3 +159,52 @@ def test_frame_parser() -> None:
         read_frame(b"\xff\xd8" + dqt[:3])
     with pytest.raises(Truncated):
         read_frame(b"\xff\xd8" + sof[:6])
+
+
+def _level(path: Path, tiles: list[bytes], header: bytes) -> LevelTiles:
+    offsets, position = [], 0
+    with open(path, "wb") as file:
+        for tile in tiles:
+            offsets.append(position)
+            position += file.write(tile)
+    return LevelTiles(
+        columns=len(tiles),
+        offsets=np.asarray(offsets, dtype=np.uint64),
+        bytecounts=np.asarray([len(t) for t in tiles], dtype=np.uint64),
+        header=header,
+        tile_width=240,
+        tile_height=240,
+        name="test",
+        tiles_alone=tables_end_cleanly(header),
+        fields=frame_fields(240, 240),
+    )
+
+
+def _sof(width: int, height: int) -> bytes:
+    return b"\xff\xc0\x00\x11\x08" + struct.pack(">HH", height, width) + b"\x03" + bytes(9)
+
+
+@pytest.mark.parametrize(
+    ("tile", "header"),
+    [
+        # the frame behind an APP segment: not where the quick comparison looks
+        (b"\xff\xd8\xff\xe0\x00\x04\x00\x00" + _sof(60000, 60000), b"\xff\xd8"),
+        # a frame in the tables comes first for a decoder
+        (b"\xff\xd8" + _sof(240, 240), b"\xff\xd8" + _sof(60000, 60000)),
+        # tables whose last segment runs into the tile: its own frame is skipped
+        (b"\xff\xd8" + _sof(240, 240) + b"\xff" + _sof(60000, 60000), b"\xff\xd8\xff\xe0\x00\x11"),
+    ],
+    ids=["behind-app0", "in-tables", "tables-overrun"],
+)
+def test_hidden_frames_are_found(tmp_path: Path, tile: bytes, header: bytes) -> None:
+    tiles = _level(tmp_path / "tiles", [b"\xff\xd8" + _sof(240, 240) + b"\xff\xd9", tile], header)
+    fd = os.open(tmp_path / "tiles", os.O_RDONLY)
+    try:
+        if tiles.tiles_alone:  # the plain tile passes either way
+            assert tiles.read(fd, 0, 0) is not None
+        with pytest.raises(DecompressionBomb):
+            tiles.read(fd, 1, 0)
+        with pytest.raises(DecompressionBomb):
+            tiles.check(fd, 1, 0)
+    finally:
+        os.close(fd)

@@ -14,6 +14,7 @@ allocate for and is refused as well.
 
 from __future__ import annotations
 
+import struct
 from typing import Final, NamedTuple
 
 from slidestore.errors import DecompressionBomb, SlideReadError
@@ -24,6 +25,7 @@ _STANDALONE: Final = frozenset({0x01, *range(0xD0, 0xD8)})  # TEM, RST0..7: no l
 _SOS: Final = 0xDA
 _EOI: Final = 0xD9
 _SOI: Final = 0xD8
+_SOF_FIELDS: Final = struct.Struct(">HHB")  # after length (2) and precision (1)
 
 
 class Frame(NamedTuple):
@@ -35,42 +37,65 @@ class Frame(NamedTuple):
 
 
 class Truncated(Exception):
-    """The bytes given end before the frame header: read more of the stream."""
+    """The bytes given end before the frame header: read more of the stream.
+
+    ``at`` is where the next marker was expected: exactly ``len(data)`` when the data
+    ends cleanly after a segment (JPEG tables do), beyond it when a segment runs on.
+    """
+
+    def __init__(self, at: int) -> None:
+        super().__init__(at)
+        self.at = at
 
 
-def read_frame(data: bytes | memoryview) -> Frame | None:
+def frame_fields(width: int, height: int, components: int = 3) -> bytes:
+    """The height, width and component count as a frame header stores them, for
+    comparing the bytes of a frame directly (see :func:`starts_with_frame`)."""
+    return _SOF_FIELDS.pack(height, width, components)
+
+
+def starts_with_frame(data: bytes, fields: bytes) -> bool:
+    """Whether ``data`` is SOI followed at once by a frame with exactly ``fields``
+    (:func:`frame_fields`): how scanners store tiles, checked without a marker walk."""
+    return (
+        data[:3] == b"\xff\xd8\xff"
+        and len(data) >= 12
+        and data[3] in SOF_MARKERS
+        and data[7:12] == fields
+    )
+
+
+def read_frame(data: bytes) -> Frame | None:
     """The first frame header of a JPEG stream (or of JPEG tables, which have none).
 
     Returns ``None`` when the stream (or table-only stream) holds no frame before its
     scan or end; raises :class:`Truncated` when ``data`` is a prefix that ends first.
     """
-    view = memoryview(data)
-    n = len(view)
+    n = len(data)
     pos = 0
     while True:
-        while pos < n and view[pos] != 0xFF:  # junk between segments, as libjpeg skips it
-            pos += 1
-        while pos < n and view[pos] == 0xFF:  # fill bytes
+        found = data.find(0xFF, pos)  # junk between segments is skipped, as libjpeg does
+        if found < 0:
+            raise Truncated(pos)
+        pos = found
+        while pos < n and data[pos] == 0xFF:  # the marker's 0xFF and any fill bytes
             pos += 1
         if pos >= n:
-            raise Truncated
-        marker = view[pos]
+            raise Truncated(pos)
+        marker = data[pos]
         pos += 1
-        if marker == _SOI or marker in _STANDALONE:
+        if marker == _SOI or marker in _STANDALONE or marker == 0x00:  # 0x00: stuffed byte
             continue
         if marker in (_SOS, _EOI):
             return None
-        if marker == 0x00:  # a stuffed zero: entropy data, not a marker
-            continue
-        if pos + 2 > n:
-            raise Truncated
-        length = (view[pos] << 8) | view[pos + 1]
         if marker in SOF_MARKERS:
             if pos + 8 > n:
-                raise Truncated
-            height = (view[pos + 3] << 8) | view[pos + 4]
-            width = (view[pos + 5] << 8) | view[pos + 6]
-            return Frame(width=width, height=height, components=view[pos + 7])
+                raise Truncated(pos)
+            height, width, components = _SOF_FIELDS.unpack_from(data, pos + 3)
+            return Frame(width=width, height=height, components=components)
+        if pos + 2 > n:
+            raise Truncated(pos)
+        length = (data[pos] << 8) | data[pos + 1]
         if length < 2:
             return None  # a decoder stops here with "bogus marker length"
         pos += length
