@@ -7,6 +7,7 @@ exception's MRO, so a subclass inherits its parent's status unless listed itself
 from __future__ import annotations
 
 import logging
+import math
 from typing import Final
 
 import msgspec
@@ -47,6 +48,7 @@ STATUS: Final[dict[type[BaseException], int]] = {
     e.SourceCorrupt: 502,
     e.InvalidRequest: 400,
     e.SlideClosed: 503,
+    e.Busy: 503,
     e.SlidestoreError: 400,
 }
 
@@ -91,6 +93,8 @@ async def slidestore_error_handler(request: Request, exc: Exception) -> Response
         },
     )
     headers = {"WWW-Authenticate": 'Bearer realm="slidestore"'} if status == 401 else None
+    if isinstance(exc, e.Busy):
+        headers = {"Retry-After": str(math.ceil(exc.retry_after))}
     return error_response(status, exc.code, str(exc), headers)
 
 

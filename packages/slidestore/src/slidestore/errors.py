@@ -73,6 +73,17 @@ class PassthroughUnavailable(SlidestoreError, NotImplementedError):
     code = "passthrough_unavailable"
 
 
+class Busy(SlidestoreError, RuntimeError):
+    """The server has no room for this work now (its memory budget is taken by requests
+    in progress); ``retry_after`` seconds is a fair time to wait before trying again."""
+
+    code = "busy"
+
+    def __init__(self, message: str, *, retry_after: float = 1.0) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
 class SlideClosed(SlidestoreError, RuntimeError):
     """The slide was used after ``close()``."""
 

@@ -9,6 +9,7 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
 from slidestore.protocols import iiif
+from slidestore.pyramid import Pyramid
 from slidestore.tokens import Operation
 from slidestore_server.auth import require
 from slidestore_server.node.responses import RENDER_VERSION, immutable
@@ -57,7 +58,7 @@ async def image(request: Request) -> Response:
     level0 = entry.pyramid.levels[0]
     plan = iiif.resolve(parsed, level0.width, level0.height, iiif.DEFAULT_LIMITS)
     canonical = plan.canonical(level0.width, level0.height)
-    rendered = await run_in_threadpool(iiif.render_plan, entry.pyramid, plan)
+    rendered = await _render(node, entry.pyramid, plan)
     return immutable(
         request,
         rendered.data,
@@ -66,6 +67,22 @@ async def image(request: Request) -> Response:
         max_age=node.settings.cache_max_age,
         headers={**_CORS, "Link": f'<{_base_id(request, blob_id)}/{canonical}>;rel="canonical"'},
     )
+
+
+async def _render(node: NodeState, pyramid: Pyramid, plan: iiif.ImagePlan) -> iiif.RenderedImage:
+    """A stored native tile as is; anything else rendered within the node's render budget."""
+    stored = await run_in_threadpool(iiif.stored_tile, pyramid, plan)
+    if stored is not None:
+        return stored
+    budget = node.render_budget
+    cost = iiif.render_bytes(pyramid, plan)
+    if not budget.fits(cost):
+        raise iiif.IIIFSizeTooLarge(
+            f"{plan.width}x{plan.height} would take about {cost >> 20} MiB to render, more "
+            f"than this node's render budget of {budget.total_bytes >> 20} MiB"
+        )
+    async with budget.admit(cost):
+        return await run_in_threadpool(iiif.render_plan, pyramid, plan, stored=False)
 
 
 def routes() -> list[Route]:
