@@ -130,4 +130,3 @@ def test_native_tiles_pass_through_outside_the_budget(
     with slidestore.open_slide(generated_svs) as slide:
         assert r.content == slide.raw_tile(0, 1, 2)
     assert budgeted.metrics()["slidestore_node_iiif_render_admitted"] == admitted
-
