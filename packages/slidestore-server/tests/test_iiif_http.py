@@ -1,7 +1,7 @@
 """IIIF against a real node process: renders share a per-node memory budget (concurrent
 large renders beyond it get 503 ``busy`` with Retry-After, never a 500; the estimated
 bytes in progress never exceed it, per the node's metrics; a render larger than the
-whole budget is a 400)."""
+whole budget is a 400), and ETags do not change when the node restarts."""
 
 from __future__ import annotations
 
@@ -130,3 +130,19 @@ def test_native_tiles_pass_through_outside_the_budget(
     with slidestore.open_slide(generated_svs) as slide:
         assert r.content == slide.raw_tile(0, 1, 2)
     assert budgeted.metrics()["slidestore_node_iiif_render_admitted"] == admitted
+
+
+def test_info_etag_is_the_same_after_a_restart_with_another_hash_seed(
+    budgeted: Budgeted, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Python salts ``hash()`` of strings per process: an ETag built from it changed on
+    every restart (and differed between nodes), defeating caches and 304s."""
+    etags = []
+    for seed in ("1", "2"):
+        monkeypatch.setenv("PYTHONHASHSEED", seed)
+        budgeted.node.restart()
+        with budgeted.client() as http:
+            r = http.get(f"/iiif/3/{budgeted.blob}/info.json")
+        assert r.status_code == 200
+        etags.append(r.headers["etag"])
+    assert etags[0] == etags[1]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+
 import msgspec
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -24,6 +26,12 @@ def _base_id(request: Request, blob_id: str) -> str:
     return str(request.base_url).rstrip("/") + f"/iiif/3/{blob_id}"
 
 
+def _digest(text: str) -> str:
+    """A short digest that is the same in every process (``hash()`` of a str is salted
+    per process, so ETags built from it changed on restarts and between nodes)."""
+    return hashlib.blake2b(text.encode(), digest_size=8).hexdigest()
+
+
 async def base(request: Request) -> Response:
     """The spec asks servers to redirect the bare image URI to its info.json (303)."""
     blob_id = blob_id_param(request)
@@ -42,7 +50,7 @@ async def info(request: Request) -> Response:
         request,
         _encoder.encode(document),
         media,
-        f"{blob_id}-iiif-info-{RENDER_VERSION}-{hash(document['id']) & 0xFFFFFFFF:x}",
+        f"{blob_id}-iiif-info-{RENDER_VERSION}-{_digest(document['id'])}",
         max_age=node.settings.cache_max_age,
         headers={**_CORS, "Vary": "Accept"},
     )
