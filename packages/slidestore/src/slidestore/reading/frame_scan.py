@@ -2,8 +2,8 @@
 
 Run on an upload before it is kept: decoding a sample of tiles proves little (a hostile
 file poisons one tile among thousands), while reading the first few hundred bytes of
-every JPEG segment through the TIFF offsets costs one ``pread`` per tile (a 100k-tile
-slide in about a second) and decodes nothing. A tile must declare exactly its page's
+every JPEG segment through the TIFF offsets costs one ``pread`` per tile (the 8,089
+segments of a generated 24000x18000 slide in 0.3 s, page cache warm) and decodes nothing. A tile must declare exactly its page's
 tile size; a strip at most the image width and its rows per strip.
 """
 
