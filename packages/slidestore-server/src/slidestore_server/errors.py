@@ -7,6 +7,7 @@ exception's MRO, so a subclass inherits its parent's status unless listed itself
 from __future__ import annotations
 
 import logging
+import math
 from typing import Final
 
 import msgspec
@@ -39,6 +40,7 @@ STATUS: Final[dict[type[BaseException], int]] = {
     e.UploadTooLarge: 413,
     e.RangeNotSatisfiable: 416,
     e.UnsupportedFormat: 422,
+    e.DecompressionBomb: 422,
     e.SlideReadError: 422,
     e.ChecksumMismatch: 460,
     e.InsufficientStorage: 507,
@@ -46,6 +48,7 @@ STATUS: Final[dict[type[BaseException], int]] = {
     e.SourceCorrupt: 502,
     e.InvalidRequest: 400,
     e.SlideClosed: 503,
+    e.Busy: 503,
     e.SlidestoreError: 400,
 }
 
@@ -90,6 +93,8 @@ async def slidestore_error_handler(request: Request, exc: Exception) -> Response
         },
     )
     headers = {"WWW-Authenticate": 'Bearer realm="slidestore"'} if status == 401 else None
+    if isinstance(exc, e.Busy):
+        headers = {"Retry-After": str(math.ceil(exc.retry_after))}
     return error_response(status, exc.code, str(exc), headers)
 
 

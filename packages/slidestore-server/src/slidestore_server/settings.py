@@ -65,6 +65,13 @@ class NodeSettings(msgspec.Struct, kw_only=True, frozen=True):
     """SLIDESTORE_BUSY_REPLICA_BYTES_PER_SECOND: how fast this node sends a blob to another
     node (repair, replication) while people are using it (a request in the last half
     second); idle, it sends at full speed. 0: always full speed."""
+    iiif_render_budget_bytes: int = 512 << 20
+    """SLIDESTORE_IIIF_RENDER_BUDGET_BYTES: memory the IIIF renders in progress may take
+    together (each estimated before it starts; per server worker process). A render that
+    does not fit waits for room; one larger than the whole budget is refused (400)."""
+    iiif_render_wait_seconds: float = 2.0
+    """SLIDESTORE_IIIF_RENDER_WAIT_SECONDS: how long a render waits for room in the budget
+    before the node answers 503 ``busy`` with a Retry-After."""
 
     def __post_init__(self) -> None:
         check_secret(self.secret)

@@ -33,6 +33,13 @@ class SlideReadError(SlidestoreError, OSError):
     code = "slide_read_error"
 
 
+class DecompressionBomb(SlidestoreError, ValueError):
+    """Stored image data that declares far more pixels than its place in the file holds
+    (a JPEG tile whose frame says 60000x60000): refused before anything is decoded."""
+
+    code = "decompression_bomb"
+
+
 class InvalidRequest(SlidestoreError, ValueError):
     """Arguments that can never be valid: zero or negative sizes, unknown formats."""
 
@@ -64,6 +71,17 @@ class PassthroughUnavailable(SlidestoreError, NotImplementedError):
     """The stored tiles are not standalone JPEG, so they cannot be passed through unchanged."""
 
     code = "passthrough_unavailable"
+
+
+class Busy(SlidestoreError, RuntimeError):
+    """The server has no room for this work now (its memory budget is taken by requests
+    in progress); ``retry_after`` seconds is a fair time to wait before trying again."""
+
+    code = "busy"
+
+    def __init__(self, message: str, *, retry_after: float = 1.0) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 class SlideClosed(SlidestoreError, RuntimeError):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import os
 from typing import Final, Literal
 
 import imagecodecs
@@ -10,10 +11,16 @@ import numpy as np
 import numpy.typing as npt
 from PIL import Image
 
-from slidestore.errors import InvalidRequest
+from slidestore.errors import DecompressionBomb, InvalidRequest
+from slidestore.jpeg_frame import Truncated, read_frame
 
 RGBArray = npt.NDArray[np.uint8]
 """An image as ``(height, width, 3)`` uint8 RGB."""
+
+MAX_DECODE_PIXELS: Final = int(os.environ.get("SLIDESTORE_MAX_DECODE_PIXELS", 64 * 2**20))
+"""Most pixels one :func:`decode` produces (64 Mpx: 192 MiB of RGB), checked against the
+image's header before decoding; Pillow's own ``MAX_IMAGE_PIXELS`` (a warning at 89 Mpx)
+is not relied on."""
 
 ImageFormat = Literal["jpeg", "png", "webp"]
 FORMATS: Final[frozenset[str]] = frozenset({"jpeg", "png", "webp"})
@@ -37,21 +44,41 @@ class DecodeError(ValueError):
     """Image bytes that no decoder accepts."""
 
 
-def decode(data: bytes) -> RGBArray:
+def decode(data: bytes, *, max_pixels: int | None = None) -> RGBArray:
     """Decode a JPEG/PNG/WebP byte string to RGB; :class:`DecodeError` on corrupt data.
 
     JPEG goes through imagecodecs (libjpeg-turbo, about 3x faster than going through
     Pillow and numpy's array interface); it decodes to the same pixels as OpenSlide.
+    An image whose header declares more than ``max_pixels`` (default
+    :data:`MAX_DECODE_PIXELS`) raises :class:`DecompressionBomb` before any decoding:
+    decoders allocate what the header says, whatever the size of the data.
     """
+    limit = MAX_DECODE_PIXELS if max_pixels is None else max_pixels
     try:
         if data[:2] == b"\xff\xd8":
+            try:
+                frame = read_frame(data)
+            except Truncated:
+                frame = None
+            if frame is not None:
+                _check_pixels(frame.width, frame.height, limit)
             pixels = imagecodecs.jpeg8_decode(data)
             if pixels.ndim == 3 and pixels.shape[2] == 3:
                 return pixels
-        with Image.open(io.BytesIO(data)) as image:
+        with Image.open(io.BytesIO(data)) as image:  # reads the header only
+            _check_pixels(image.width, image.height, limit)
             return np.array(image.convert("RGB"))
+    except DecompressionBomb:
+        raise
     except Exception as exc:  # decoders raise a zoo of types on hostile input
         raise DecodeError(str(exc) or type(exc).__name__) from exc
+
+
+def _check_pixels(width: int, height: int, limit: int) -> None:
+    if width * height > limit:
+        raise DecompressionBomb(
+            f"the image declares {width}x{height} pixels, above the decode limit of {limit}"
+        )
 
 
 def encode(pixels: RGBArray, fmt: ImageFormat, quality: int = 80) -> bytes:

@@ -36,6 +36,7 @@ from slidestore_server.node.cluster import BackgroundDuties
 from slidestore_server.node.fastpath import TileFastPath
 from slidestore_server.node.foreground import Foreground, MarkForeground
 from slidestore_server.node.identity import load_or_create_node_id
+from slidestore_server.node.render_budget import RenderBudget
 from slidestore_server.node.renditions import Prerenderer
 from slidestore_server.node.routes import (
     admin,
@@ -118,6 +119,9 @@ def build_state(settings: NodeSettings) -> NodeState:
         slides=slide_cache,
         renditions=renditions,
         foreground=Foreground(settings.data_dir),
+        render_budget=RenderBudget(
+            settings.iiif_render_budget_bytes, settings.iiif_render_wait_seconds
+        ),
     )
 
 
@@ -145,6 +149,15 @@ def _gauges(state: NodeState) -> Iterable[tuple[str, str, float]]:
         ("cache_hits", "Deep Zoom tiles answered from the encoded-tile cache"),
     ):
         yield f"slidestore_node_deepzoom_{source}", help_text + " (open slides)", tiles[source]
+    budget = state.render_budget
+    for name, help_text, value in (
+        ("bytes_in_use", "estimated bytes of IIIF renders in progress", budget.in_use),
+        ("bytes_peak", "the most IIIF render bytes in progress at once", budget.peak),
+        ("budget_bytes", "the IIIF render budget", budget.total_bytes),
+        ("admitted", "IIIF renders admitted to the budget", budget.admitted),
+        ("refused_busy", "IIIF renders refused with 503 for want of budget", budget.refused),
+    ):
+        yield f"slidestore_node_iiif_render_{name}", help_text, float(value)
     yield "slidestore_node_tile_cache_hits", "decoded tile cache hits", float(hits)
     yield "slidestore_node_tile_cache_misses", "decoded tile cache misses", float(misses)
     total = hits + misses

@@ -34,6 +34,7 @@ def _errors(*statuses: int) -> dict[str, Any]:
         423: "Upload busy",
         460: "Checksum mismatch",
         502: "The replica's source is unreachable, lacks the blob, or sent corrupt bytes",
+        503: "Busy: the node's render budget is taken; retry after Retry-After seconds",
         507: "Not enough free space",
     }
     return {str(s): _json(text[s]) for s in statuses}
@@ -267,7 +268,11 @@ def document() -> dict[str, Any]:
                         _path_param("quality", {"type": "string"}),
                         _path_param("format", {"type": "string"}),
                     ],
-                    "responses": {"200": _image("IIIF image"), **READ_ERRORS},
+                    "responses": {
+                        "200": _image("IIIF image"),
+                        **READ_ERRORS,
+                        **_errors(503),
+                    },
                 }
             },
             "/zarr/{blob_id}/{key}": {

@@ -13,6 +13,7 @@ if TYPE_CHECKING:
     from slidestore_server.node.capacity import Capacity
     from slidestore_server.node.changes import ChangeSignal
     from slidestore_server.node.foreground import Foreground
+    from slidestore_server.node.render_budget import RenderBudget
     from slidestore_server.node.renditions import Prerenderer
     from slidestore_server.node.scrubber import Scrubber
     from slidestore_server.node.slides import SlideCache
@@ -32,6 +33,8 @@ class NodeState:
     renditions: Prerenderer
     foreground: Foreground
     """When people last asked this node for something: replica sends yield to them."""
+    render_budget: RenderBudget
+    """Memory the IIIF renders in progress may take together."""
 
     def blobs_gone(self, blob_ids: list[str]) -> None:
         """Blobs were deleted or quarantined: drop their open slides, tell the agent."""

@@ -70,10 +70,7 @@ def read_scaled(
         return pyramid.read(level, region)
 
     sx, sy = (x1 - x0) / out_w, (y1 - y0) / out_h
-    resample = _DOWN if max(sx, sy) > 1.0 else _UP
-    support = _SUPPORT[resample]
-    mx = math.ceil(support * max(sx, 1.0)) + 1
-    my = math.ceil(support * max(sy, 1.0)) + 1
+    resample, mx, my = _filter(sx, sy)
     # Source columns read: the box plus the filter's reach, within the level (Pillow
     # renormalizes the kernel at the level's edges); then the part of the box itself
     # that lies beyond the level, filled by edge replication.
@@ -105,6 +102,29 @@ def read_scaled(
     return out
 
 
+def peak_source_pixels(
+    pyramid: Pyramid,
+    level: int,
+    box: Box,
+    size: tuple[int, int],
+    *,
+    band_source_pixels: int = BAND_SOURCE_PIXELS,
+) -> int:
+    """Source pixels :func:`read_scaled` holds at once for these arguments (without
+    ``stretch_edges``): 0 when the box is read as is (the read is the output), else one
+    band of the box plus the filter's reach, at most ``band_source_pixels`` and its
+    margin rows."""
+    info = pyramid.levels[level]
+    x0, y0, x1, y1 = box
+    out_w, out_h = size
+    if _snap(x0, x1, out_w, info.width) and _snap(y0, y1, out_h, info.height):
+        return 0
+    _, mx, my = _filter((x1 - x0) / out_w, (y1 - y0) / out_h)
+    width = math.ceil(x1 - x0) + 2 * mx + 2
+    height = math.ceil(y1 - y0) + 2 * my + 2
+    return min(width * height, band_source_pixels + width * (2 * my + 2))
+
+
 def level_scale(pyramid: Pyramid, level: int) -> tuple[float, float]:
     """Pixels of pyramid ``level`` per level-0 pixel, along x and y.
 
@@ -120,6 +140,18 @@ def level_scale(pyramid: Pyramid, level: int) -> tuple[float, float]:
     info = pyramid.levels[anchor]
     halvings = 2.0 ** (anchor - level)
     return info.width / base.width * halvings, info.height / base.height * halvings
+
+
+def _filter(sx: float, sy: float) -> tuple[Image.Resampling, int, int]:
+    """The filter for scale factors (source pixels per output pixel) ``sx``, ``sy`` and
+    how many source pixels it reaches beyond the box on each side (x, y)."""
+    resample = _DOWN if max(sx, sy) > 1.0 else _UP
+    support = _SUPPORT[resample]
+    return (
+        resample,
+        math.ceil(support * max(sx, 1.0)) + 1,
+        math.ceil(support * max(sy, 1.0)) + 1,
+    )
 
 
 def _snap(start: float, end: float, out: int, length: int) -> bool:

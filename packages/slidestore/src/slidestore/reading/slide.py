@@ -17,6 +17,7 @@ from PIL import Image
 from slidestore import imaging
 from slidestore.errors import (
     AssociatedImageNotFound,
+    DecompressionBomb,
     InvalidRequest,
     OutOfBounds,
     PassthroughUnavailable,
@@ -197,9 +198,33 @@ class Slide:
                 f"{self.path}: region {w}x{h} at ({x}, {y}) lies outside level {level} "
                 f"({info.width}x{info.height})"
             )
+        self._check_frames(info, x / info.downsample, y / info.downsample, w, h)
         with self._reading(f"reading region {w}x{h} at ({x}, {y}) level {level}") as handle:
             image = handle.read_region((x, y), level, (w, h))
         return imaging.flatten_rgba(image, self.background)
+
+    def _check_frames(self, info: LevelInfo, x: float, y: float, w: int, h: int) -> None:
+        """Check the frame header of every stored tile OpenSlide will decode for the
+        region at (``x``, ``y``) (level pixels) before it is asked: OpenSlide allocates
+        what a tile's header declares. On a downsampled level a pixel of slack on each
+        side covers OpenSlide's own rounding of the position."""
+        tiles = self._tiles[info.index]
+        fd = self._fd
+        if tiles is None or fd is None:
+            return
+        slack = 0 if info.downsample == 1 else 1
+        tw, th = info.tile_width, info.tile_height
+        cols = range(
+            max(0, math.floor((x - slack) / tw)),
+            min(info.columns, math.floor((x + w - 1 + slack) / tw) + 1),
+        )
+        rows = range(
+            max(0, math.floor((y - slack) / th)),
+            min(info.rows, math.floor((y + h - 1 + slack) / th) + 1),
+        )
+        for row in rows:
+            for col in cols:
+                tiles.check(fd, col, row)
 
     def can_passthrough(self, level: int) -> bool:
         """Whether ``raw_tile`` works on this level (tiles stored as JPEG)."""
@@ -285,6 +310,12 @@ class Slide:
             raise AssociatedImageNotFound(
                 f"{self.path}: no associated image {name!r} "
                 f"(has: {', '.join(self.associated_names) or 'none'})"
+            )
+        info = next(a for a in self.metadata.associated_images if a.name == name)
+        if info.width * info.height > self.max_region_pixels:
+            raise DecompressionBomb(
+                f"{self.path}: associated image {name!r} declares {info.width}x{info.height} "
+                f"pixels, above the limit of {self.max_region_pixels}; refused before decoding"
             )
         with self._reading(f"reading associated image {name!r}") as handle:
             image = handle.associated_images[name]

@@ -10,12 +10,21 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Final
 
 import numpy as np
 import numpy.typing as npt
 import tifffile
 
 from slidestore.geometry import LevelInfo
+from slidestore.jpeg_frame import (
+    Frame,
+    Truncated,
+    check_frame,
+    frame_fields,
+    read_frame,
+    starts_with_frame,
+)
 from slidestore.reading.jpeg import standalone, tile_header
 
 _JPEG = 7
@@ -24,12 +33,26 @@ _PHOTOMETRIC_RGB = 2
 
 @dataclass(frozen=True, slots=True)
 class LevelTiles:
-    """The stored JPEG tiles of one level, ready for passthrough."""
+    """The stored JPEG tiles of one level, ready for passthrough.
+
+    Every tile handed out has had its JPEG frame header checked against the tile size:
+    a tile declaring more pixels raises :class:`DecompressionBomb` before any decoder
+    (a client's, ours or OpenSlide's) sees it.
+    """
 
     columns: int
     offsets: npt.NDArray[np.uint64]
     bytecounts: npt.NDArray[np.uint64]
     header: bytes
+    tile_width: int
+    tile_height: int
+    name: str
+    """How errors name the level: ``{path}: level {index}``."""
+    tiles_alone: bool = False
+    """The header's tables end cleanly and hold no frame, so a tile's own frame is the
+    one a decoder uses: a tile starting with the expected frame needs no marker walk."""
+    fields: bytes = b""
+    """:func:`frame_fields` of the tile size (the bytes an exact frame holds)."""
 
     def read(self, fd: int, col: int, row: int) -> bytes | None:
         """The standalone JPEG of a tile, or ``None`` when the file stores no data for it."""
@@ -40,7 +63,65 @@ class LevelTiles:
         data = os.pread(fd, count, int(self.offsets[index]))
         if len(data) != count:
             raise OSError(f"short read: tile ({col}, {row}) is truncated in the file")
-        return standalone(self.header, data)
+        jpeg = standalone(self.header, data)
+        if not (self.tiles_alone and starts_with_frame(data, self.fields)):
+            check_frame(
+                frame_or_none(jpeg),
+                self.tile_width,
+                self.tile_height,
+                f"{self.name} tile ({col}, {row})",
+            )
+        return jpeg
+
+    def check(self, fd: int, col: int, row: int) -> None:
+        """Check a tile's frame header reading only the start of it (for reads that
+        OpenSlide decodes itself)."""
+        index = row * self.columns + col
+        count = int(self.bytecounts[index])
+        if count:
+            check_frame(
+                segment_frame(fd, int(self.offsets[index]), count, self.header),
+                self.tile_width,
+                self.tile_height,
+                f"{self.name} tile ({col}, {row})",
+            )
+
+
+def frame_or_none(data: bytes) -> Frame | None:
+    try:
+        return read_frame(data)
+    except Truncated:
+        return None
+
+
+def tables_end_cleanly(header: bytes) -> bool:
+    """Whether a header from :func:`tile_header` holds no frame and ends after a whole
+    segment (so decoders read a tile's frame where the tile has it)."""
+    try:
+        read_frame(header)
+    except Truncated as end:
+        return end.at == len(header)
+    return False
+
+
+HEADER_PREFIX: Final = 512
+"""Bytes read from the start of a segment to find its frame (Aperio's is in the first 20)."""
+MAX_FRAME_SEARCH: Final = 1 << 18
+"""A frame not within this many bytes (behind APPn segments) is refused, not searched for."""
+
+
+def segment_frame(fd: int, offset: int, count: int, tables: bytes) -> Frame | None:
+    """The frame a decoder would use for the stored segment at ``offset`` behind
+    ``tables`` (a JPEGTables header from :func:`tile_header`), reading only its start."""
+    size = min(count, HEADER_PREFIX)
+    while True:
+        data = os.pread(fd, size, offset)
+        try:
+            return read_frame(standalone(tables, data))
+        except Truncated:  # the frame may lie further in
+            if len(data) < size or size >= count or size >= MAX_FRAME_SEARCH:
+                return None
+            size = min(count, MAX_FRAME_SEARCH)
 
 
 def locate_tiles(path: str, levels: Sequence[LevelInfo]) -> list[LevelTiles | None]:
@@ -62,11 +143,17 @@ def locate_tiles(path: str, levels: Sequence[LevelInfo]) -> list[LevelTiles | No
                     break
                 if page.planarconfig != 1:
                     break
+                header = tile_header(page.jpegtables, page.photometric == _PHOTOMETRIC_RGB)
                 found[level.index] = LevelTiles(
                     columns=level.columns,
                     offsets=np.asarray(page.dataoffsets, dtype=np.uint64),
                     bytecounts=np.asarray(page.databytecounts, dtype=np.uint64),
-                    header=tile_header(page.jpegtables, page.photometric == _PHOTOMETRIC_RGB),
+                    header=header,
+                    tiles_alone=tables_end_cleanly(header),
+                    fields=frame_fields(level.tile_width, level.tile_height),
+                    tile_width=level.tile_width,
+                    tile_height=level.tile_height,
+                    name=f"{path}: level {level.index}",
                 )
                 break
     return found

@@ -35,6 +35,7 @@ from slidestore.blobs import BlobStore
 from slidestore.blobs.durable import fsync_dir, make_dirs
 from slidestore.errors import (
     ChecksumMismatch,
+    DecompressionBomb,
     InvalidRequest,
     SlidestoreError,
     UnsupportedFormat,
@@ -413,7 +414,7 @@ class UploadManager:
         if self.validate is not None:
             try:
                 self.validate(data)
-            except UnsupportedFormat:
+            except (UnsupportedFormat, DecompressionBomb):
                 self._remove(upload_id)
                 raise
             except Exception as exc:

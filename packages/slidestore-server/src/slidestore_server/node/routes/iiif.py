@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+
 import msgspec
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -9,6 +11,7 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
 from slidestore.protocols import iiif
+from slidestore.pyramid import Pyramid
 from slidestore.tokens import Operation
 from slidestore_server.auth import require
 from slidestore_server.node.responses import RENDER_VERSION, immutable
@@ -21,6 +24,12 @@ _CORS = {"Access-Control-Allow-Origin": "*"}
 
 def _base_id(request: Request, blob_id: str) -> str:
     return str(request.base_url).rstrip("/") + f"/iiif/3/{blob_id}"
+
+
+def _digest(text: str) -> str:
+    """A short digest that is the same in every process (``hash()`` of a str is salted
+    per process, so ETags built from it changed on restarts and between nodes)."""
+    return hashlib.blake2b(text.encode(), digest_size=8).hexdigest()
 
 
 async def base(request: Request) -> Response:
@@ -41,7 +50,7 @@ async def info(request: Request) -> Response:
         request,
         _encoder.encode(document),
         media,
-        f"{blob_id}-iiif-info-{RENDER_VERSION}-{hash(document['id']) & 0xFFFFFFFF:x}",
+        f"{blob_id}-iiif-info-{RENDER_VERSION}-{_digest(document['id'])}",
         max_age=node.settings.cache_max_age,
         headers={**_CORS, "Vary": "Accept"},
     )
@@ -57,7 +66,7 @@ async def image(request: Request) -> Response:
     level0 = entry.pyramid.levels[0]
     plan = iiif.resolve(parsed, level0.width, level0.height, iiif.DEFAULT_LIMITS)
     canonical = plan.canonical(level0.width, level0.height)
-    rendered = await run_in_threadpool(iiif.render_plan, entry.pyramid, plan)
+    rendered = await _render(node, entry.pyramid, plan)
     return immutable(
         request,
         rendered.data,
@@ -66,6 +75,22 @@ async def image(request: Request) -> Response:
         max_age=node.settings.cache_max_age,
         headers={**_CORS, "Link": f'<{_base_id(request, blob_id)}/{canonical}>;rel="canonical"'},
     )
+
+
+async def _render(node: NodeState, pyramid: Pyramid, plan: iiif.ImagePlan) -> iiif.RenderedImage:
+    """A stored native tile as is; anything else rendered within the node's render budget."""
+    stored = await run_in_threadpool(iiif.stored_tile, pyramid, plan)
+    if stored is not None:
+        return stored
+    budget = node.render_budget
+    cost = iiif.render_bytes(pyramid, plan)
+    if not budget.fits(cost):
+        raise iiif.IIIFSizeTooLarge(
+            f"{plan.width}x{plan.height} would take about {cost >> 20} MiB to render, more "
+            f"than this node's render budget of {budget.total_bytes >> 20} MiB"
+        )
+    async with budget.admit(cost):
+        return await run_in_threadpool(iiif.render_plan, pyramid, plan, stored=False)
 
 
 def routes() -> list[Route]:

@@ -7,9 +7,11 @@ from slidestore.protocols.iiif.render import (
     RenderedImage,
     choose_level,
     render,
+    render_bytes,
     render_pixels,
     render_plan,
     render_with_info,
+    stored_tile,
 )
 from slidestore.protocols.iiif.request import (
     ImageRequest,
@@ -37,8 +39,10 @@ __all__ = [
     "info",
     "parse",
     "render",
+    "render_bytes",
     "render_pixels",
     "render_plan",
     "render_with_info",
     "resolve",
+    "stored_tile",
 ]
