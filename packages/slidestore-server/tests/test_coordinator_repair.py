@@ -40,15 +40,17 @@ BLOB = hashlib.sha256(DATA).hexdigest()
 
 @pytest.fixture
 def start_storage(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..., NodeProcess]]:
-    """``start_storage(holds_blob)``: a real node, its store pre-filled with DATA or not."""
+    """``start_storage(holds_blob, **settings)``: a real node, its store pre-filled with
+    DATA or not."""
     started: list[NodeProcess] = []
 
-    def start(holds_blob: bool) -> NodeProcess:
+    def start(holds_blob: bool, **settings: str) -> NodeProcess:
         data_dir = tmp_path_factory.mktemp("storage") / "data"
         if holds_blob:
             assert BlobStore(data_dir / "blobs", reserve_bytes=0).put(DATA) == BLOB
         node = NodeProcess(
-            data_dir, settings={"secret": SECRET, "prerender": "false", "reserve_bytes": 0}
+            data_dir,
+            settings={"secret": SECRET, "prerender": "false", "reserve_bytes": 0, **settings},
         )
         started.append(node)
         return node.start()
@@ -121,7 +123,7 @@ def test_expired_blobs_are_archived_deleted_and_restorable(
 ) -> None:
     archive = tmp_path / "archive"
     coordinator = start_coordinator(replicas=1, archive_url=f"file://{archive}")
-    node = start_storage(holds_blob=True)
+    node = start_storage(holds_blob=True, archive_url=f"file://{archive}")
     with Heartbeats(fake(coordinator, node, "n0", "z0")):
         expired = httpx.put(
             f"{coordinator.url}/v1/blobs/{BLOB}/retention",

@@ -65,6 +65,14 @@ class NodeSettings(msgspec.Struct, kw_only=True, frozen=True):
     """SLIDESTORE_BUSY_REPLICA_BYTES_PER_SECOND: how fast this node sends a blob to another
     node (repair, replication) while people are using it (a request in the last half
     second); idle, it sends at full speed. 0: always full speed."""
+    upload_idle_expiry_seconds: int = 300
+    """SLIDESTORE_UPLOAD_IDLE_EXPIRY_SECONDS: an upload that has received no byte this long
+    is discarded (with its promise of disk space); once bytes arrive,
+    ``upload_expiry_seconds`` applies."""
+    archive_url: str | None = None
+    """SLIDESTORE_ARCHIVE_URL: the archive this node may restore blobs from (the
+    coordinator's ``archive_url``, an fsspec URL); ``POST /replicas`` pulls only
+    ``{archive_url}/{blob id}``. Unset: no archive pulls."""
 
     def __post_init__(self) -> None:
         check_secret(self.secret)
