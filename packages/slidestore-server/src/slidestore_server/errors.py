@@ -35,6 +35,7 @@ STATUS: Final[dict[type[BaseException], int]] = {
     e.UploadNotFound: 404,
     cluster_errors.UnknownNode: 404,
     coordinator_errors.WaitTimeout: 408,
+    coordinator_errors.TooManyWaits: 429,
     coordinator_errors.NotArchived: 409,
     cluster_errors.NoPlacement: 507,
     e.AssociatedImageNotFound: 404,
@@ -127,6 +128,8 @@ async def slidestore_error_handler(request: Request, exc: Exception) -> Response
         },
     )
     headers = {"WWW-Authenticate": 'Bearer realm="slidestore"'} if status == 401 else None
+    if isinstance(exc, coordinator_errors.TooManyWaits):
+        headers = {"Retry-After": str(exc.retry_after)}
     return error_response(
         status, exc.code, redact_paths(str(exc), _private_roots(request)), headers
     )
