@@ -72,7 +72,9 @@ class Member:
         challenge = msgspec.convert(created["challenge"], Challenge)
         proof = answer_from_file(challenge, path)
         material = created["material"]["id"]
-        return self.post(f"/api/materials/{material}/complete", {"blob_id": blob_id, "proof": proof})
+        return self.post(
+            f"/api/materials/{material}/complete", {"blob_id": blob_id, "proof": proof}
+        )
 
 
 async def tus_upload(url: str, token: str, path: Path, sha256: str) -> str:

@@ -49,7 +49,9 @@ def auth(*ops: Operation, blob: str = tokens.ALL_BLOBS) -> dict[str, str]:
 
 @pytest.fixture
 def http(served: Served) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=served.node.url, headers=auth(Operation.READ), timeout=30) as client:
+    with httpx.Client(
+        base_url=served.node.url, headers=auth(Operation.DOWNLOAD), timeout=30
+    ) as client:
         yield client
 
 
@@ -204,10 +206,12 @@ def test_reads_need_a_token_for_that_blob(served: Served) -> None:
     assert missing.status_code == 401
     assert missing.json()["error"] == "token_missing"
     assert "Bearer" in missing.headers["WWW-Authenticate"]
-    other = auth(Operation.READ, blob=served.big_id)
+    other = auth(Operation.DOWNLOAD, blob=served.big_id)
     assert httpx.get(url, headers=other).json()["error"] == "forbidden"
     assert httpx.get(url, headers=auth(Operation.WRITE)).status_code == 403
-    mine = tokens.mint(SECRET, ops={Operation.READ}, blob=served.blob_id)
+    # ``read`` (tiles, info) is not the raw file's bytes.
+    assert httpx.get(url, headers=auth(Operation.READ, Operation.LABELS)).status_code == 403
+    mine = tokens.mint(SECRET, ops={Operation.DOWNLOAD}, blob=served.blob_id)
     assert httpx.get(url, headers={"Authorization": f"Bearer {mine}"}).status_code == 200
     assert httpx.get(url, params={"token": mine}).status_code == 200
 
@@ -227,11 +231,11 @@ def test_delete_needs_the_delete_operation(tmp_path_factory: pytest.TempPathFact
     blob_id = BlobStore(data_dir / "blobs", reserve_bytes=0).put(b"to be deleted")
     with NodeProcess(data_dir, settings={"secret": SECRET}) as node:
         url = f"{node.url}/blobs/{blob_id}"
-        refused = httpx.delete(url, headers=auth(Operation.READ, Operation.WRITE))
+        refused = httpx.delete(url, headers=auth(Operation.DOWNLOAD, Operation.WRITE))
         assert refused.status_code == 403
-        assert httpx.get(url, headers=auth(Operation.READ)).status_code == 200
+        assert httpx.get(url, headers=auth(Operation.DOWNLOAD)).status_code == 200
         assert httpx.delete(url, headers=auth(Operation.DELETE, blob=blob_id)).status_code == 204
-        assert httpx.get(url, headers=auth(Operation.READ)).status_code == 404
+        assert httpx.get(url, headers=auth(Operation.DOWNLOAD)).status_code == 404
         again = httpx.delete(url, headers=auth(Operation.DELETE))
         assert again.status_code == 404
         assert again.json()["error"] == "blob_not_found"

@@ -40,15 +40,17 @@ BLOB = hashlib.sha256(DATA).hexdigest()
 
 @pytest.fixture
 def start_storage(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..., NodeProcess]]:
-    """``start_storage(holds_blob)``: a real node, its store pre-filled with DATA or not."""
+    """``start_storage(holds_blob, **settings)``: a real node, its store pre-filled with
+    DATA or not."""
     started: list[NodeProcess] = []
 
-    def start(holds_blob: bool) -> NodeProcess:
+    def start(holds_blob: bool, **settings: str) -> NodeProcess:
         data_dir = tmp_path_factory.mktemp("storage") / "data"
         if holds_blob:
             assert BlobStore(data_dir / "blobs", reserve_bytes=0).put(DATA) == BLOB
         node = NodeProcess(
-            data_dir, settings={"secret": SECRET, "prerender": "false", "reserve_bytes": 0}
+            data_dir,
+            settings={"secret": SECRET, "prerender": "false", "reserve_bytes": 0, **settings},
         )
         started.append(node)
         return node.start()
@@ -107,7 +109,9 @@ def test_repair_copies_trims_and_deletes_on_real_nodes(
         assert len(view(coordinator)["replicas"]) == 3
 
         # Adopted (no client placed it): an operator's delete.
-        deleted = httpx.delete(f"{coordinator.url}/v1/blobs/{BLOB}", headers=headers(Operation.ADMIN))
+        deleted = httpx.delete(
+            f"{coordinator.url}/v1/blobs/{BLOB}", headers=headers(Operation.ADMIN)
+        )
         assert deleted.status_code == 204
         assert [blob_on(n) for n in [*storage, extra]] == [404] * 4
         time.sleep(1.0)  # several leader passes: repair must not bring a deleted blob back
@@ -120,7 +124,7 @@ def test_expired_blobs_are_archived_deleted_and_restorable(
 ) -> None:
     archive = tmp_path / "archive"
     coordinator = start_coordinator(replicas=1, archive_url=f"file://{archive}")
-    node = start_storage(holds_blob=True)
+    node = start_storage(holds_blob=True, archive_url=f"file://{archive}")
     with Heartbeats(fake(coordinator, node, "n0", "z0")):
         expired = httpx.put(
             f"{coordinator.url}/v1/blobs/{BLOB}/retention",

@@ -279,22 +279,57 @@ def test_replica_copy_respects_the_bandwidth_cap(
 
 
 def test_replica_from_the_archive(start_node: StartNode, tmp_path: Path) -> None:
-    target = start_node()
+    archive = tmp_path / "archive"
+    archive.mkdir()
+    target = start_node(archive_url=archive.as_uri())
     data = os.urandom(MB + 3)
-    archived = tmp_path / "archive.bin"
-    archived.write_bytes(data)
     blob_id = hashlib.sha256(data).hexdigest()
-    answer = replicate(target, blob_id=blob_id, size=len(data), archive_url=archived.as_uri())
+    (archive / blob_id).write_bytes(data)
+    answer = replicate(
+        target, blob_id=blob_id, size=len(data), archive_url=f"{archive.as_uri()}/{blob_id}"
+    )
     assert answer.status_code == 201, answer.text
     assert blob_file(target, blob_id).read_bytes() == data
-    missing = replicate(
-        target,
-        blob_id=hashlib.sha256(b"x").hexdigest(),
-        size=1,
-        archive_url=(tmp_path / "missing").as_uri(),
-    )
+    absent = hashlib.sha256(b"x").hexdigest()
+    missing = replicate(target, blob_id=absent, size=1, archive_url=f"{archive.as_uri()}/{absent}")
     assert missing.status_code == 502
     assert missing.json()["error"] == "source_unavailable"
+    assert str(archive) not in missing.text  # the blob is named, not the archive's path
+
+
+def test_archive_pulls_read_only_the_blob_in_the_nodes_archive(
+    start_node: StartNode, tmp_path: Path
+) -> None:
+    archive, elsewhere = tmp_path / "archive", tmp_path / "elsewhere"
+    archive.mkdir()
+    elsewhere.mkdir()
+    data = os.urandom(MB)
+    blob_id = hashlib.sha256(data).hexdigest()
+    outside = elsewhere / blob_id
+    outside.write_bytes(data)
+    (archive / "other").write_bytes(data)
+    configured = start_node(archive_url=archive.as_uri())
+    unconfigured = start_node()
+    refused = [
+        replicate(configured, blob_id=blob_id, size=len(data), archive_url=outside.as_uri()),
+        replicate(
+            configured,
+            blob_id=blob_id,
+            size=len(data),
+            archive_url=f"{archive.as_uri()}/../elsewhere/{blob_id}",
+        ),
+        replicate(
+            configured, blob_id=blob_id, size=len(data), archive_url=f"{archive.as_uri()}/other"
+        ),
+        # No archive configured: not even the right file is read.
+        replicate(unconfigured, blob_id=blob_id, size=len(data), archive_url=outside.as_uri()),
+    ]
+    for answer in refused:
+        assert answer.status_code == 403, answer.text
+        assert answer.json()["error"] == "forbidden"
+    for node in (configured, unconfigured):
+        assert not blob_file(node, blob_id).exists()
+        assert temp_files(node) == []  # refused before a writer (or the source) was opened
 
 
 # -- scrubbing -----------------------------------------------------------------------------

@@ -5,6 +5,7 @@ and memory while a large file streams through."""
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import os
 import signal
@@ -21,6 +22,7 @@ from tusclient.client import TusClient
 from slidestore import tokens
 from slidestore.testing.paths import shared_data_dir
 from slidestore.tokens import Operation
+from slidestore.uploads.manager import GRANTS_DIR
 from slidestore_server.testing import NodeProcess
 
 DATA = shared_data_dir()
@@ -54,9 +56,16 @@ def restartable(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NodeProces
         yield process
 
 
+@functools.cache
+def writer_token(secret: str) -> str:
+    """One uploader client's token per node: an upload is only seen by the token that
+    made it (test_upload_grants.py shows other tokens refused)."""
+    ops = {Operation.WRITE, Operation.READ, Operation.DOWNLOAD, Operation.DELETE}
+    return tokens.mint(secret, ops=ops, ttl=3600)
+
+
 def writer_headers(node: NodeProcess, **extra: str) -> dict[str, str]:
-    ops = {Operation.WRITE, Operation.READ, Operation.DELETE}
-    token = tokens.mint(str(node.settings["secret"]), ops=ops, ttl=600)
+    token = writer_token(str(node.settings["secret"]))
     return {"Authorization": f"Bearer {token}", **TUS, **extra}
 
 
@@ -122,7 +131,9 @@ def blob_bytes(node: NodeProcess, blob_id: str) -> bytes:
 
 def upload_dirs(node: NodeProcess) -> list[Path]:
     root = node.data_dir / "uploads"
-    return [p for p in root.iterdir() if not p.name.startswith(".")] if root.exists() else []
+    if not root.exists():
+        return []
+    return [p for p in root.iterdir() if not p.name.startswith(".") and p.name != GRANTS_DIR]
 
 
 def raw_partial_patch(

@@ -49,7 +49,7 @@ def test_put_stores_under_sha256_in_fanout_dirs(store: BlobStore) -> None:
     assert store.exists(blob_id)
     assert store.size(blob_id) == len(data)
     # Stored blobs are immutable on disk too.
-    assert stat.S_IMODE(path.stat().st_mode) == 0o444
+    assert stat.S_IMODE(path.stat().st_mode) == 0o400  # read-only, the node's user's
     assert temp_files(store) == []
 
 

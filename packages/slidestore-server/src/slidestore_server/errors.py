@@ -2,12 +2,18 @@
 
 Every error leaves the server as ``{"error": code, "detail": text}``. Lookup walks the
 exception's MRO, so a subclass inherits its parent's status unless listed itself.
+
+A detail never names a file under a node's data directory: such a path (an OpenSlide
+message about a blob file, an OSError's) is replaced by the blob or upload it belongs
+to, so an error tells a client nothing about the server's disk.
 """
 
 from __future__ import annotations
 
 import logging
 import math
+import re
+from pathlib import Path
 from typing import Final
 
 import msgspec
@@ -16,6 +22,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from slidestore import errors as e
+from slidestore.blobs import is_blob_id
 from slidestore.cluster import errors as cluster_errors
 from slidestore_server.coordinator import errors as coordinator_errors
 
@@ -29,6 +36,7 @@ STATUS: Final[dict[type[BaseException], int]] = {
     e.UploadNotFound: 404,
     cluster_errors.UnknownNode: 404,
     coordinator_errors.WaitTimeout: 408,
+    coordinator_errors.TooManyWaits: 429,
     coordinator_errors.NotArchived: 409,
     cluster_errors.NoPlacement: 507,
     e.AssociatedImageNotFound: 404,
@@ -59,6 +67,36 @@ log = logging.getLogger("slidestore.http")
 class ErrorBody(msgspec.Struct):
     error: str
     detail: str
+
+
+def _private_roots(request: Request) -> list[str]:
+    """The data directory of the node serving ``request`` (as configured and resolved)."""
+    node = getattr(request.app.state, "node", None)
+    data_dir = getattr(getattr(node, "settings", None), "data_dir", None)
+    if not isinstance(data_dir, Path):
+        return []
+    return sorted({str(data_dir), str(data_dir.resolve()), str(data_dir.absolute())}, key=len)[::-1]
+
+
+def _what(inside: str) -> str:
+    """What a file in the data directory holds (``inside``: its path there), in the words
+    of the API."""
+    parts = [part for part in inside.split("/") if part]
+    for index, part in enumerate(parts):
+        if is_blob_id(part):
+            return f"blob {part}"
+        if part == "uploads" and index + 1 < len(parts):
+            return f"upload {parts[index + 1]}"
+    return "a file on this node"
+
+
+def redact_paths(detail: str, roots: list[str]) -> str:
+    """``detail`` with every path under one of ``roots`` replaced by what it is."""
+    for root in roots:
+        if root and root in detail:
+            pattern = re.compile(re.escape(root) + r"""((?:/[^\s'":,;)]*)?)(?![^\s'":,;)])""")
+            detail = pattern.sub(lambda match: _what(match.group(1)), detail)
+    return detail
 
 
 def status_for(exc: BaseException) -> int:
@@ -93,9 +131,11 @@ async def slidestore_error_handler(request: Request, exc: Exception) -> Response
         },
     )
     headers = {"WWW-Authenticate": 'Bearer realm="slidestore"'} if status == 401 else None
-    if isinstance(exc, e.Busy):
+    if isinstance(exc, e.Busy | coordinator_errors.TooManyWaits):
         headers = {"Retry-After": str(math.ceil(exc.retry_after))}
-    return error_response(status, exc.code, str(exc), headers)
+    return error_response(
+        status, exc.code, redact_paths(str(exc), _private_roots(request)), headers
+    )
 
 
 async def http_error_handler(request: Request, exc: Exception) -> Response:

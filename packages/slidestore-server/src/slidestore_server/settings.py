@@ -72,6 +72,14 @@ class NodeSettings(msgspec.Struct, kw_only=True, frozen=True):
     iiif_render_wait_seconds: float = 2.0
     """SLIDESTORE_IIIF_RENDER_WAIT_SECONDS: how long a render waits for room in the budget
     before the node answers 503 ``busy`` with a Retry-After."""
+    upload_idle_expiry_seconds: int = 300
+    """SLIDESTORE_UPLOAD_IDLE_EXPIRY_SECONDS: an upload that has received no byte this long
+    is discarded (with its promise of disk space); once bytes arrive,
+    ``upload_expiry_seconds`` applies."""
+    archive_url: str | None = None
+    """SLIDESTORE_ARCHIVE_URL: the archive this node may restore blobs from (the
+    coordinator's ``archive_url``, an fsspec URL); ``POST /replicas`` pulls only
+    ``{archive_url}/{blob id}``. Unset: no archive pulls."""
 
     def __post_init__(self) -> None:
         check_secret(self.secret)

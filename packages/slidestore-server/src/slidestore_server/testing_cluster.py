@@ -141,10 +141,13 @@ class Cluster:
             self.root / "coordinator", settings=settings, log=self.root / "coordinator.log"
         )
         self.nodes: list[NodeProcess] = []
+        # Nodes restore only from the archive they are configured with: the coordinator's.
+        archive = {"archive_url": settings["archive_url"]} if "archive_url" in settings else {}
         for index in range(nodes):
             merged: dict[str, Any] = {
                 "secret": secret,
                 "coordinator_url": self.coordinator.url,
+                **archive,
                 "zone": f"zone{index}",
                 **NODE_DEFAULTS,
                 **(node_settings or {}),

@@ -21,6 +21,16 @@ class WaitTimeout(SlidestoreError, TimeoutError):
     code = "wait_timeout"
 
 
+class TooManyWaits(SlidestoreError):
+    """One token holds as many ``…/wait`` long polls as it may (see ``coordinator.waits``)."""
+
+    code = "too_many_waits"
+
+    def __init__(self, message: str, *, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
 class NotArchived(SlidestoreError, RuntimeError):
     """``restore`` of a blob that has no archived copy."""
 

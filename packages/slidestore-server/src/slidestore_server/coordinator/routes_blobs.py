@@ -25,14 +25,12 @@ from slidestore.cluster.wire import (
 from slidestore.errors import BlobNotFound, InvalidRequest
 from slidestore.tokens import Capability, Operation
 from slidestore_server.auth import require
-from slidestore_server.coordinator import catalog
+from slidestore_server.coordinator import catalog, waits
 from slidestore_server.coordinator.errors import NotArchived, WaitTimeout
 from slidestore_server.coordinator.http import coordinator, decode, float_param, json
 
 #: Upload tokens live as long as a large upload may take; nodes check write on them.
 UPLOAD_TOKEN_TTL = 3600.0
-#: How often a long poll looks at the database again.
-WAIT_POLL = 0.075
 
 
 async def placements(request: Request) -> Response:
@@ -144,11 +142,16 @@ async def wait_blob(request: Request) -> Response:
     An unknown blob is waited for too: the upload may not have been reported yet.
     """
     blob_id = _blob_id(request)
-    require(request, Operation.READ, blob_id)
+    cap = require(request, Operation.READ, blob_id)
     wanted = int(float_param(request, "replicas", 0, 0, 64))
     timeout = float_param(request, "timeout", 30.0, 0, 600)
+    with waits.wait_slots(request).hold(cap):
+        return await _wait(request, blob_id, wanted, timeout)
+
+
+async def _wait(request: Request, blob_id: str, wanted: int, timeout: float) -> Response:
     deadline = time.monotonic() + timeout
-    while True:
+    for interval in waits.poll_intervals():
         found = await _view(request, blob_id)
         if found is not None:
             if found.status in (BlobStatus.DELETED, BlobStatus.ARCHIVED):
@@ -159,7 +162,8 @@ async def wait_blob(request: Request) -> Response:
         if left <= 0:
             have = 0 if found is None else len(found.replicas)
             raise WaitTimeout(f"blob {blob_id} has {have} copies after {timeout:g} s")
-        await asyncio.sleep(min(WAIT_POLL, left))
+        await asyncio.sleep(min(interval, left))
+    raise AssertionError("poll_intervals never ends")
 
 
 def owner_of(cap: Capability) -> str:

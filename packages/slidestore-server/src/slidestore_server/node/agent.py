@@ -136,7 +136,7 @@ class ClusterAgent:
             node_id=self.node_id,
             url=self.settings.url,
             zone=self.settings.zone,
-            report=self._report(snapshot),
+            report=await asyncio.to_thread(self._report, snapshot),
             inventory=snapshot.inventory(),
             quarantined=tuple(sorted(snapshot.quarantined)),
         )
@@ -153,7 +153,7 @@ class ClusterAgent:
     async def _heartbeat(self, client: httpx.AsyncClient, snapshot: Snapshot) -> None:
         delta = self.tracker.delta(snapshot)
         message = Heartbeat(
-            report=self._report(snapshot),
+            report=await asyncio.to_thread(self._report, snapshot),
             added=delta.added,
             removed=delta.removed,
             quarantined=delta.quarantined,
@@ -188,8 +188,12 @@ class ClusterAgent:
             raise CoordinatorRefused(f"{answer.request.url.path}: unexpected body: {exc}") from None
 
     def _report(self, snapshot: Snapshot) -> NodeReport:
+        """In a worker thread: the promised bytes are read from the upload sessions' state."""
         return self.capacity.report(
-            self.blobs.root, used=snapshot.used_bytes, reserve=self.settings.reserve_bytes
+            self.blobs.root,
+            used=snapshot.used_bytes,
+            reserve=self.settings.reserve_bytes,
+            promised=self.blobs.space.promised_bytes,
         )
 
     # -- disk --------------------------------------------------------------------------

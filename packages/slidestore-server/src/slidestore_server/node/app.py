@@ -18,6 +18,7 @@ from starlette.routing import BaseRoute, Route
 
 from slidestore import tokens
 from slidestore.blobs import BlobStore
+from slidestore.blobs.durable import make_private_dirs
 from slidestore.tokens import Operation
 from slidestore.uploads import UploadManager
 from slidestore_server.auth import require
@@ -73,7 +74,7 @@ CORS_EXPOSED = [
 
 
 def build_state(settings: NodeSettings) -> NodeState:
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    make_private_dirs(settings.data_dir)  # slides show patients: 0700
     capacity = Capacity(settings.capacity_bytes)
     blob_store = BlobStore(
         settings.data_dir / "blobs", reserve_bytes=settings.reserve_bytes, free=capacity.free
@@ -114,6 +115,7 @@ def build_state(settings: NodeSettings) -> NodeState:
             settings.data_dir / "uploads",
             blob_store,
             expiry_seconds=settings.upload_expiry_seconds,
+            idle_expiry_seconds=settings.upload_idle_expiry_seconds,
             max_size=settings.max_upload_bytes,
         ),
         slides=slide_cache,

@@ -3,6 +3,10 @@
 ``capacity_bytes`` (0: the filesystem's size) lets a node on a big disk pretend to be
 small — how the fault tests make a full node. The cap also feeds the blob store's
 free-space guard, so a "full" node really refuses bytes instead of only reporting full.
+
+The free space reported is net of what the node already promised (upload sessions'
+bytes still to come, replicas being copied): the coordinator places new blobs by it, and
+a node whose disk is promised away is full even while the bytes have not arrived.
 """
 
 from __future__ import annotations
@@ -31,8 +35,9 @@ class Capacity:
         # O(blobs): only nodes with a cap (tests, small nodes) pay for this walk.
         return max(0, min(fs_free, self.capacity_bytes - used_bytes(self._store)))
 
-    def report(self, root: Path, *, used: int, reserve: int) -> NodeReport:
-        """Figures for a registration or heartbeat; ``used`` comes from the agent's scan."""
+    def report(self, root: Path, *, used: int, reserve: int, promised: int = 0) -> NodeReport:
+        """Figures for a registration or heartbeat; ``used`` comes from the agent's scan,
+        ``promised`` from the blob store's free-space guard."""
         st = os.statvfs(root)
         fs_free = st.f_bavail * st.f_frsize
         if self.capacity_bytes:
@@ -43,7 +48,7 @@ class Capacity:
             free = fs_free
         return NodeReport(
             capacity_bytes=capacity,
-            free_bytes=free,
+            free_bytes=max(0, free - promised),
             used_bytes=used,
             reserve_bytes=reserve,
             load=os.getloadavg()[0],

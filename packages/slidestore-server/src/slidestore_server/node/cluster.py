@@ -69,7 +69,9 @@ class BackgroundDuties:
     async def _expire_uploads(self) -> None:
         """Remove uploads nobody touched for the expiry period, even if no client ever
         comes back (requests only expire the sessions they happen to look at)."""
-        period = max(0.5, min(60.0, self.node.settings.upload_expiry_seconds / 2))
+        settings = self.node.settings
+        shortest = min(settings.upload_expiry_seconds, settings.upload_idle_expiry_seconds)
+        period = max(0.5, min(60.0, shortest / 2))
         while True:
             try:
                 expired = await asyncio.to_thread(self.node.uploads.expire)

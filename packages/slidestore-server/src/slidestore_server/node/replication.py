@@ -31,6 +31,7 @@ from slidestore.blobs.scrub import Throttle
 from slidestore.cluster.wire import PURPOSE_HEADER, REPLICA_PURPOSE, Replicate, Replicated
 from slidestore.errors import (
     ChecksumMismatch,
+    Forbidden,
     InvalidRequest,
     SourceCorrupt,
     SourceUnavailable,
@@ -72,9 +73,21 @@ def check_order(order: Replicate) -> None:
         )
 
 
+def check_archive_source(archive_url: str, blob_id: str, configured: str | None) -> None:
+    """An archive pull reads only ``{configured}/{blob_id}``: the order comes over the
+    network, and without this check it could name any file the node can read (and have
+    the node serve it as a blob). :class:`Forbidden` otherwise, before anything is read."""
+    if configured is None:
+        raise Forbidden("this node restores from no archive (SLIDESTORE_ARCHIVE_URL is not set)")
+    if archive_url != f"{configured.rstrip('/')}/{blob_id}":
+        raise Forbidden(f"archive_url is not blob {blob_id} in this node's archive")
+
+
 async def replicate(node: NodeState, order: Replicate) -> tuple[Replicated, bool]:
     """Pull ``order.blob_id``; returns the answer and whether bytes were copied."""
     check_order(order)
+    if order.archive_url is not None:
+        check_archive_source(order.archive_url, order.blob_id, node.settings.archive_url)
     store = node.blobs
     with contextlib.suppress(FileNotFoundError):
         if await anyio.to_thread.run_sync(store.size, order.blob_id) == order.size:
@@ -203,7 +216,7 @@ def _open_source(node: NodeState, order: Replicate) -> Iterator[Iterator[bytes |
             yield chunks
     else:
         assert order.archive_url is not None
-        with _from_archive(order.archive_url) as chunks:
+        with _from_archive(order.archive_url, order.blob_id) as chunks:
             yield chunks
 
 
@@ -253,17 +266,23 @@ def _from_peer(
         connection.close()
 
 
+def _archive_failed(blob_id: str, exc: OSError) -> SourceUnavailable:
+    """Named by the blob, not the archive's path (which an OSError's text includes)."""
+    reason = exc.strerror or type(exc).__name__
+    return SourceUnavailable(f"the archived copy of blob {blob_id} cannot be read: {reason}")
+
+
 @contextlib.contextmanager
-def _from_archive(archive_url: str) -> Iterator[Iterator[bytes]]:
+def _from_archive(archive_url: str, blob_id: str) -> Iterator[Iterator[bytes]]:
     try:
         opened = fsspec.open(archive_url, "rb").open()
     except (ValueError, ImportError) as exc:  # unknown protocol, or its driver missing
-        raise InvalidRequest(f"archive_url {archive_url[:80]!r} is not usable: {exc}") from None
+        raise InvalidRequest(f"the archive of this node is not usable: {exc}") from None
     except OSError as exc:
-        raise SourceUnavailable(f"{archive_url}: {type(exc).__name__}: {exc}") from None
+        raise _archive_failed(blob_id, exc) from None
     try:
         yield iter(lambda: opened.read(CHUNK), b"")
     except OSError as exc:
-        raise SourceUnavailable(f"{archive_url}: {type(exc).__name__}: {exc}") from None
+        raise _archive_failed(blob_id, exc) from None
     finally:
         opened.close()

@@ -56,7 +56,8 @@ def start_writeback(fd: int, offset: int, length: int) -> bool:
 
 
 def make_dirs(path: Path) -> None:
-    """``mkdir -p`` that also fsyncs the parent of every directory it creates."""
+    """``mkdir -p`` that also fsyncs the parent of every directory it creates; they are
+    created private (0700): slides show patients."""
     missing: list[Path] = []
     probe = path
     while not probe.is_dir():
@@ -64,7 +65,7 @@ def make_dirs(path: Path) -> None:
         probe = probe.parent
     for directory in reversed(missing):
         try:
-            directory.mkdir()
+            directory.mkdir(mode=0o700)
         except FileExistsError:
             continue  # created concurrently: someone else made it durable
         fsync_dir(directory.parent)
@@ -77,10 +78,18 @@ def write_all(fd: int, data: bytes | bytearray | memoryview) -> None:
         view = view[written:]
 
 
+def make_private_dirs(path: Path) -> None:
+    """:func:`make_dirs`, and ``path`` made private (0700) if it existed with wider modes."""
+    make_dirs(path)
+    if os.stat(path).st_mode & 0o077:
+        os.chmod(path, 0o700)
+
+
 def write_atomic(path: Path, data: bytes) -> None:
-    """Replace ``path`` with ``data``: readers see the old or the new content, never a mix."""
+    """Replace ``path`` with ``data`` (mode 0600): readers see the old or the new content,
+    never a mix."""
     tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
         try:
             write_all(fd, data)

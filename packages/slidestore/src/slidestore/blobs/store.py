@@ -13,7 +13,7 @@ from typing import Final
 
 import msgspec
 
-from slidestore.blobs.durable import fsync_dir, make_dirs
+from slidestore.blobs.durable import fsync_dir, make_dirs, make_private_dirs
 from slidestore.blobs.ids import check_blob_id, fanout, is_blob_id
 from slidestore.blobs.reader import DEFAULT_CHUNK, BlobRange
 from slidestore.blobs.scrub import Throttle, hash_file
@@ -44,12 +44,13 @@ class BlobStats(msgspec.Struct, frozen=True, kw_only=True):
 class BlobStore:
     """Content-addressed files under ``root``: ``root/ab/cd/abcd…`` for blob ``abcd…``.
 
-    A blob appears only complete and fsynced (temp file, then a hard link into place,
-    then an fsync of the directory), so a reader never sees a partial blob, and the same
-    content written twice is stored once. Blob files are read-only (0444). Writers go
-    through :meth:`writer` or :meth:`adopt`; both respect the free-space guard
-    (:meth:`reserve`). Content that stops hashing to its id is moved to
-    ``root/.quarantine`` by :meth:`scrub`, never silently deleted.
+        A blob appears only complete and fsynced (temp file, then a hard link into place,
+        then an fsync of the directory), so a reader never sees a partial blob, and the same
+        content written twice is stored once. Blob files are read-only and private (0400: a
+    slide shows a patient), in private directories (0700). Writers go
+        through :meth:`writer` or :meth:`adopt`; both respect the free-space guard
+        (:meth:`reserve`). Content that stops hashing to its id is moved to
+        ``root/.quarantine`` by :meth:`scrub`, never silently deleted.
     """
 
     def __init__(
@@ -63,7 +64,7 @@ class BlobStore:
         self.temp_dir = self.root / TEMP_DIR
         self.quarantine_dir = self.root / QUARANTINE_DIR
         for directory in (self.root, self.temp_dir, self.quarantine_dir):
-            make_dirs(directory)
+            make_private_dirs(directory)
         self.space = SpaceGuard(self.root, reserve_bytes, free=free)
         self.remove_stale_temp_files()
 
@@ -175,7 +176,7 @@ class BlobStore:
         if verify:
             digest = hash_file(src)
             if digest != blob_id:
-                raise ChecksumMismatch(f"{src} hashes to sha256 {digest}, expected {blob_id}")
+                raise ChecksumMismatch(f"the file hashes to sha256 {digest}, expected {blob_id}")
         fd = os.open(src, os.O_RDONLY)
         try:
             os.fsync(fd)
@@ -195,7 +196,7 @@ class BlobStore:
         """Publish a complete, fsynced file under its id (no-op if already stored)."""
         dest = self._location(blob_id)
         make_dirs(dest.parent)
-        os.chmod(source, 0o444)
+        os.chmod(source, 0o400)
         try:
             os.link(source, dest)
         except FileExistsError:
@@ -273,11 +274,14 @@ class BlobStore:
                 os.close(fd)
             probe.unlink()
         except OSError as exc:
-            problems.append(f"data directory {self.root} is not writable: {exc.strerror or exc}")
+            # No paths: /readyz answers anyone who asks.
+            problems.append(f"the blob store is not writable: {exc.strerror or type(exc).__name__}")
         try:
             free = self.space.free_bytes()
         except OSError as exc:
-            problems.append(f"cannot read free space of {self.root}: {exc.strerror or exc}")
+            problems.append(
+                f"cannot read the blob store's free space: {exc.strerror or type(exc).__name__}"
+            )
         else:
             if free <= self.space.reserve_bytes:
                 problems.append(

@@ -1,7 +1,9 @@
 """Resumable upload sessions on disk, independent of any wire protocol.
 
 Layout: ``root/<upload id>/`` holds ``state.json`` (an :class:`UploadInfo`), ``data`` (the
-bytes so far) and ``lock`` (``flock``-ed by whoever is writing). The durable offset is
+bytes so far) and ``lock`` (``flock``-ed by whoever is writing); ``root/grants/`` the
+single-use grants that made a session (:mod:`slidestore.uploads.grants`). Everything is
+readable by the node's user only (directories 0700, files 0600). The durable offset is
 the one in ``state.json``; it only advances after the bytes below it were fsynced, and
 ``state.json`` is replaced atomically (temp file, fsync, rename, fsync of the directory).
 Bytes the data file holds past that offset (a refused chunk, a crash mid-chunk) are cut
@@ -32,7 +34,7 @@ from typing import Final
 import msgspec
 
 from slidestore.blobs import BlobStore
-from slidestore.blobs.durable import fsync_dir, make_dirs
+from slidestore.blobs.durable import fsync_dir, make_private_dirs
 from slidestore.errors import (
     ChecksumMismatch,
     DecompressionBomb,
@@ -48,6 +50,7 @@ from slidestore.errors import (
 from slidestore.uploads import state
 from slidestore.uploads.appender import Appender
 from slidestore.uploads.checksums import ChunkChecksum, normalize_sha256
+from slidestore.uploads.grants import GrantIndex
 from slidestore.uploads.state import UploadInfo
 from slidestore.uploads.validate import validate_slide
 
@@ -60,6 +63,7 @@ STATE_FILE: Final = "state.json"
 DATA_FILE: Final = "data"
 LOCK_FILE: Final = "lock"
 _CREATE_LOCK: Final = ".create.lock"
+GRANTS_DIR: Final = "grants"
 
 
 @dataclass
@@ -81,6 +85,13 @@ class UploadManager:
     disk) count as promised for every process sharing the directory. Creation is
     serialized across processes by a lock file, so two workers cannot both promise the
     same free bytes.
+
+    Sessions have an ``owner`` (the creating token's nonce, see :class:`UploadInfo`):
+    operations that name an owner find only that owner's sessions (others get
+    :class:`UploadNotFound`, as if the session did not exist); ``owner=None`` is an
+    operator's view of every session. A session that has received no byte expires
+    after ``idle_expiry_seconds`` (a promise of its whole length nobody uses), one that
+    has after ``expiry_seconds`` without a new byte.
     """
 
     def __init__(
@@ -90,6 +101,7 @@ class UploadManager:
         *,
         expiry_seconds: int,
         max_size: int,
+        idle_expiry_seconds: int | None = None,
         validate: Callable[[Path], None] | None = validate_slide,
         checkpoint_bytes: int = 64 << 20,
         clock: Callable[[], float] = time.time,
@@ -97,6 +109,11 @@ class UploadManager:
         self.root = Path(root)
         self.blobs = blobs
         self.expiry_seconds = expiry_seconds
+        self.idle_expiry_seconds = (
+            expiry_seconds
+            if idle_expiry_seconds is None
+            else min(idle_expiry_seconds, expiry_seconds)
+        )
         self.max_size = max_size
         self.validate = validate
         self.checkpoint_bytes = checkpoint_bytes
@@ -107,7 +124,8 @@ class UploadManager:
         self.bytes_received = 0
         """Upload bytes this process made durable (a counter for metrics)."""
         self._last_expire = 0.0
-        make_dirs(self.root)
+        make_private_dirs(self.root)
+        self.grants = GrantIndex(self.root / GRANTS_DIR)
         self._recover()
         blobs.space.add_source(self.promised_bytes)
 
@@ -132,6 +150,17 @@ class UploadManager:
 
     def _expired(self, info: UploadInfo) -> bool:
         return self.clock() > info.expires_at
+
+    @staticmethod
+    def _check_owner(info: UploadInfo, owner: str | None) -> None:
+        """Another owner's session does not exist, as far as ``owner`` can tell."""
+        if owner is not None and info.owner != owner:
+            raise UploadNotFound(f"upload {info.id} does not exist")
+
+    def _load_owned(self, upload_id: str, owner: str | None) -> UploadInfo:
+        info = self._load(upload_id)
+        self._check_owner(info, owner)
+        return info
 
     def ids(self) -> list[str]:
         return sorted(
@@ -198,11 +227,13 @@ class UploadManager:
             ) from None
         return fd
 
-    def _locked_live(self, upload_id: str) -> tuple[int, UploadInfo]:
+    def _locked_live(self, upload_id: str, owner: str | None = None) -> tuple[int, UploadInfo]:
         """Lock the upload and load it; the upload may have vanished before we got the lock."""
+        if owner is not None:
+            self._load_owned(upload_id, owner)  # another owner must not see "being written"
         fd = self._lock(upload_id)
         try:
-            info = self._load(upload_id)
+            info = self._load_owned(upload_id, owner)
             if self._expired(info):
                 self._remove(upload_id)
                 raise UploadExpired(f"upload {upload_id} expired and was discarded")
@@ -218,11 +249,17 @@ class UploadManager:
         length: int,
         metadata: Mapping[str, bytes] | None = None,
         sha256: str | bytes | None = None,
+        *,
+        owner: str | None = None,
+        single_use_until: float | None = None,
     ) -> UploadInfo:
         """A new upload of ``length`` bytes; its space is reserved now (or refused now).
 
         ``sha256`` is the whole file's digest, checked at completion. An upload of 0
         bytes completes at once (and, since no slide is empty, fails validation).
+        ``owner`` binds the session to a token nonce; with ``single_use_until`` (the
+        grant's expiry) that nonce makes this one session: :class:`GrantUsed` if it
+        already made one (recorded durably, across restarts).
         """
         if isinstance(length, bool) or not isinstance(length, int) or length < 0:
             raise InvalidRequest(f"upload length must be a non-negative integer, got {length!r}")
@@ -232,13 +269,26 @@ class UploadManager:
             )
         declared = normalize_sha256(sha256) if sha256 is not None else None
         with self._creation_lock():
-            return self._create_checked(length, metadata, declared)
+            self.blobs.space.check(length)
+            upload_id = secrets.token_urlsafe(18)
+            if owner is None or single_use_until is None:
+                return self._create_checked(upload_id, length, metadata, declared, owner)
+            self.grants.claim(owner, single_use_until, upload_id)
+            try:
+                return self._create_checked(upload_id, length, metadata, declared, owner)
+            except BaseException:
+                if not (self.root / upload_id).exists():
+                    self.grants.release(owner)  # no session was made: the grant is unused
+                raise
 
     def _create_checked(
-        self, length: int, metadata: Mapping[str, bytes] | None, declared: str | None
+        self,
+        upload_id: str,
+        length: int,
+        metadata: Mapping[str, bytes] | None,
+        declared: str | None,
+        owner: str | None,
     ) -> UploadInfo:
-        self.blobs.space.check(length)
-        upload_id = secrets.token_urlsafe(18)
         now = self.clock()
         info = UploadInfo(
             id=upload_id,
@@ -247,11 +297,12 @@ class UploadManager:
             sha256=declared,
             created_at=now,
             updated_at=now,
-            expires_at=now + self.expiry_seconds,
+            expires_at=now + self.idle_expiry_seconds,
+            owner=owner,
         )
         # Build the directory aside and rename it in: an upload exists completely or not.
         staging = self.root / f"{_NEW}{upload_id}"
-        staging.mkdir()
+        staging.mkdir(mode=0o700)
         for name in (DATA_FILE, LOCK_FILE):
             fd = os.open(staging / name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             os.close(fd)
@@ -265,9 +316,9 @@ class UploadManager:
             return self.finish(upload_id)
         return info
 
-    def info(self, upload_id: str) -> UploadInfo:
+    def info(self, upload_id: str, owner: str | None = None) -> UploadInfo:
         """The upload's current record; :class:`UploadNotFound` or :class:`UploadExpired`."""
-        info = self._load(upload_id)
+        info = self._load_owned(upload_id, owner)
         if self._expired(info):
             with contextlib.suppress(UploadConflict, UploadNotFound):
                 fd = self._lock(upload_id)
@@ -279,7 +330,11 @@ class UploadManager:
         return info
 
     def open_append(
-        self, upload_id: str, offset: int, checksum: ChunkChecksum | None = None
+        self,
+        upload_id: str,
+        offset: int,
+        checksum: ChunkChecksum | None = None,
+        owner: str | None = None,
     ) -> Appender:
         """Start receiving one chunk at ``offset``; the upload stays locked until the
         :class:`Appender` commits or aborts (use it as a context manager).
@@ -287,7 +342,7 @@ class UploadManager:
         :class:`UploadOffsetMismatch` if ``offset`` is not where the upload ends,
         :class:`UploadConflict` if another chunk is being received right now.
         """
-        fd, info = self._locked_live(upload_id)
+        fd, info = self._locked_live(upload_id, owner)
         try:
             if offset != info.offset:
                 raise UploadOffsetMismatch(
@@ -322,30 +377,33 @@ class UploadManager:
                 appender.write(chunk)
             return appender.commit()
 
-    def finish(self, upload_id: str) -> UploadInfo:
+    def finish(self, upload_id: str, owner: str | None = None) -> UploadInfo:
         """Complete an upload whose bytes have all arrived; idempotent.
 
         Normally done by the append that delivers the last byte. Call it again when that
         append was interrupted after its bytes were durable (the client then sees the
         full offset but no blob id).
         """
-        fd, info = self._locked_live(upload_id)
+        fd, info = self._locked_live(upload_id, owner)
         try:
             return self._finish_locked(info)
         finally:
             os.close(fd)
 
-    def terminate(self, upload_id: str) -> None:
+    def terminate(self, upload_id: str, owner: str | None = None) -> None:
         """Discard an upload and its bytes (a completed upload's blob stays)."""
+        if owner is not None:
+            self._load_owned(upload_id, owner)
         fd = self._lock(upload_id)
         try:
-            self._load(upload_id)
+            self._load_owned(upload_id, owner)
             self._remove(upload_id)
         finally:
             os.close(fd)
 
     def expire(self) -> list[str]:
-        """Remove every upload not touched within ``expiry_seconds``; returns their ids."""
+        """Remove every upload past its expiry (and the records of expired grants whose
+        session is gone); returns the ids of the uploads removed."""
         removed: list[str] = []
         for upload_id in self.ids():
             try:
@@ -365,6 +423,7 @@ class UploadManager:
                 removed.append(upload_id)
             finally:
                 os.close(fd)
+        self.grants.purge(self.clock(), lambda upload_id: (self.root / upload_id).is_dir())
         return removed
 
     def maybe_expire(self, min_interval: float = 60.0) -> list[str]:

@@ -27,6 +27,10 @@ class UploadInfo(msgspec.Struct, frozen=True, kw_only=True):
     """The sha256 computed from the bytes, recorded just before the blob is published."""
     blob_id: str | None = None
     """Set once the bytes are in the blob store: the upload is complete."""
+    owner: str | None = None
+    """The nonce of the token that created the session: only tokens with that nonce (a
+    renewal of it) may see or write it. None (sessions from before owners): nobody but
+    callers that do not name an owner (operators)."""
 
     @property
     def complete(self) -> bool:

@@ -17,7 +17,14 @@ Slidestore specifics:
   in ``Slidestore-Blob-Id``.
 - Every request except ``OPTIONS`` needs a token granting ``upload`` or ``write``. An
   ``upload`` grant (what placements hand out) creates only an upload of the size, and of
-  the sha256 when it names one, that it was minted for.
+  the sha256 when it names one, that it was minted for, and only one: a second ``POST``
+  with it is 403 ``grant_used`` (also after a restart).
+- An upload belongs to the token that created it: ``HEAD``, ``PATCH`` and ``DELETE``
+  need a token with the same nonce (the same token, or a renewal of it: same nonce,
+  later expiry) or ``admin``; for any other token the upload does not exist (404).
+- ``Upload-Metadata`` is at most :data:`MAX_METADATA_CHARS` characters (400 beyond).
+- An upload that has received no byte expires after ``upload_idle_expiry_seconds``;
+  one that has, ``upload_expiry_seconds`` after its last byte.
 """
 
 from __future__ import annotations
@@ -25,6 +32,7 @@ from __future__ import annotations
 import base64
 import binascii
 import contextlib
+import functools
 import logging
 import re
 from collections.abc import Awaitable, Callable
@@ -38,6 +46,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from slidestore.errors import InvalidRequest, SlidestoreError, UploadConflict, UploadTooLarge
+from slidestore.tokens import Capability, Operation
 from slidestore.uploads import CHUNK_ALGORITHMS, ChunkChecksum, UploadInfo, normalize_sha256
 from slidestore_server.auth import check_upload_grant, require_upload
 from slidestore_server.errors import error_response, slidestore_error_handler
@@ -49,6 +58,8 @@ OFFSET_CONTENT_TYPE: Final = "application/offset+octet-stream"
 BLOB_ID_HEADER: Final = "Slidestore-Blob-Id"
 log = logging.getLogger("slidestore.uploads")
 SHA256_METADATA_KEY: Final = "sha256"
+MAX_METADATA_CHARS: Final = 4096
+"""The whole ``Upload-Metadata`` header: a file name and a digest need a few hundred."""
 _BATCH: Final = 1 << 20
 _DIGITS: Final = re.compile(r"[0-9]{1,20}")
 
@@ -105,6 +116,10 @@ def parse_metadata(header: str | None) -> dict[str, bytes]:
     metadata: dict[str, bytes] = {}
     if not header or not header.strip():
         return metadata
+    if len(header) > MAX_METADATA_CHARS:
+        raise InvalidRequest(
+            f"Upload-Metadata is {len(header)} characters; at most {MAX_METADATA_CHARS} are kept"
+        )
     for pair in header.split(","):
         parts = pair.strip().split(" ")
         key = parts[0]
@@ -149,6 +164,11 @@ def _upload_headers(info: UploadInfo) -> dict[str, str]:
     return headers
 
 
+def _owner(cap: Capability) -> str | None:
+    """Whose uploads a token may see and write: its nonce's; ``admin``: every upload."""
+    return None if cap.allows(Operation.ADMIN) else cap.nonce
+
+
 def _location(request: Request, upload_id: str) -> str:
     return str(request.url_for("tus_upload", upload_id=upload_id))
 
@@ -162,6 +182,7 @@ async def _receive(
     upload_id: str,
     offset: int,
     checksum: ChunkChecksum | None,
+    owner: str | None,
 ) -> UploadInfo:
     """Stream the request body into the upload; returns its state after the chunk.
 
@@ -169,7 +190,7 @@ async def _receive(
     bytes that arrived are kept (unless a chunk checksum can no longer be verified) and
     :class:`ClientDisconnect` propagates.
     """
-    appender = await run_in_threadpool(node.uploads.open_append, upload_id, offset, checksum)
+    appender = await run_in_threadpool(node.uploads.open_append, upload_id, offset, checksum, owner)
     try:
         declared = request.headers.get("content-length")
         if declared is not None and _DIGITS.fullmatch(declared.strip()):
@@ -230,11 +251,20 @@ async def create(request: Request, node: NodeState) -> Response:
     )
     checksum = parse_checksum(request.headers.get("upload-checksum")) if with_body else None
     await run_in_threadpool(node.uploads.maybe_expire)
-    info = await run_in_threadpool(node.uploads.create, length, metadata, sha256)
+    info = await run_in_threadpool(
+        functools.partial(
+            node.uploads.create,
+            length,
+            metadata,
+            sha256,
+            owner=cap.nonce,
+            single_use_until=cap.exp if cap.is_upload_grant else None,
+        )
+    )
     location = _location(request, info.id)
     if with_body and not info.complete:
         try:
-            info = await _receive(request, node, info.id, 0, checksum)
+            info = await _receive(request, node, info.id, 0, checksum, cap.nonce)
         except ClientDisconnect:
             return _disconnected()
         except SlidestoreError as exc:
@@ -250,14 +280,14 @@ async def create(request: Request, node: NodeState) -> Response:
 
 
 async def head(request: Request, node: NodeState) -> Response:
-    require_upload(request)
+    owner = _owner(require_upload(request))
     upload_id = str(request.path_params["upload_id"])
-    info = await run_in_threadpool(node.uploads.info, upload_id)
+    info = await run_in_threadpool(node.uploads.info, upload_id, owner)
     if info.offset == info.length and not info.complete:
         # The completing PATCH was cut off after its bytes were durable: complete now.
         # (UploadConflict: the completing request is still running; report what is durable.)
         with contextlib.suppress(UploadConflict):
-            info = await run_in_threadpool(node.uploads.finish, upload_id)
+            info = await run_in_threadpool(node.uploads.finish, upload_id, owner)
             node.changes.notify()
     headers = _upload_headers(info)
     if info.metadata:
@@ -266,7 +296,7 @@ async def head(request: Request, node: NodeState) -> Response:
 
 
 async def patch(request: Request, node: NodeState) -> Response:
-    require_upload(request)
+    owner = _owner(require_upload(request))
     upload_id = str(request.path_params["upload_id"])
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type != OFFSET_CONTENT_TYPE:
@@ -278,7 +308,7 @@ async def patch(request: Request, node: NodeState) -> Response:
     offset = _int_header(request, "upload-offset")
     checksum = parse_checksum(request.headers.get("upload-checksum"))
     try:
-        info = await _receive(request, node, upload_id, offset, checksum)
+        info = await _receive(request, node, upload_id, offset, checksum, owner)
     except ClientDisconnect:
         log.info("upload interrupted", extra={"upload_id": upload_id})
         return _disconnected()
@@ -293,8 +323,9 @@ async def patch(request: Request, node: NodeState) -> Response:
 
 
 async def terminate(request: Request, node: NodeState) -> Response:
-    require_upload(request)
-    await run_in_threadpool(node.uploads.terminate, str(request.path_params["upload_id"]))
+    owner = _owner(require_upload(request))
+    upload_id = str(request.path_params["upload_id"])
+    await run_in_threadpool(node.uploads.terminate, upload_id, owner)
     return Response(status_code=204)
 
 
