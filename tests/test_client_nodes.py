@@ -21,12 +21,15 @@ import zarr
 from client_harness import SECRET, StubCoordinator, client_token, replica
 
 import slidestore
+from slidestore import tokens
 from slidestore.client import TusOptions, TusUpload, connect
+from slidestore.client.tus import GrantSpent
 from slidestore.client.http import Transport
 from slidestore.client.replicas import ReplicaSet
 from slidestore.client.slide import AsyncRemoteSlide
 from slidestore.errors import BlobNotFound, ChecksumMismatch, ClusterUnavailable, OutOfBounds
 from slidestore.pyramid import open_pyramid
+from slidestore.tokens import Operation
 from slidestore_server.testing import NodeProcess, free_port
 
 
@@ -374,3 +377,27 @@ def test_replicas_without_the_blob_mean_blob_not_found(
         with pytest.raises(BlobNotFound, match="holds it"):
             remote.thumbnail(64)
         assert remote.store.replicas.refreshes == 1
+
+
+def test_a_spent_upload_grant_is_named_so_the_sdk_places_again(
+    tmp_path_factory: pytest.TempPathFactory, slide_copy: Path
+) -> None:
+    """A placement's grant makes one session; a second POST with it (the first answer was
+    lost) is ``GrantSpent``, which ``upload`` answers with a new placement."""
+    node = start_node(tmp_path_factory, "grant-spent")
+    size, digest = slide_copy.stat().st_size, sha256_of(slide_copy)
+    grant = tokens.mint(SECRET, ops={Operation.UPLOAD}, blob=digest, size=size, ttl=600)
+
+    async def upload() -> str:
+        async with httpx.AsyncClient() as client:
+            run = TusUpload(
+                client, node.url + "/uploads", grant, slide_copy, size=size, sha256=digest
+            )
+            return await run.run()
+
+    try:
+        assert asyncio.run(upload()) == digest
+        with pytest.raises(GrantSpent):
+            asyncio.run(upload())
+    finally:
+        node.stop()

@@ -18,7 +18,7 @@ from slidestore.client.hashing import CHUNK_SIZE, sha256_file
 from slidestore.client.http import Transport
 from slidestore.client.replicas import fetch_blob_view
 from slidestore.client.slide import AsyncRemoteSlide
-from slidestore.client.tus import PrimaryUnreachable, TusOptions, TusUpload
+from slidestore.client.tus import GrantSpent, PrimaryUnreachable, TusOptions, TusUpload
 from slidestore.cluster import wire
 
 Wait = Literal["primary", "all"]
@@ -217,6 +217,8 @@ class AsyncCluster:
                 except PrimaryUnreachable:
                     exclude.append(placement.primary.node_id)
                     continue
+                except GrantSpent:
+                    continue  # a lost answer used the grant up: a new placement, same nodes
             break
         else:
             raise errors.ClusterUnavailable(

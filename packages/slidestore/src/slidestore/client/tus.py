@@ -39,6 +39,18 @@ class PrimaryUnreachable(errors.ClusterUnavailable):
     code = "primary_unreachable"
 
 
+def _error_code(response: httpx.Response) -> str:
+    try:
+        return str(response.json().get("error", ""))
+    except (ValueError, AttributeError):
+        return ""
+
+
+class GrantSpent(errors.GrantUsed):
+    """The placement's upload grant already made a session (our first POST got through but
+    its answer was lost): only a new placement can start this upload again."""
+
+
 @dataclass(frozen=True, kw_only=True)
 class TusOptions:
     chunk_size: int = CHUNK_SIZE
@@ -139,6 +151,8 @@ class TusUpload:
             ),
         }
         response = await self._send("POST", self.upload_url, headers=headers)
+        if response.status_code == 403 and _error_code(response) == errors.GrantUsed.code:
+            raise GrantSpent(f"the upload grant for {self.upload_url} already made a session")
         if response.status_code != 201:
             raise response_error(response, f"creating an upload at {self.upload_url}")
         self.location = urljoin(self.upload_url, response.headers["Location"])
