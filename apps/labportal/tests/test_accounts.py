@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from .conftest import portal_settings
@@ -143,3 +145,59 @@ async def test_login_rate_limit(database_url: str) -> None:
             "/api/auth/login", json={"email": other.email, "password": PASSWORD}
         )
         assert ok.status_code == 200
+
+
+SIMPLE_TYPES = ["text/plain", "application/x-www-form-urlencoded", "multipart/form-data", None]
+
+
+async def test_login_and_register_refuse_what_a_cross_site_form_can_send(portal: Portal) -> None:
+    """Login CSRF: another site's form must not log the victim into the attacker's account."""
+    attacker = await portal.user("attacker")
+    victim = portal.client()
+    login = {"email": attacker.email, "password": PASSWORD}
+    register = {"email": "new-" + attacker.email, "password": PASSWORD, "display_name": "N"}
+    for url, payload in (("/api/auth/login", login), ("/api/auth/register", register)):
+        for media_type in SIMPLE_TYPES:
+            headers = {"Content-Type": media_type} if media_type else {}
+            r = await victim.post(url, content=json.dumps(payload), headers=headers)
+            assert problem(r, 415)["code"] == "unsupported_media_type", (url, media_type)
+        for origin in ("https://evil.example", "null", "http://portal.test.evil.example"):
+            r = await victim.post(url, json=payload, headers={"Origin": origin})
+            assert problem(r, 403)["code"] == "cross_origin", (url, origin)
+    assert not victim.cookies  # no session was opened by any of them
+    problem(await victim.get("/api/auth/me"), 401)
+    # The portal's own page (same origin), and scripts (no Origin), are served.
+    r = await victim.post("/api/auth/login", json=login, headers={"Origin": "http://portal.test"})
+    assert r.status_code == 200, r.text
+    r = await portal.client().post("/api/auth/login", json=login)
+    assert r.status_code == 200, r.text
+
+
+async def test_origin_is_the_configured_base_url(database_url: str) -> None:
+    settings = portal_settings(database_url, base_url="https://portal.example.org/")
+    async with Portal.running(settings) as portal:
+        user = await portal.user("based")
+        login = {"email": user.email, "password": PASSWORD}
+        client = portal.client()
+        # The Host the request names is not trusted once the origin is configured.
+        r = await client.post(
+            "/api/auth/login", json=login, headers={"Origin": "http://portal.test"}
+        )
+        assert problem(r, 403)["code"] == "cross_origin"
+        origin = {"Origin": "https://portal.example.org"}
+        assert (await client.post("/api/auth/login", json=login, headers=origin)).status_code == 200
+
+
+async def test_invitation_answers_refuse_a_foreign_origin(portal: Portal) -> None:
+    owner, guest = await portal.user("owner"), await portal.user("guest")
+    team = await portal.team(owner)
+    token = (await owner.post(f"/api/teams/{team}/invitations", json={})).json()["token"]
+    evil = {"Origin": "https://evil.example"}
+    for answer in ("accept", "decline"):
+        r = await guest.post(f"/api/invitations/{token}/{answer}", headers=evil)
+        assert problem(r, 403)["code"] == "cross_origin"
+    problem(await guest.get(f"/api/teams/{team}"), 404)
+    r = await guest.post(
+        f"/api/invitations/{token}/accept", headers={"Origin": "http://portal.test"}
+    )
+    assert r.status_code == 200, r.text

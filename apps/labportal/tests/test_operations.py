@@ -55,7 +55,9 @@ async def test_unexpected_errors_are_problem_details(database_url: str) -> None:
     r = await portal.client().get("/boom")
     assert r.status_code == 500 and r.headers["content-type"].startswith(PROBLEM_JSON)
     assert "secret internals" not in r.text and r.json()["code"] == "internal_error"
-    r = await portal.client().post("/api/auth/login", content=b"{not json")
+    r = await portal.client().post(
+        "/api/auth/login", content=b"{not json", headers={"Content-Type": "application/json"}
+    )
     assert problem(r, 400)["code"] == "bad_request"
     r = await portal.client().put("/api/teams", json={})
     assert problem(r, 405)["code"] == "method_not_allowed"

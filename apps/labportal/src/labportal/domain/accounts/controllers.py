@@ -25,6 +25,7 @@ from labportal.domain.accounts.schemas import (
     UserOut,
 )
 from labportal.domain.accounts.services import AccountService
+from labportal.security.origin import UNAUTHENTICATED_WRITE
 from labportal.security.principal import SESSION_COOKIE, Principal
 from labportal.settings import Settings
 
@@ -56,7 +57,11 @@ class AuthController(Controller):
     tags = ["accounts"]
     dependencies = {"accounts": Provide(provide_accounts, sync_to_thread=False)}
 
-    @post("/register", summary="Create an account (and log in)")
+    @post(
+        "/register",
+        guards=UNAUTHENTICATED_WRITE,
+        summary="Create an account (and log in)",
+    )
     async def register(
         self,
         data: JSONBody[RegisterIn],
@@ -67,7 +72,11 @@ class AuthController(Controller):
         cookie, session = await accounts.open_session(user)
         return _logged_in(user, cookie, session, settings, 201)
 
-    @post("/login", summary="Log in: sets the HttpOnly session cookie, returns the CSRF token")
+    @post(
+        "/login",
+        guards=UNAUTHENTICATED_WRITE,
+        summary="Log in: sets the HttpOnly session cookie, returns the CSRF token",
+    )
     async def login(
         self,
         request: Request[Any, Any, Any],

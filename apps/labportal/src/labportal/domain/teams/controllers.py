@@ -28,6 +28,7 @@ from labportal.domain.teams.schemas import (
     TransferIn,
 )
 from labportal.domain.teams.services import TeamService
+from labportal.security.origin import same_origin
 from labportal.security.principal import Principal
 from labportal.settings import Settings
 
@@ -223,7 +224,13 @@ class InvitationController(Controller):
     ) -> InvitationOut:
         return invitation_out(await invitations.by_secret(token))
 
-    @post("/{token:str}/accept", opt=WRITE, status_code=HTTP_200_OK, summary="Join the team")
+    @post(
+        "/{token:str}/accept",
+        opt=WRITE,
+        guards=[same_origin],
+        status_code=HTTP_200_OK,
+        summary="Join the team",
+    )
     async def accept(
         self,
         token: InvitationToken,
@@ -232,7 +239,13 @@ class InvitationController(Controller):
     ) -> MemberOut:
         return member_out(await invitations.accept(token, principal.user))
 
-    @post("/{token:str}/decline", opt=WRITE, status_code=HTTP_200_OK, summary="Decline")
+    @post(
+        "/{token:str}/decline",
+        opt=WRITE,
+        guards=[same_origin],
+        status_code=HTTP_200_OK,
+        summary="Decline",
+    )
     async def decline(
         self,
         token: InvitationToken,
