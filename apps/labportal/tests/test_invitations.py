@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 import uuid
 
@@ -10,7 +11,7 @@ from sqlalchemy import update
 
 from labportal.domain.teams.models import Invitation
 
-from .helpers import Portal, problem
+from .helpers import Portal, User, problem
 
 pytestmark = pytest.mark.asyncio
 
@@ -107,3 +108,63 @@ async def test_invitation_bound_to_email(portal: Portal) -> None:
     problem(await intruder.post(f"/api/invitations/{invite['token']}/accept"), 403)
     assert (await guest.post(f"/api/invitations/{invite['token']}/accept")).status_code == 200
     problem(await owner.post(f"/api/teams/{team}/invitations", json={"email": "bad"}), 400)
+
+
+async def test_a_link_admits_exactly_one_of_concurrent_accepts(portal: Portal) -> None:
+    owner = await portal.user("owner")
+    team = await portal.team(owner)
+    guests = [await portal.user(f"guest{i}") for i in range(6)]
+    token = (await owner.post(f"/api/teams/{team}/invitations", json={})).json()["token"]
+    answers = await asyncio.gather(*(g.post(f"/api/invitations/{token}/accept") for g in guests))
+    assert sorted(r.status_code for r in answers) == [200] + [409] * 5, [r.text for r in answers]
+    for r in answers:
+        if r.status_code == 409:
+            assert problem(r, 409)["code"] == "invitation_accepted"
+    members = (await owner.get(f"/api/teams/{team}/members")).json()
+    assert len(members) == 2
+    # A decline racing the accepts of the next link: still one answer in all.
+    token = (await owner.post(f"/api/teams/{team}/invitations", json={})).json()["token"]
+    outsiders = [g for g in guests if g.id not in {m["user_id"] for m in members}]
+    answers = await asyncio.gather(
+        *(
+            g.post(f"/api/invitations/{token}/{'decline' if i % 2 else 'accept'}")
+            for i, g in enumerate(outsiders)
+        )
+    )
+    assert sorted(r.status_code for r in answers) == [200] + [409] * 4, [r.text for r in answers]
+    assert len((await owner.get(f"/api/teams/{team}/members")).json()) in (2, 3)
+
+
+async def test_a_link_dies_with_its_creators_right_to_invite(portal: Portal) -> None:
+    owner, admin, guest, other = [
+        await portal.user(n) for n in ("owner", "admin", "guest", "other")
+    ]
+    team = await portal.team(owner)
+    await portal.join(owner, team, admin, "admin")
+
+    async def link(by: User, **body: object) -> str:
+        r = await by.post(f"/api/teams/{team}/invitations", json=body)
+        assert r.status_code == 201, r.text
+        return r.json()["token"]  # type: ignore[no-any-return]
+
+    # Demoted: the admin's links stop working.
+    demoted = await link(admin, role="member")
+    r = await owner.patch(f"/api/teams/{team}/members/{admin.id}", json={"role": "member"})
+    assert r.status_code == 200, r.text
+    body = problem(await guest.post(f"/api/invitations/{demoted}/accept"), 410)
+    assert body["code"] == "invitation_invalid" and "no longer valid" in body["detail"]
+    problem(await guest.get(f"/api/teams/{team}"), 404)
+
+    # Removed: he cannot come back with a link he made for himself, nor let anyone else in.
+    await owner.patch(f"/api/teams/{team}/members/{admin.id}", json={"role": "admin"})
+    own = await link(admin, role="viewer")
+    spare = await link(admin, role="viewer")
+    assert (await owner.delete(f"/api/teams/{team}/members/{admin.id}")).status_code == 204
+    assert problem(await admin.post(f"/api/invitations/{own}/accept"), 410)["code"] == (
+        "invitation_invalid"
+    )
+    problem(await admin.get(f"/api/teams/{team}"), 404)
+    problem(await other.post(f"/api/invitations/{spare}/accept"), 410)
+    # The owner's link is unaffected.
+    fresh = await link(owner, role="viewer")
+    assert (await guest.post(f"/api/invitations/{fresh}/accept")).status_code == 200
