@@ -69,8 +69,10 @@ def database_url(
 
 
 def portal_settings(database_url: str, **overrides: object) -> Settings:
-    """Cheap argon2 parameters: the tests hash many passwords on shared CPUs."""
+    """Cheap argon2 parameters: the tests hash many passwords on shared CPUs (and register
+    many users from one address)."""
     base = {
+        "register_max_per_address": 100_000,
         "database_url": database_url,
         "argon2_time_cost": 1,
         "argon2_memory_kib": 1024,

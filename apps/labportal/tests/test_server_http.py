@@ -46,7 +46,11 @@ def test_browser_flow_with_cookie_and_csrf(server: ServerProcess) -> None:
             "/api/auth/register",
             json={"email": "real@example.org", "password": PASSWORD, "display_name": "Real"},
         )
-        assert r.status_code == 201, r.text
+        assert r.status_code == 202 and "set-cookie" not in r.headers, r.text
+        r = browser.post(
+            "/api/auth/login", json={"email": "real@example.org", "password": PASSWORD}
+        )
+        assert r.status_code == 200, r.text
         cookie = r.headers["set-cookie"]
         assert "HttpOnly" in cookie and "SameSite=lax" in cookie and "Path=/" in cookie
         csrf = r.json()["csrf_token"]

@@ -37,9 +37,19 @@ class Settings:
     """LABPORTAL_COOKIE_SECURE: set the Secure flag on the session cookie (behind HTTPS)."""
     session_ttl_seconds: int = 12 * 3600
     login_max_failures: int = 5
-    """LABPORTAL_LOGIN_MAX_FAILURES: failed logins per e-mail (x4 per client address)..."""
+    """LABPORTAL_LOGIN_MAX_FAILURES: failed logins per e-mail from one client address (x4
+    per client address over all e-mails)..."""
     login_window_seconds: int = 300
     """...within this window before answering 429."""
+    register_max_per_address: int = 20
+    """LABPORTAL_REGISTER_MAX_PER_ADDRESS: registrations per client address..."""
+    register_window_seconds: int = 3600
+    """...within this window before answering 429."""
+    password_hash_concurrency: int = 2
+    """LABPORTAL_PASSWORD_HASH_CONCURRENCY: argon2 computations at once in the process (each
+    takes ARGON2_MEMORY_KIB and a core)..."""
+    password_hash_wait_seconds: float = 10.0
+    """...and how long a request waits for one before answering 503."""
     invitation_ttl_hours: int = 7 * 24
     argon2_time_cost: int = 3
     argon2_memory_kib: int = 65536
@@ -75,6 +85,8 @@ class Settings:
                 values[field.name] = raw.strip().lower() in {"1", "true", "yes", "on"}
             elif field.type == "int":
                 values[field.name] = int(raw)
+            elif field.type == "float":
+                values[field.name] = float(raw)
             else:
                 values[field.name] = raw
         values.update(overrides)

@@ -9,7 +9,7 @@ from litestar import Controller, Request, Response, delete, get, post
 from litestar.datastructures import Cookie
 from litestar.di import NamedDependency, Provide
 from litestar.params import FromPath, JSONBody
-from litestar.status_codes import HTTP_200_OK, HTTP_204_NO_CONTENT
+from litestar.status_codes import HTTP_200_OK, HTTP_202_ACCEPTED, HTTP_204_NO_CONTENT
 
 from labportal.deps import provide_accounts
 from labportal.domain.accounts.convert import token_out, user_out
@@ -17,6 +17,7 @@ from labportal.domain.accounts.models import User, UserSession
 from labportal.domain.accounts.schemas import (
     LoginIn,
     PasswordChangeIn,
+    RegisteredOut,
     RegisterIn,
     SessionOut,
     TokenCreatedOut,
@@ -42,6 +43,11 @@ def _session_cookie(settings: NamedDependency[Settings], value: str | None) -> C
     )
 
 
+def _address(request: Request[Any, Any, Any]) -> str:
+    """The client's address (uvicorn sets it from X-Forwarded-For for trusted proxies)."""
+    return request.client.host if request.client else "unknown"
+
+
 def _logged_in(
     user: User, cookie: str, session: UserSession, settings: NamedDependency[Settings], status: int
 ) -> Response[SessionOut]:
@@ -60,17 +66,17 @@ class AuthController(Controller):
     @post(
         "/register",
         guards=UNAUTHENTICATED_WRITE,
-        summary="Create an account (and log in)",
+        status_code=HTTP_202_ACCEPTED,
+        summary="Create an account (then log in); the answer does not say whether it existed",
     )
     async def register(
         self,
+        request: Request[Any, Any, Any],
         data: JSONBody[RegisterIn],
         accounts: NamedDependency[AccountService],
-        settings: NamedDependency[Settings],
-    ) -> Response[SessionOut]:
-        user = await accounts.register(data)
-        cookie, session = await accounts.open_session(user)
-        return _logged_in(user, cookie, session, settings, 201)
+    ) -> RegisteredOut:
+        await accounts.register(data, _address(request))
+        return RegisteredOut()
 
     @post(
         "/login",
@@ -84,8 +90,7 @@ class AuthController(Controller):
         accounts: NamedDependency[AccountService],
         settings: NamedDependency[Settings],
     ) -> Response[SessionOut]:
-        address = request.client.host if request.client else "unknown"
-        user = await accounts.authenticate(data.email, data.password, address)
+        user = await accounts.authenticate(data.email, data.password, _address(request))
         cookie, session = await accounts.open_session(user)
         return _logged_in(user, cookie, session, settings, HTTP_200_OK)
 

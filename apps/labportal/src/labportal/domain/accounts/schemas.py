@@ -51,6 +51,12 @@ class UserRef(msgspec.Struct):
     display_name: str
 
 
+class RegisteredOut(msgspec.Struct):
+    """The same answer whether or not the e-mail already had an account."""
+
+    detail: str = "If this e-mail address had no account, one was created. Log in to continue."
+
+
 class SessionOut(msgspec.Struct):
     user: UserOut
     csrf_token: str | None = None
