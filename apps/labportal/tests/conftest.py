@@ -23,6 +23,7 @@ from .helpers import Portal
 from .server import ServerProcess
 
 REAL_CLUSTER_SECRET = "portal-real-cluster-secret"
+METRICS_TOKEN = "portal-test-metrics-token"
 
 HERE = Path(__file__).parent
 PG_SERVER = os.environ.get("LABPORTAL_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432")
@@ -118,6 +119,7 @@ def server(
             tmp / "server.log",
             LABPORTAL_CLUSTER_URL=real_cluster,
             LABPORTAL_CLUSTER_SECRET=REAL_CLUSTER_SECRET,
+            LABPORTAL_METRICS_TOKEN=METRICS_TOKEN,
         )
         try:
             yield process

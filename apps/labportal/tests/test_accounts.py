@@ -338,3 +338,30 @@ async def test_busy_password_hashing_answers_503(database_url: str) -> None:
             "/api/auth/login", json={"email": "c0@example.org", "password": PASSWORD}
         )
         assert r.status_code in (200, 401)
+
+
+async def test_password_change_ends_other_sessions_and_api_tokens(portal: Portal) -> None:
+    user = await portal.user("stolen")
+    thief = portal.client("203.0.113.5")
+    r = await thief.post("/api/auth/login", json={"email": user.email, "password": PASSWORD})
+    assert r.status_code == 200
+    token = await user.post("/api/tokens", json={"name": "t", "scopes": ["teams:read"]})
+    bearer = {"Authorization": f"Bearer {token.json()['token']}"}
+    bare = portal.client()
+    assert (await bare.get("/api/teams", headers=bearer)).status_code == 200
+    # Keeping them is a choice the user makes explicitly.
+    new = {"current_password": PASSWORD, "new_password": "second secret!", "revoke_sessions": False}
+    assert (await user.post("/api/auth/password", json=new)).status_code == 204
+    assert (await thief.get("/api/teams")).status_code == 200
+    assert (await bare.get("/api/teams", headers=bearer)).status_code == 200
+    # The default ends every other credential; this session stays.
+    new = {"current_password": "second secret!", "new_password": "third secret!!"}
+    assert (await user.post("/api/auth/password", json=new)).status_code == 204
+    problem(await thief.get("/api/teams"), 401)
+    assert problem(await bare.get("/api/teams", headers=bearer), 401)["code"] == "invalid_token"
+    assert (await user.get("/api/teams")).status_code == 200
+    # Neither old password logs in any more.
+    for old in (PASSWORD, "second secret!"):
+        problem(
+            await bare.post("/api/auth/login", json={"email": user.email, "password": old}), 401
+        )

@@ -11,6 +11,7 @@ from sqlalchemy import update
 
 from labportal.domain.teams.models import Invitation
 
+from .conftest import portal_settings
 from .helpers import Portal, User, problem
 
 pytestmark = pytest.mark.asyncio
@@ -22,7 +23,7 @@ async def test_invite_accept(portal: Portal) -> None:
     r = await owner.post(f"/api/teams/{team}/invitations", json={"role": "viewer"})
     assert r.status_code == 201, r.text
     invite = r.json()
-    assert invite["url"] == f"http://portal.test/invitations/{invite['token']}"
+    assert invite["url"] == f"http://127.0.0.1:8000/invitations/{invite['token']}"
     assert invite["status"] == "pending" and invite["team_name"] == "Histo"
     preview = await guest.get(f"/api/invitations/{invite['token']}")
     assert preview.status_code == 200 and "token" not in preview.json()
@@ -168,3 +169,21 @@ async def test_a_link_dies_with_its_creators_right_to_invite(portal: Portal) -> 
     # The owner's link is unaffected.
     fresh = await link(owner, role="viewer")
     assert (await guest.post(f"/api/invitations/{fresh}/accept")).status_code == 200
+
+
+async def test_invitation_link_ignores_the_host_header(database_url: str) -> None:
+    for base, public in (("", "http://127.0.0.1:8000"), ("https://lab.example.org/", "")):
+        public = public or base.rstrip("/")
+        settings = portal_settings(database_url, base_url=base)
+        async with Portal.running(settings) as portal:
+            owner = await portal.user("owner")
+            team = await portal.team(owner)
+            r = await owner.post(
+                f"/api/teams/{team}/invitations",
+                json={},
+                headers={"Host": "evil.example", "X-Forwarded-Host": "evil.example"},
+            )
+            assert r.status_code == 201, r.text
+            url = r.json()["url"]
+            assert url == f"{public}/invitations/{r.json()['token']}"
+            assert "evil" not in url

@@ -258,7 +258,7 @@ def load_state(root: Path) -> dict[str, str]:
         if state.get("secret") and state.get("password"):
             return state
     state = {"secret": secrets.token_hex(32), "password": secrets.token_urlsafe(12)}
-    root.mkdir(parents=True, exist_ok=True)
+    root.mkdir(mode=0o700, parents=True, exist_ok=True)  # the database and logs live here
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as out:
         json.dump(state, out)

@@ -32,7 +32,8 @@ class Settings:
     host: str = "127.0.0.1"
     port: int = 8000
     base_url: str = ""
-    """LABPORTAL_BASE_URL: public origin for invitation links (default: the request's)."""
+    """LABPORTAL_BASE_URL: the portal's public origin, for invitation links and the Origin
+    check (default: http://HOST:PORT; never a request's Host header)."""
     cookie_secure: bool = False
     """LABPORTAL_COOKIE_SECURE: set the Secure flag on the session cookie (behind HTTPS)."""
     session_ttl_seconds: int = 12 * 3600
@@ -62,11 +63,13 @@ class Settings:
     cluster_secret: str = ""
     """LABPORTAL_CLUSTER_SECRET: the cluster's token secret (SLIDESTORE_SECRET)."""
     cluster_timeout_seconds: int = 10
-    view_token_ttl_seconds: int = 600
+    view_token_ttl_seconds: int = 300
     """LABPORTAL_VIEW_TOKEN_TTL_SECONDS: lifetime of the read tokens handed to viewers."""
     upload_token_ttl_seconds: int = 3600
     frontend_dir: str = ""
     """LABPORTAL_FRONTEND_DIR: where ``npm ci`` put node_modules (default: apps/labportal/frontend)."""
+    metrics_token: str = ""
+    """LABPORTAL_METRICS_TOKEN: the bearer token /metrics demands (unset: /metrics is off)."""
     log_level: str = "INFO"
     debug: bool = False
 
@@ -98,6 +101,14 @@ class Settings:
     @property
     def coordinator(self) -> str:
         return (self.cluster_url or self.coordinator_url).rstrip("/")
+
+    @property
+    def public_url(self) -> str:
+        """Where people reach the portal: configured, never taken from a request."""
+        if self.base_url:
+            return self.base_url.rstrip("/")
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
 
     @property
     def is_sqlite(self) -> bool:

@@ -118,7 +118,11 @@ class AuthController(Controller):
         accounts: NamedDependency[AccountService],
     ) -> None:
         await accounts.change_password(
-            principal.user, data.current_password, data.new_password, keep=principal.session
+            principal.user,
+            data.current_password,
+            data.new_password,
+            keep=principal.session,
+            revoke=data.revoke_sessions,
         )
 
 

@@ -34,6 +34,8 @@ class LoginIn(msgspec.Struct):
 class PasswordChangeIn(msgspec.Struct):
     current_password: Annotated[str, Meta(max_length=256)]
     new_password: Annotated[str, Meta(max_length=256)]
+    revoke_sessions: bool = True
+    """End my other browser sessions and revoke my API tokens (this session stays)."""
 
     def __post_init__(self) -> None:
         self.new_password = validation.password(self.new_password, "new_password")

@@ -82,15 +82,21 @@ class AccountService(SQLAlchemyAsyncRepositoryService[User, UserRepository]):
         await self.repository.session.delete(session)
 
     async def change_password(
-        self, user: User, current: str, new: str, keep: UserSession | None
+        self, user: User, current: str, new: str, keep: UserSession | None, revoke: bool
     ) -> None:
+        """With ``revoke`` (the default: a changed password is often a stolen one), every
+        other credential of the user ends: browser sessions but ``keep``, and API tokens."""
         if not await self.passwords.verify(user.password_hash, current):
             raise Unauthorized("current password is wrong", code="invalid_credentials")
         user.password_hash = await self.passwords.hash(new)
-        stmt = delete(UserSession).where(UserSession.user_id == user.id)
+        if not revoke:
+            return
+        db = self.repository.session
+        sessions = delete(UserSession).where(UserSession.user_id == user.id)
         if keep is not None:
-            stmt = stmt.where(UserSession.id != keep.id)
-        await self.repository.session.execute(stmt)
+            sessions = sessions.where(UserSession.id != keep.id)
+        await db.execute(sessions)
+        await db.execute(delete(ApiToken).where(ApiToken.user_id == user.id))
 
     # -- API tokens ---------------------------------------------------------------------
 

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import uuid
-from typing import Annotated, Any
+from typing import Annotated
 
-from litestar import Controller, Request, delete, get, patch, post
+from litestar import Controller, delete, get, patch, post
 from litestar.di import NamedDependency, Provide
 from litestar.params import FromPath, JSONBody, PathParameter
 from litestar.status_codes import HTTP_200_OK, HTTP_204_NO_CONTENT
@@ -44,11 +44,9 @@ def provide_invitations(db_session: NamedDependency[AsyncSession]) -> Invitation
     return InvitationService(session=db_session)
 
 
-def invitation_url(
-    request: Request[Any, Any, Any], settings: NamedDependency[Settings], secret: str
-) -> str:
-    base = settings.base_url.rstrip("/") or str(request.base_url).rstrip("/")
-    return f"{base}/invitations/{secret}"
+def invitation_url(settings: NamedDependency[Settings], secret: str) -> str:
+    """From the settings only: a request's Host header could send the link elsewhere."""
+    return f"{settings.public_url}/invitations/{secret}"
 
 
 class TeamController(Controller):
@@ -180,7 +178,6 @@ class TeamController(Controller):
     @post("/{team_id:uuid}/invitations", opt=WRITE, summary="Invite by link (admin)")
     async def create_invitation(
         self,
-        request: Request[Any, Any, Any],
         team_id: FromPath[uuid.UUID],
         data: JSONBody[InvitationCreateIn],
         principal: NamedDependency[Principal],
@@ -190,7 +187,7 @@ class TeamController(Controller):
         secret, invitation = await invitations.create_invitation(
             team_id, principal.user, data, settings.invitation_ttl_hours
         )
-        out = invitation_out(invitation, secret, invitation_url(request, settings, secret))
+        out = invitation_out(invitation, secret, invitation_url(settings, secret))
         assert isinstance(out, InvitationCreatedOut)
         return out
 
