@@ -9,6 +9,7 @@ from urllib.parse import parse_qs, urlparse
 
 import pytest
 
+from labportal.settings import Settings
 from slidestore import tokens
 from slidestore.tokens import Operation
 
@@ -291,3 +292,24 @@ def test_material_status_follows_the_cluster(status: str, copies: int, expected:
     material = SimpleNamespace(blob_id="ab" * 32, error=None)
     assert status_of(material, view) == expected  # type: ignore[arg-type]
     assert status_of(SimpleNamespace(blob_id=None, error=None), None) == "uploading"  # type: ignore[arg-type]
+
+
+async def test_view_token_renewal_ends_with_membership(
+    cportal: Portal, fake: FakeCluster, blob: str
+) -> None:
+    owner, member = await cportal.user("owner"), await cportal.user("member")
+    team, case = await _case(cportal, owner)
+    await cportal.join(owner, team, member, "member")
+    material = await _uploaded(owner, case, fake, blob)
+    first = (await member.post(f"/api/materials/{material}/view")).json()
+    assert first["expires_in"] == cportal.settings.view_token_ttl_seconds
+    renewed = (await member.post(f"/api/materials/{material}/view")).json()
+    assert tokens.verify(SECRET, renewed["token"]).blob == blob  # renewal: the same call
+    assert (await owner.delete(f"/api/teams/{team}/members/{member.id}")).status_code == 204
+    problem(await member.post(f"/api/materials/{material}/view"), 404)
+    problem(await member.get(f"/api/materials/{material}"), 404)
+    problem(await member.get(f"/api/cases/{case}/materials"), 404)
+
+
+def test_view_tokens_live_five_minutes_by_default() -> None:
+    assert Settings().view_token_ttl_seconds == 300
