@@ -43,6 +43,16 @@ async def _uploaded(owner: User, case: str, fake: FakeCluster, blob: str) -> str
     return material
 
 
+async def _shared_slide(
+    cportal: Portal, fake: FakeCluster, blob: str, role: str
+) -> tuple[User, User, str, str, str]:
+    """An owner's team, case and uploaded slide, and another user with ``role`` in it."""
+    owner, other = await cportal.user("owner"), await cportal.user(role)
+    team, case = await _case(cportal, owner)
+    await cportal.join(owner, team, other, role)
+    return owner, other, team, case, await _uploaded(owner, case, fake, blob)
+
+
 async def test_upload_flow_status_and_narrow_tokens(
     cportal: Portal, fake: FakeCluster, blob: str
 ) -> None:
@@ -87,10 +97,7 @@ async def test_upload_flow_status_and_narrow_tokens(
 async def test_labels_follow_the_team_setting(
     cportal: Portal, fake: FakeCluster, blob: str
 ) -> None:
-    owner, viewer = await cportal.user("owner"), await cportal.user("viewer")
-    team, case = await _case(cportal, owner)
-    await cportal.join(owner, team, viewer, "viewer")
-    material = await _uploaded(owner, case, fake, blob)
+    owner, viewer, team, _, material = await _shared_slide(cportal, fake, blob, "viewer")
     view = (await viewer.post(f"/api/materials/{material}/view")).json()
     assert view["labels"] == {} and view["token"]
     assert (await viewer.get(f"/api/materials/{material}")).json()["labels_allowed"] is False
@@ -297,10 +304,7 @@ def test_material_status_follows_the_cluster(status: str, copies: int, expected:
 async def test_view_token_renewal_ends_with_membership(
     cportal: Portal, fake: FakeCluster, blob: str
 ) -> None:
-    owner, member = await cportal.user("owner"), await cportal.user("member")
-    team, case = await _case(cportal, owner)
-    await cportal.join(owner, team, member, "member")
-    material = await _uploaded(owner, case, fake, blob)
+    owner, member, team, case, material = await _shared_slide(cportal, fake, blob, "member")
     first = (await member.post(f"/api/materials/{material}/view")).json()
     assert first["expires_in"] == cportal.settings.view_token_ttl_seconds
     renewed = (await member.post(f"/api/materials/{material}/view")).json()
