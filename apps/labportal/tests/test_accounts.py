@@ -209,8 +209,13 @@ async def test_origin_is_the_configured_base_url(database_url: str) -> None:
             "/api/auth/login", json=login, headers={"Origin": "http://portal.test"}
         )
         assert problem(r, 403)["code"] == "cross_origin"
-        origin = {"Origin": "https://portal.example.org"}
-        assert (await client.post("/api/auth/login", json=login, headers=origin)).status_code == 200
+        for same in ("https://portal.example.org", "https://Portal.example.org:443"):
+            r = await client.post("/api/auth/login", json=login, headers={"Origin": same})
+            assert r.status_code == 200, (same, r.text)
+        r = await client.post(
+            "/api/auth/login", json=login, headers={"Origin": "https://portal.example.org:8443"}
+        )
+        problem(r, 403)
 
 
 async def test_invitation_answers_refuse_a_foreign_origin(portal: Portal) -> None:

@@ -56,8 +56,12 @@ def private_sqlite_file(url: str) -> None:
 def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
     """An async engine; on SQLite with foreign keys enforced, WAL and a busy timeout."""
     if url.startswith("sqlite"):
-        private_sqlite_file(url)
         engine = create_async_engine(url, connect_args={"timeout": 30}, **kwargs)
+
+        def before_connect(*_: Any) -> None:  # SQLite would create the file with the umask
+            private_sqlite_file(url)
+
+        event.listen(engine.sync_engine, "do_connect", before_connect)
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         return engine
     return create_async_engine(url, pool_pre_ping=True, **kwargs)

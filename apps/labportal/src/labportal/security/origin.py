@@ -22,17 +22,22 @@ class UnsupportedMediaType(Problem):
     status, code = 415, "unsupported_media_type"
 
 
+DEFAULT_PORTS = {"http": ":80", "https": ":443"}
+
+
 def _origin_of(url: str) -> str:
-    parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.netloc}".lower()
+    """``scheme://host[:port]`` in lower case, without the scheme's default port."""
+    parts = urlsplit(url.strip().lower())
+    default = DEFAULT_PORTS.get(parts.scheme)
+    netloc = parts.netloc.removesuffix(default) if default else parts.netloc
+    return f"{parts.scheme}://{netloc}"
 
 
 def own_origin(connection: ASGIConnection[Any, Any, Any, Any], settings: Settings) -> str:
     """The configured public origin, else the scheme and host this request came to."""
     if settings.base_url:
         return _origin_of(settings.base_url)
-    host = connection.headers.get("host", "")
-    return f"{connection.url.scheme}://{host}".lower()
+    return _origin_of(f"{connection.url.scheme}://{connection.headers.get('host', '')}")
 
 
 def same_origin(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
@@ -40,7 +45,7 @@ def same_origin(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHand
     origin = connection.headers.get("origin")
     if origin is None:
         return
-    if origin.strip().lower() != own_origin(connection, connection.app.state.settings):
+    if _origin_of(origin) != own_origin(connection, connection.app.state.settings):
         raise Forbidden("cross-origin request refused", code="cross_origin")
 
 
