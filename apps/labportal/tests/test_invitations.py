@@ -187,3 +187,6 @@ async def test_invitation_link_ignores_the_host_header(database_url: str) -> Non
             url = r.json()["url"]
             assert url == f"{public}/invitations/{r.json()['token']}"
             assert "evil" not in url
+            # The link's secret admits to this one team, and is no API credential.
+            bearer = {"Authorization": f"Bearer {r.json()['token']}"}
+            problem(await portal.client().get("/api/teams", headers=bearer), 401)

@@ -308,7 +308,9 @@ async def test_view_token_renewal_ends_with_membership(
     first = (await member.post(f"/api/materials/{material}/view")).json()
     assert first["expires_in"] == cportal.settings.view_token_ttl_seconds
     renewed = (await member.post(f"/api/materials/{material}/view")).json()
-    assert tokens.verify(SECRET, renewed["token"]).blob == blob  # renewal: the same call
+    cap = tokens.verify(SECRET, renewed["token"])  # renewal is the same call, as narrow
+    assert cap.blob == blob and cap.ops == {Operation.READ}
+    assert not cap.allows(Operation.READ, OTHER)
     assert (await owner.delete(f"/api/teams/{team}/members/{member.id}")).status_code == 204
     problem(await member.post(f"/api/materials/{material}/view"), 404)
     problem(await member.get(f"/api/materials/{material}"), 404)
