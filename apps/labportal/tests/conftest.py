@@ -24,6 +24,7 @@ from .helpers import Portal
 from .server import ServerProcess
 
 REAL_CLUSTER_SECRET = tokens.new_secret()
+METRICS_TOKEN = "portal-test-metrics-token"
 
 HERE = Path(__file__).parent
 PG_SERVER = os.environ.get("LABPORTAL_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432")
@@ -70,8 +71,10 @@ def database_url(
 
 
 def portal_settings(database_url: str, **overrides: object) -> Settings:
-    """Cheap argon2 parameters: the tests hash many passwords on shared CPUs."""
+    """Cheap argon2 parameters: the tests hash many passwords on shared CPUs (and register
+    many users from one address)."""
     base = {
+        "register_max_per_address": 100_000,
         "database_url": database_url,
         "argon2_time_cost": 1,
         "argon2_memory_kib": 1024,
@@ -117,6 +120,7 @@ def server(
             tmp / "server.log",
             LABPORTAL_CLUSTER_URL=real_cluster,
             LABPORTAL_CLUSTER_SECRET=REAL_CLUSTER_SECRET,
+            LABPORTAL_METRICS_TOKEN=METRICS_TOKEN,
         )
         try:
             yield process

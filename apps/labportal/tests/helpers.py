@@ -91,7 +91,9 @@ class Portal:
             "/api/auth/register",
             json={"email": email, "password": PASSWORD, "display_name": name.title()},
         )
-        assert response.status_code == 201, response.text
+        assert response.status_code == 202, response.text
+        response = await client.post("/api/auth/login", json={"email": email, "password": PASSWORD})
+        assert response.status_code == 200, response.text
         body = response.json()
         client.headers["X-CSRF-Token"] = body["csrf_token"]
         return User(client, body["user"]["id"], email, body["csrf_token"])

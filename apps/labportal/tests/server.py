@@ -31,6 +31,7 @@ class ServerProcess:
             "LABPORTAL_ARGON2_TIME_COST": "1",
             "LABPORTAL_ARGON2_MEMORY_KIB": "1024",
             "LABPORTAL_ARGON2_PARALLELISM": "1",
+            "LABPORTAL_REGISTER_MAX_PER_ADDRESS": "100000",
             **env,
         }
         command = [sys.executable, "-m", "labportal.cli", "serve", "--port", str(port), "--migrate"]

@@ -1,7 +1,7 @@
 """End to end in Debian's chromium (playwright): a coordinator and two nodes, the portal,
 two users. Register, team, invitation, case, upload a real slide through the page (tus to
-the node), real tiles in the viewer, an annotation that survives a reload, and another
-team's case refused.
+the node), real tiles in the viewer (still loading after the first read token expired: the
+page renews it), an annotation that survives a reload, and another team's case refused.
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ import statistics
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import parse_qs, urlparse
 
 import httpx
 import pytest
@@ -24,6 +25,7 @@ from .server import ServerProcess
 CHROMIUM = Path("/usr/bin/chromium")
 SLIDE = Path(__file__).resolve().parents[4] / "shared" / "data" / "CMU-1-Small-Region.svs"
 SECRET = tokens.new_secret()
+VIEW_TOKEN_TTL = 4  # seconds: the test outlives several tokens
 ARGS = [
     "--no-sandbox",
     "--disable-gpu",
@@ -68,6 +70,7 @@ def portal_url(cluster: str, tmp_path_factory: pytest.TempPathFactory) -> Iterat
         tmp / "portal.log",
         LABPORTAL_CLUSTER_URL=cluster,
         LABPORTAL_CLUSTER_SECRET=SECRET,
+        LABPORTAL_VIEW_TOKEN_TTL_SECONDS=str(VIEW_TOKEN_TTL),
     )
     try:
         yield server.url
@@ -130,6 +133,14 @@ def test_portal_in_a_browser(portal_url: str) -> None:
             )
             error = alice.locator("#upload-error")
             assert not (error.count() and error.text_content()), (error.text_content(), console)
+            tiles: list[tuple[int, str]] = []  # every tile response: status, token
+
+            def tile(response) -> None:  # type: ignore[no-untyped-def]
+                if "_files/" in response.url:
+                    token = parse_qs(urlparse(response.url).query).get("token", [""])[0]
+                    tiles.append((response.status, token))
+
+            alice.on("response", tile)
             alice.click("#materials a >> text=view")
             alice.wait_for_url("**/view")
             alice.wait_for_function(
@@ -145,6 +156,20 @@ def test_portal_in_a_browser(portal_url: str) -> None:
 
             pixels = list(Image.open(BytesIO(shot)).convert("L").getdata())
             assert statistics.pvariance(pixels) > 100, "the viewer shows no tiles"
+
+            # Past the first token's life, newly needed tiles still load, with a new token.
+            first = {token for _, token in tiles}
+            alice.wait_for_timeout((VIEW_TOKEN_TTL + 2) * 1000)
+            before = len(tiles)
+            alice.evaluate("viewer.viewport.zoomBy(4); viewer.viewport.applyConstraints()")
+            deadline = time.monotonic() + 20
+            while len(tiles) == before and time.monotonic() < deadline:
+                alice.wait_for_timeout(250)
+            alice.wait_for_timeout(1500)
+            later = tiles[before:]
+            assert later, "zooming in asked for no tiles"
+            assert all(status == 200 for status, _ in tiles), tiles
+            assert not first & {token for _, token in later}, "tiles still use the first token"
 
             alice.select_option("#tool", "rectangle")
             alice.fill("#ann-label", "mitosis")

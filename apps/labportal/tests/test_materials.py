@@ -13,6 +13,7 @@ import msgspec
 import pytest
 
 from labportal.domain.materials.possession import Challenge, digest
+from labportal.settings import Settings
 from slidestore import tokens
 from slidestore.tokens import Operation
 
@@ -66,6 +67,16 @@ async def _linked(owner: User, case: str, blob: str) -> str:
     return str(material)
 
 
+async def _shared_slide(
+    cportal: Portal, fake: FakeCluster, blob: str, role: str
+) -> tuple[User, User, str, str, str]:
+    """An owner's team, case and uploaded slide, and another user with ``role`` in it."""
+    owner, other = await cportal.user("owner"), await cportal.user(role)
+    team, case = await _case(cportal, owner)
+    await cportal.join(owner, team, other, role)
+    return owner, other, team, case, await _uploaded(owner, case, fake, blob)
+
+
 async def test_upload_flow_status_and_narrow_tokens(
     cportal: Portal, fake: FakeCluster, blob: str
 ) -> None:
@@ -114,10 +125,7 @@ async def test_upload_flow_status_and_narrow_tokens(
 async def test_labels_follow_the_team_setting(
     cportal: Portal, fake: FakeCluster, blob: str
 ) -> None:
-    owner, viewer = await cportal.user("owner"), await cportal.user("viewer")
-    team, case = await _case(cportal, owner)
-    await cportal.join(owner, team, viewer, "viewer")
-    material = await _uploaded(owner, case, fake, blob)
+    owner, viewer, team, _, material = await _shared_slide(cportal, fake, blob, "viewer")
     view = (await viewer.post(f"/api/materials/{material}/view")).json()
     assert view["labels"] == {} and view["token"]
     assert (await viewer.get(f"/api/materials/{material}")).json()["labels_allowed"] is False
@@ -363,3 +371,23 @@ async def test_one_answer_per_challenge_even_at_once(
     codes = sorted(a.json()["code"] for a in answers)
     assert codes.count("proof_failed") == 1, codes
     assert set(codes) == {"proof_failed", "no_challenge"}, codes
+
+
+async def test_view_token_renewal_ends_with_membership(
+    cportal: Portal, fake: FakeCluster, blob: str
+) -> None:
+    owner, member, team, case, material = await _shared_slide(cportal, fake, blob, "member")
+    first = (await member.post(f"/api/materials/{material}/view")).json()
+    assert first["expires_in"] == cportal.settings.view_token_ttl_seconds
+    renewed = (await member.post(f"/api/materials/{material}/view")).json()
+    cap = tokens.verify(SECRET, renewed["token"])  # renewal is the same call, as narrow
+    assert cap.blob == blob and cap.ops == {Operation.READ}
+    assert not cap.allows(Operation.READ, OTHER)
+    assert (await owner.delete(f"/api/teams/{team}/members/{member.id}")).status_code == 204
+    problem(await member.post(f"/api/materials/{material}/view"), 404)
+    problem(await member.get(f"/api/materials/{material}"), 404)
+    problem(await member.get(f"/api/cases/{case}/materials"), 404)
+
+
+def test_view_tokens_live_five_minutes_by_default() -> None:
+    assert Settings().view_token_ttl_seconds == 300

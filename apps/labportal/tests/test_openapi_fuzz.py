@@ -32,10 +32,11 @@ CASES = [
 def seeded(server: ServerProcess) -> dict[str, str]:
     """A user with an all-scopes token, a team, a case, a comment and an invitation."""
     with httpx.Client(base_url=server.url) as c:
-        r = c.post(
+        c.post(
             "/api/auth/register",
             json={"email": "fuzz@example.org", "password": PASSWORD, "display_name": "Fuzz"},
         )
+        r = c.post("/api/auth/login", json={"email": "fuzz@example.org", "password": PASSWORD})
         c.headers["X-CSRF-Token"] = r.json()["csrf_token"]
         scopes = ["teams:read", "teams:write", "cases:read", "cases:write"]
         token = c.post("/api/tokens", json={"name": "fuzz", "scopes": scopes}).json()

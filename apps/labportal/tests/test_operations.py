@@ -56,7 +56,9 @@ async def test_unexpected_errors_are_problem_details(database_url: str) -> None:
     r = await portal.client().get("/boom")
     assert r.status_code == 500 and r.headers["content-type"].startswith(PROBLEM_JSON)
     assert "secret internals" not in r.text and r.json()["code"] == "internal_error"
-    r = await portal.client().post("/api/auth/login", content=b"{not json")
+    r = await portal.client().post(
+        "/api/auth/login", content=b"{not json", headers={"Content-Type": "application/json"}
+    )
     assert problem(r, 400)["code"] == "bad_request"
     r = await portal.client().put("/api/teams", json={})
     assert problem(r, 405)["code"] == "method_not_allowed"
@@ -73,3 +75,27 @@ async def test_readyz_reports_a_cluster_without_reachable_nodes(
     assert r.status_code == 503
     checks = r.json()["checks"]
     assert checks["coordinator"] == "ok" and checks["nodes"] == "error: no live storage node"
+
+
+async def test_metrics_need_the_metrics_token(database_url: str) -> None:
+    async with Portal.running(portal_settings(database_url)) as portal:
+        assert problem(await portal.client().get("/metrics"), 404)["code"] == "not_found"
+    token = "m3trics-" + "x" * 24
+    async with Portal.running(portal_settings(database_url, metrics_token=token)) as portal:
+        client = portal.client()
+        user = await portal.user("someone")
+        for headers in (
+            {},
+            {"Authorization": "Bearer wrong"},
+            {"Authorization": f"Basic {token}"},
+            {"Authorization": f"Bearer {token}x"},
+        ):
+            r = await client.get("/metrics", headers=headers)
+            assert problem(r, 401)["code"] == "invalid_token", headers
+            assert r.headers["www-authenticate"] == "Bearer"
+        problem(await user.get("/metrics"), 401)  # a user's session is not an operator's token
+        r = await client.get("/metrics", headers={"Authorization": f"Bearer {token}"})
+        assert r.status_code == 200 and "labportal_http_requests_total" in r.text
+        # The metrics token opens nothing else.
+        r = await client.get("/api/teams", headers={"Authorization": f"Bearer {token}"})
+        assert problem(r, 401)["code"] == "invalid_token"

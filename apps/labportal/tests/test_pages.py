@@ -23,10 +23,56 @@ async def test_pages_need_a_session(portal: Portal) -> None:
     assert (await client.get("/static/portal.js")).status_code == 200
 
 
+HOSTILE_NEXT = [
+    "/%09/evil.example",
+    "/%0d/evil.example",
+    "/%0a/evil.example",
+    "/\t/evil.example",
+    "/\r/evil.example",
+    "/\n/evil.example",
+    "/ /evil.example",
+    "//evil.example",
+    "/\\evil.example",
+    "\\/evil.example",
+    "/%5Cevil.example",
+    "https://evil.example",
+    "evil.example",
+    "/%2F%2Fevil.example",
+    "/%2f/evil.example",
+    "/%252F%252Fevil.example",  # decoded twice
+    "/%25252F%25252Fevil.example",
+    "/teams\x00",
+    "/teams%00",
+    "/teams\u2028",
+    "/x?next=//evil.example",
+    None,
+    "",
+]
+GOOD_NEXT = ["/", "/teams", "/cases/1?x=2", "/teams/abc/cases?tag=liver&q=kidney", "/a%41b"]
+
+
 def test_next_is_local_only() -> None:
-    assert _safe_next("/cases/1?x=2") == "/cases/1?x=2"
-    for evil in ["//evil.example", "https://evil.example", "/\\evil.example", None, ""]:
-        assert _safe_next(evil) == "/teams"
+    for good in GOOD_NEXT:
+        assert _safe_next(good) == good
+    for evil in HOSTILE_NEXT:
+        assert _safe_next(evil) == "/", evil
+
+
+@pytest.mark.asyncio
+async def test_login_page_never_redirects_off_site(portal: Portal) -> None:
+    client = portal.client()
+    for evil in HOSTILE_NEXT:
+        if evil is None:
+            continue
+        for page in ("/login", "/register"):
+            r = await client.get(page, params={"next": evil})
+            assert r.status_code == 200
+            assert 'data-redirect="/"' in r.text, (page, evil)
+    # The raw query the attacker sent: a tab the browser would strip.
+    r = await client.get("/login?next=/%09/host")
+    assert 'data-redirect="/"' in r.text
+    r = await client.get("/login?next=/cases/1")
+    assert 'data-redirect="/cases/1"' in r.text
 
 
 @pytest.mark.asyncio

@@ -17,5 +17,5 @@ def test_rate_limiter_window_and_address_limit() -> None:
     for email in "bcde":
         limiter.failed(email, "ip")
     assert limiter.retry_after("fresh", "ip") > 0  # the address made 4 failures
-    limiter.succeeded("b")
+    limiter.succeeded("b", "ip")
     assert limiter.retry_after("b", "elsewhere") == 0

@@ -7,6 +7,7 @@ import re
 
 import httpx
 
+from .conftest import METRICS_TOKEN
 from .helpers import PASSWORD
 from .server import ServerProcess
 
@@ -18,7 +19,9 @@ def test_health_ready_metrics_openapi(server: ServerProcess) -> None:
     assert ready.status_code == 200 and ready.json()["checks"] == checks
     doc = httpx.get(server.url + "/schema/openapi.json").json()
     assert doc["info"]["title"] == "labportal" and "/api/teams/{team_id}/cases" in doc["paths"]
-    metrics = httpx.get(server.url + "/metrics")
+    assert httpx.get(server.url + "/metrics").status_code == 401
+    auth = {"Authorization": f"Bearer {METRICS_TOKEN}"}
+    metrics = httpx.get(server.url + "/metrics", headers=auth)
     assert metrics.headers["content-type"].startswith("text/plain")
     assert re.search(
         r'labportal_http_requests_total\{method="GET",route="/readyz",status="200"\} \d+',
@@ -46,7 +49,11 @@ def test_browser_flow_with_cookie_and_csrf(server: ServerProcess) -> None:
             "/api/auth/register",
             json={"email": "real@example.org", "password": PASSWORD, "display_name": "Real"},
         )
-        assert r.status_code == 201, r.text
+        assert r.status_code == 202 and "set-cookie" not in r.headers, r.text
+        r = browser.post(
+            "/api/auth/login", json={"email": "real@example.org", "password": PASSWORD}
+        )
+        assert r.status_code == 200, r.text
         cookie = r.headers["set-cookie"]
         assert "HttpOnly" in cookie and "SameSite=lax" in cookie and "Path=/" in cookie
         csrf = r.json()["csrf_token"]

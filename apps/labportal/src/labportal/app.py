@@ -32,7 +32,7 @@ from labportal.domain.teams.controllers import InvitationController, TeamControl
 from labportal.errors import EXCEPTION_HANDLERS
 from labportal.security.passwords import Passwords
 from labportal.security.principal import SESSION_COOKIE, provide_optional_user, provide_principal
-from labportal.security.ratelimit import LoginRateLimiter
+from labportal.security.ratelimit import AttemptLimiter, LoginRateLimiter
 from labportal.settings import Settings
 from labportal.system import logs
 from labportal.system.health import HealthController
@@ -120,6 +120,9 @@ def create_app(settings: Settings | None = None) -> Litestar:
         "passwords": Passwords(settings),
         "login_limiter": LoginRateLimiter(
             settings.login_max_failures, settings.login_window_seconds
+        ),
+        "register_limiter": AttemptLimiter(
+            settings.register_max_per_address, settings.register_window_seconds
         ),
         "metrics": Metrics(),
         "cluster": cluster,

@@ -260,7 +260,7 @@ def load_state(root: Path) -> dict[str, str]:
         if state.get("secret") and state.get("password"):
             return state
     state = {"secret": secrets.token_hex(32), "password": secrets.token_urlsafe(12)}
-    root.mkdir(parents=True, exist_ok=True)
+    root.mkdir(mode=0o700, parents=True, exist_ok=True)  # the database and logs live here
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as out:
         json.dump(state, out)
@@ -292,15 +292,18 @@ def _ok(response: httpx.Response, *expected: int) -> Any:
 
 async def login(client: httpx.AsyncClient, password: str, *, register: bool) -> None:
     """Log in (registering the demo account the first time); sets the CSRF header."""
-    response = await client.post("/api/auth/login", json={"email": EMAIL, "password": password})
+    credentials = {"email": EMAIL, "password": password}
+    response = await client.post("/api/auth/login", json=credentials)
     if response.status_code != 200 and register:
-        response = await client.post(
-            "/api/auth/register",
-            json={"email": EMAIL, "password": password, "display_name": DISPLAY_NAME},
+        # Registration never logs in (nor says whether the account existed): log in after.
+        _ok(
+            await client.post(
+                "/api/auth/register", json={**credentials, "display_name": DISPLAY_NAME}
+            ),
+            202,
         )
-        body = _ok(response, 201)
-    else:
-        body = _ok(response, 200)
+        response = await client.post("/api/auth/login", json=credentials)
+    body = _ok(response, 200)
     client.headers["X-CSRF-Token"] = body["csrf_token"]
 
 

@@ -16,5 +16,5 @@ def provide_settings(state: State) -> Settings:
 
 def provide_accounts(db_session: NamedDependency[AsyncSession], state: State) -> AccountService:
     return AccountService(session=db_session).configure(
-        state.settings, state.passwords, state.login_limiter
+        state.settings, state.passwords, state.login_limiter, state.register_limiter
     )

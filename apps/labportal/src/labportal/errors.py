@@ -85,6 +85,10 @@ class TooManyRequests(Problem):
     status, code = 429, "rate_limited"
 
 
+class ServiceUnavailable(Problem):
+    status, code = 503, "unavailable"
+
+
 def problem_response(
     request: Request[Any, Any, Any],
     status: int,

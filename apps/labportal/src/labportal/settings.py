@@ -32,14 +32,25 @@ class Settings:
     host: str = "127.0.0.1"
     port: int = 8000
     base_url: str = ""
-    """LABPORTAL_BASE_URL: public origin for invitation links (default: the request's)."""
+    """LABPORTAL_BASE_URL: the portal's public origin, for invitation links and the Origin
+    check (default: http://HOST:PORT; never a request's Host header)."""
     cookie_secure: bool = False
     """LABPORTAL_COOKIE_SECURE: set the Secure flag on the session cookie (behind HTTPS)."""
     session_ttl_seconds: int = 12 * 3600
     login_max_failures: int = 5
-    """LABPORTAL_LOGIN_MAX_FAILURES: failed logins per e-mail (x4 per client address)..."""
+    """LABPORTAL_LOGIN_MAX_FAILURES: failed logins per e-mail from one client address (x4
+    per client address over all e-mails)..."""
     login_window_seconds: int = 300
     """...within this window before answering 429."""
+    register_max_per_address: int = 20
+    """LABPORTAL_REGISTER_MAX_PER_ADDRESS: registrations per client address..."""
+    register_window_seconds: int = 3600
+    """...within this window before answering 429."""
+    password_hash_concurrency: int = 2
+    """LABPORTAL_PASSWORD_HASH_CONCURRENCY: argon2 computations at once in the process (each
+    takes ARGON2_MEMORY_KIB and a core)..."""
+    password_hash_wait_seconds: float = 10.0
+    """...and how long a request waits for one before answering 503."""
     invitation_ttl_hours: int = 7 * 24
     argon2_time_cost: int = 3
     argon2_memory_kib: int = 65536
@@ -52,11 +63,13 @@ class Settings:
     cluster_secret: str = ""
     """LABPORTAL_CLUSTER_SECRET: the cluster's token secret (SLIDESTORE_SECRET)."""
     cluster_timeout_seconds: int = 10
-    view_token_ttl_seconds: int = 600
+    view_token_ttl_seconds: int = 300
     """LABPORTAL_VIEW_TOKEN_TTL_SECONDS: lifetime of the read tokens handed to viewers."""
     upload_token_ttl_seconds: int = 3600
     frontend_dir: str = ""
     """LABPORTAL_FRONTEND_DIR: where ``npm ci`` put node_modules (default: apps/labportal/frontend)."""
+    metrics_token: str = ""
+    """LABPORTAL_METRICS_TOKEN: the bearer token /metrics demands (unset: /metrics is off)."""
     log_level: str = "INFO"
     debug: bool = False
 
@@ -75,6 +88,8 @@ class Settings:
                 values[field.name] = raw.strip().lower() in {"1", "true", "yes", "on"}
             elif field.type == "int":
                 values[field.name] = int(raw)
+            elif field.type == "float":
+                values[field.name] = float(raw)
             else:
                 values[field.name] = raw
         values.update(overrides)
@@ -86,6 +101,14 @@ class Settings:
     @property
     def coordinator(self) -> str:
         return (self.cluster_url or self.coordinator_url).rstrip("/")
+
+    @property
+    def public_url(self) -> str:
+        """Where people reach the portal: configured, never taken from a request."""
+        if self.base_url:
+            return self.base_url.rstrip("/")
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
 
     @property
     def is_sqlite(self) -> bool:

@@ -1,4 +1,10 @@
-"""The login rate limit: failed attempts per e-mail and per client address in a sliding window."""
+"""Rate limits kept in memory (per process): login failures and registrations.
+
+Login failures count per (e-mail, client address) and per client address, never per
+e-mail alone: a count per e-mail would let anyone lock a victim out of their own account
+by failing on purpose (and renew the lock forever). The victim's own address keeps its
+own count.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +12,43 @@ import math
 import time
 from collections import defaultdict, deque
 from collections.abc import Callable
+
+
+class SlidingWindow:
+    """Events per key within the last ``window`` seconds."""
+
+    def __init__(self, window_seconds: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.window = window_seconds
+        self.clock = clock
+        self._events: dict[str, deque[float]] = defaultdict(deque)
+
+    def _recent(self, key: str) -> deque[float]:
+        entries = self._events.get(key)
+        if entries is None:
+            return deque()
+        horizon = self.clock() - self.window
+        while entries and entries[0] <= horizon:
+            entries.popleft()
+        if not entries:
+            del self._events[key]  # idle keys do not pile up
+        return entries
+
+    def wait(self, key: str, limit: int) -> float:
+        """Seconds until the key is below ``limit`` events again (0: it is now)."""
+        entries = self._recent(key)
+        if len(entries) < limit:
+            return 0.0
+        return entries[-limit] + self.window - self.clock()
+
+    def add(self, key: str) -> None:
+        self._events[key].append(self.clock())
+
+    def clear(self, key: str) -> None:
+        self._events.pop(key, None)
+
+
+def _seconds(waits: list[float]) -> int:
+    return max(1, math.ceil(max(waits))) if any(w > 0 for w in waits) else 0
 
 
 class LoginRateLimiter:
@@ -17,37 +60,43 @@ class LoginRateLimiter:
         address_factor: int = 4,
     ) -> None:
         self.max_failures = max_failures
-        self.window = window_seconds
-        self.clock = clock
-        self.address_factor = address_factor
-        self._failures: dict[str, deque[float]] = defaultdict(deque)
+        self.address_limit = max_failures * address_factor
+        self._failures = SlidingWindow(window_seconds, clock)
 
-    def _recent(self, key: str) -> deque[float]:
-        entries = self._failures[key]
-        horizon = self.clock() - self.window
-        while entries and entries[0] <= horizon:
-            entries.popleft()
-        if not entries:
-            self._failures.pop(key, None)
-            return deque()
-        return entries
+    @staticmethod
+    def _keys(email: str, address: str) -> tuple[str, str]:
+        return f"e:{address}:{email}", f"a:{address}"
 
     def retry_after(self, email: str, address: str) -> int:
-        """Seconds until another attempt is allowed (0: allowed now)."""
-        waits = []
-        for key, limit in (
-            ("e:" + email, self.max_failures),
-            ("a:" + address, self.max_failures * self.address_factor),
-        ):
-            entries = self._recent(key)
-            if len(entries) >= limit:
-                waits.append(entries[-limit] + self.window - self.clock())
-        return max(1, math.ceil(max(waits))) if waits else 0
+        """Seconds until this address may try this account again (0: allowed now)."""
+        pair, by_address = self._keys(email, address)
+        return _seconds(
+            [
+                self._failures.wait(pair, self.max_failures),
+                self._failures.wait(by_address, self.address_limit),
+            ]
+        )
 
     def failed(self, email: str, address: str) -> None:
-        now = self.clock()
-        self._failures["e:" + email].append(now)
-        self._failures["a:" + address].append(now)
+        for key in self._keys(email, address):
+            self._failures.add(key)
 
-    def succeeded(self, email: str) -> None:
-        self._failures.pop("e:" + email, None)
+    def succeeded(self, email: str, address: str) -> None:
+        self._failures.clear(self._keys(email, address)[0])
+
+
+class AttemptLimiter:
+    """At most ``limit`` attempts per client address in the window (each one counts)."""
+
+    def __init__(
+        self, limit: int, window_seconds: float, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.limit = limit
+        self._attempts = SlidingWindow(window_seconds, clock)
+
+    def attempt(self, address: str) -> int:
+        """Record an attempt and return 0, or the seconds to wait (nothing recorded)."""
+        wait = _seconds([self._attempts.wait(address, self.limit)])
+        if not wait:
+            self._attempts.add(address)
+        return wait

@@ -4,16 +4,19 @@ configured), /metrics."""
 from __future__ import annotations
 
 import asyncio
+import hmac
 import logging
+from typing import Any
 
 import httpx
 import msgspec
-from litestar import Controller, Response, get
+from litestar import Controller, Request, Response, get
 from litestar.datastructures import State
 from litestar.di import NamedDependency
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from labportal.errors import NotFound, Unauthorized
 from labportal.settings import Settings
 from slidestore import tokens
 from slidestore.tokens import Operation
@@ -74,6 +77,20 @@ async def check_nodes(coordinator: str, secret: str) -> str:
     return "ok" if reachable else "error: no storage node reachable"
 
 
+def require_metrics_token(request: Request[Any, Any, Any], settings: Settings) -> None:
+    """Traffic by route and status is for operators: their own token, not a user's."""
+    if not settings.metrics_token:
+        raise NotFound("metrics are off (set LABPORTAL_METRICS_TOKEN to serve them)")
+    scheme, _, sent = request.headers.get("authorization", "").partition(" ")
+    expected = settings.metrics_token.encode()
+    if scheme.lower() != "bearer" or not hmac.compare_digest(sent.strip().encode(), expected):
+        raise Unauthorized(
+            "send 'Authorization: Bearer <LABPORTAL_METRICS_TOKEN>'",
+            code="invalid_token",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+
+
 class HealthController(Controller):
     tags = ["operations"]
 
@@ -96,6 +113,13 @@ class HealthController(Controller):
             status_code=200 if ready else 503,
         )
 
-    @get("/metrics", summary="Prometheus metrics", media_type="text/plain; version=0.0.4")
-    async def metrics(self, state: State) -> str:
+    @get(
+        "/metrics",
+        summary="Prometheus metrics (Authorization: Bearer LABPORTAL_METRICS_TOKEN)",
+        media_type="text/plain; version=0.0.4",
+    )
+    async def metrics(
+        self, request: Request[Any, Any, Any], state: State, settings: NamedDependency[Settings]
+    ) -> str:
+        require_metrics_token(request, settings)
         return state.metrics.render()  # type: ignore[no-any-return]

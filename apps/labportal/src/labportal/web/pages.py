@@ -26,13 +26,12 @@ from labportal.domain.teams.roles import at_least
 from labportal.domain.teams.services import TeamService
 from labportal.errors import Problem
 from labportal.security.principal import Principal
+from labportal.security.redirects import is_local_path
 
 
 def _safe_next(value: str | None) -> str:
-    """Only local paths: never redirect to another site after login."""
-    if value and value.startswith("/") and not value.startswith("//") and "\\" not in value:
-        return value
-    return "/teams"
+    """Only same-origin relative paths: never redirect to another site after login."""
+    return value if value and is_local_path(value) else "/"
 
 
 def _login(request: Request[Any, Any, Any]) -> Redirect:

@@ -9,7 +9,7 @@ from litestar import Controller, Request, Response, delete, get, post
 from litestar.datastructures import Cookie
 from litestar.di import NamedDependency, Provide
 from litestar.params import FromPath, JSONBody
-from litestar.status_codes import HTTP_200_OK, HTTP_204_NO_CONTENT
+from litestar.status_codes import HTTP_200_OK, HTTP_202_ACCEPTED, HTTP_204_NO_CONTENT
 
 from labportal.deps import provide_accounts
 from labportal.domain.accounts.convert import token_out, user_out
@@ -17,6 +17,7 @@ from labportal.domain.accounts.models import User, UserSession
 from labportal.domain.accounts.schemas import (
     LoginIn,
     PasswordChangeIn,
+    RegisteredOut,
     RegisterIn,
     SessionOut,
     TokenCreatedOut,
@@ -25,6 +26,7 @@ from labportal.domain.accounts.schemas import (
     UserOut,
 )
 from labportal.domain.accounts.services import AccountService
+from labportal.security.origin import UNAUTHENTICATED_WRITE
 from labportal.security.principal import SESSION_COOKIE, Principal
 from labportal.settings import Settings
 
@@ -39,6 +41,11 @@ def _session_cookie(settings: NamedDependency[Settings], value: str | None) -> C
         secure=settings.cookie_secure,
         max_age=settings.session_ttl_seconds if value else 0,
     )
+
+
+def _address(request: Request[Any, Any, Any]) -> str:
+    """The client's address (uvicorn sets it from X-Forwarded-For for trusted proxies)."""
+    return request.client.host if request.client else "unknown"
 
 
 def _logged_in(
@@ -56,18 +63,26 @@ class AuthController(Controller):
     tags = ["accounts"]
     dependencies = {"accounts": Provide(provide_accounts, sync_to_thread=False)}
 
-    @post("/register", summary="Create an account (and log in)")
+    @post(
+        "/register",
+        guards=UNAUTHENTICATED_WRITE,
+        status_code=HTTP_202_ACCEPTED,
+        summary="Create an account (then log in); the answer does not say whether it existed",
+    )
     async def register(
         self,
+        request: Request[Any, Any, Any],
         data: JSONBody[RegisterIn],
         accounts: NamedDependency[AccountService],
-        settings: NamedDependency[Settings],
-    ) -> Response[SessionOut]:
-        user = await accounts.register(data)
-        cookie, session = await accounts.open_session(user)
-        return _logged_in(user, cookie, session, settings, 201)
+    ) -> RegisteredOut:
+        await accounts.register(data, _address(request))
+        return RegisteredOut()
 
-    @post("/login", summary="Log in: sets the HttpOnly session cookie, returns the CSRF token")
+    @post(
+        "/login",
+        guards=UNAUTHENTICATED_WRITE,
+        summary="Log in: sets the HttpOnly session cookie, returns the CSRF token",
+    )
     async def login(
         self,
         request: Request[Any, Any, Any],
@@ -75,8 +90,7 @@ class AuthController(Controller):
         accounts: NamedDependency[AccountService],
         settings: NamedDependency[Settings],
     ) -> Response[SessionOut]:
-        address = request.client.host if request.client else "unknown"
-        user = await accounts.authenticate(data.email, data.password, address)
+        user = await accounts.authenticate(data.email, data.password, _address(request))
         cookie, session = await accounts.open_session(user)
         return _logged_in(user, cookie, session, settings, HTTP_200_OK)
 
@@ -104,7 +118,11 @@ class AuthController(Controller):
         accounts: NamedDependency[AccountService],
     ) -> None:
         await accounts.change_password(
-            principal.user, data.current_password, data.new_password, keep=principal.session
+            principal.user,
+            data.current_password,
+            data.new_password,
+            keep=principal.session,
+            revoke=data.revoke_sessions,
         )
 
 

@@ -34,6 +34,8 @@ class LoginIn(msgspec.Struct):
 class PasswordChangeIn(msgspec.Struct):
     current_password: Annotated[str, Meta(max_length=256)]
     new_password: Annotated[str, Meta(max_length=256)]
+    revoke_sessions: bool = True
+    """End my other browser sessions and revoke my API tokens (this session stays)."""
 
     def __post_init__(self) -> None:
         self.new_password = validation.password(self.new_password, "new_password")
@@ -49,6 +51,12 @@ class UserOut(msgspec.Struct):
 class UserRef(msgspec.Struct):
     id: uuid.UUID
     display_name: str
+
+
+class RegisteredOut(msgspec.Struct):
+    """The same answer whether or not the e-mail already had an account."""
+
+    detail: str = "If this e-mail address had no account, one was created. Log in to continue."
 
 
 class SessionOut(msgspec.Struct):

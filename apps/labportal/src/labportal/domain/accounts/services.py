@@ -12,11 +12,18 @@ from sqlalchemy import delete, select
 from labportal.db.base import utcnow
 from labportal.domain.accounts.models import ApiToken, User, UserSession
 from labportal.domain.accounts.schemas import RegisterIn, TokenCreateIn
-from labportal.errors import Conflict, NotFound, TooManyRequests, Unauthorized
+from labportal.errors import NotFound, TooManyRequests, Unauthorized
 from labportal.security.passwords import Passwords
-from labportal.security.ratelimit import LoginRateLimiter
+from labportal.security.ratelimit import AttemptLimiter, LoginRateLimiter
 from labportal.security.secrets import digest, new_api_token, new_secret
 from labportal.settings import Settings
+
+
+def _refuse_for(wait: int, what: str) -> None:
+    if wait:
+        raise TooManyRequests(
+            f"{what}; try again in {wait} s", headers={"Retry-After": str(wait)}, retry_after=wait
+        )
 
 
 class UserRepository(SQLAlchemyAsyncRepository[User]):
@@ -27,34 +34,34 @@ class AccountService(SQLAlchemyAsyncRepositoryService[User, UserRepository]):
     repository_type = UserRepository
 
     def configure(
-        self, settings: Settings, passwords: Passwords, limiter: LoginRateLimiter
+        self,
+        settings: Settings,
+        passwords: Passwords,
+        limiter: LoginRateLimiter,
+        registrations: AttemptLimiter,
     ) -> AccountService:
         self.settings, self.passwords, self.limiter = settings, passwords, limiter
+        self.registrations = registrations
         return self
 
-    async def register(self, data: RegisterIn) -> User:
+    async def register(self, data: RegisterIn, address: str) -> None:
+        """Create the account unless the e-mail has one. Either way the caller learns the
+        same (and waits as long: the password is hashed in both cases), so registration
+        does not tell who has an account; nobody is logged in by it."""
+        _refuse_for(self.registrations.attempt(address), "too many registrations")
+        password_hash = await self.passwords.hash(data.password)
         if await self.repository.exists(email=data.email):
-            raise Conflict("an account with this e-mail already exists", code="email_taken")
-        user = User(
-            email=data.email,
-            display_name=data.display_name,
-            password_hash=await self.passwords.hash(data.password),
-        )
-        return await self.repository.add(user)
+            return
+        user = User(email=data.email, display_name=data.display_name, password_hash=password_hash)
+        await self.repository.add(user)
 
     async def authenticate(self, email: str, password: str, address: str) -> User:
-        wait = self.limiter.retry_after(email, address)
-        if wait:
-            raise TooManyRequests(
-                f"too many failed logins; try again in {wait} s",
-                headers={"Retry-After": str(wait)},
-                retry_after=wait,
-            )
+        _refuse_for(self.limiter.retry_after(email, address), "too many failed logins")
         user = await self.repository.get_one_or_none(email=email)
         if not await self.passwords.verify(user.password_hash if user else None, password):
             self.limiter.failed(email, address)
             raise Unauthorized("wrong e-mail or password", code="invalid_credentials")
-        self.limiter.succeeded(email)
+        self.limiter.succeeded(email, address)
         assert user is not None
         return user
 
@@ -75,15 +82,21 @@ class AccountService(SQLAlchemyAsyncRepositoryService[User, UserRepository]):
         await self.repository.session.delete(session)
 
     async def change_password(
-        self, user: User, current: str, new: str, keep: UserSession | None
+        self, user: User, current: str, new: str, keep: UserSession | None, revoke: bool
     ) -> None:
+        """With ``revoke`` (the default: a changed password is often a stolen one), every
+        other credential of the user ends: browser sessions but ``keep``, and API tokens."""
         if not await self.passwords.verify(user.password_hash, current):
             raise Unauthorized("current password is wrong", code="invalid_credentials")
         user.password_hash = await self.passwords.hash(new)
-        stmt = delete(UserSession).where(UserSession.user_id == user.id)
+        if not revoke:
+            return
+        db = self.repository.session
+        sessions = delete(UserSession).where(UserSession.user_id == user.id)
         if keep is not None:
-            stmt = stmt.where(UserSession.id != keep.id)
-        await self.repository.session.execute(stmt)
+            sessions = sessions.where(UserSession.id != keep.id)
+        await db.execute(sessions)
+        await db.execute(delete(ApiToken).where(ApiToken.user_id == user.id))
 
     # -- API tokens ---------------------------------------------------------------------
 

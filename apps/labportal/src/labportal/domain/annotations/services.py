@@ -13,6 +13,7 @@ from labportal.db.base import utcnow
 from labportal.domain.accounts.models import User
 from labportal.domain.annotations.models import Annotation
 from labportal.domain.annotations.schemas import AnnotationIn, AnnotationUpdateIn, check_points
+from labportal.domain.cases.services import ensure_unlocked
 from labportal.domain.materials.services import Access, MaterialService
 from labportal.domain.teams.roles import at_least
 from labportal.errors import Forbidden, NotFound, Unprocessable
@@ -67,13 +68,15 @@ class AnnotationService(SQLAlchemyAsyncRepositoryService[Annotation, AnnotationR
         return annotation
 
     async def create(self, material_id: uuid.UUID, user: User, data: AnnotationIn) -> Annotation:
-        await self.materials.access(material_id, user, "member")
+        access = await self.materials.access(material_id, user, "member")
+        ensure_unlocked(access.case, "annotated")
         return await self.repository.add(self._new(material_id, user, data))
 
     async def create_many(
         self, material_id: uuid.UUID, user: User, items: list[AnnotationIn]
     ) -> int:
-        await self.materials.access(material_id, user, "member")
+        access = await self.materials.access(material_id, user, "member")
+        ensure_unlocked(access.case, "annotated")
         await self.repository.add_many([self._new(material_id, user, d) for d in items])
         return len(items)
 
@@ -89,6 +92,7 @@ class AnnotationService(SQLAlchemyAsyncRepositoryService[Annotation, AnnotationR
             raise Forbidden(f"a team {access.member.role} cannot change annotations")
         if annotation.created_by_id != user.id and not at_least(access.member.role, "admin"):
             raise Forbidden("only the author or a team admin can change this annotation")
+        ensure_unlocked(access.case, "annotated")
         return annotation, access
 
     async def update(

@@ -22,6 +22,15 @@ from labportal.domain.teams.services import TeamService
 from labportal.errors import Conflict, Forbidden, NotFound, Unprocessable
 
 
+def ensure_unlocked(case: Case, what: str = "changed") -> None:
+    """409 ``locked`` for any write under a signed-out case (its record must stay as signed)."""
+    if case.status in workflow.LOCKED:
+        raise Conflict(
+            f"the case is signed out: nothing in it can be {what}; an admin must reopen it first",
+            code="locked",
+        )
+
+
 class CaseRepository(SQLAlchemyAsyncRepository[Case]):
     model_type = Case
 
@@ -101,8 +110,7 @@ class CaseService(SQLAlchemyAsyncRepositoryService[Case, CaseRepository]):
 
     async def update_case(self, case_id: uuid.UUID, actor: User, data: CaseUpdateIn) -> Case:
         case, _ = await self.writable(case_id, actor)
-        if case.status == "signed_out":
-            raise Conflict("a signed-out case cannot be edited; reopen it first", code="locked")
+        ensure_unlocked(case, "edited")
         changes: dict[str, Any] = {}
         for name in ("title", "description"):
             new = getattr(data, name)
@@ -146,6 +154,7 @@ class CaseService(SQLAlchemyAsyncRepositoryService[Case, CaseRepository]):
         case, member = await self.get_case(case_id, actor)
         if not at_least(member.role, "admin"):
             raise Forbidden(f"deleting a case needs the admin role; you are {member.role}")
+        ensure_unlocked(case, "deleted")
         await self.repository.delete(case.id)
 
     async def list_cases(

@@ -18,6 +18,10 @@ TRANSITIONS: dict[str, tuple[Status, ...]] = {
 ADMIN_TRANSITIONS = {("in_review", "signed_out"), ("signed_out", "open")}
 
 
+LOCKED: frozenset[str] = frozenset({"signed_out"})
+"""Statuses in which nothing under the case changes; the only way out is a transition."""
+
+
 def allowed(current: str) -> tuple[Status, ...]:
     return TRANSITIONS[current]
 

@@ -13,7 +13,7 @@ from sqlalchemy import select
 from labportal.db.base import utcnow
 from labportal.domain.accounts.models import User
 from labportal.domain.cases.models import Case
-from labportal.domain.cases.services import CaseService
+from labportal.domain.cases.services import CaseService, ensure_unlocked
 from labportal.domain.discussion.models import Comment
 from labportal.domain.discussion.schemas import CommentCreateIn, CommentUpdateIn
 from labportal.domain.materials.models import Material
@@ -44,6 +44,7 @@ class CommentService(SQLAlchemyAsyncRepositoryService[Comment, CommentRepository
 
     async def add_comment(self, case_id: uuid.UUID, user: User, data: CommentCreateIn) -> Comment:
         case, _ = await self.cases.writable(case_id, user)
+        ensure_unlocked(case, "commented on")
         if data.parent_id is not None:
             parent = await self.repository.get_one_or_none(id=data.parent_id, case_id=case_id)
             if parent is None:
@@ -96,6 +97,7 @@ class CommentService(SQLAlchemyAsyncRepositoryService[Comment, CommentRepository
         comment, case, member = await self._comment(comment_id, user)
         if not at_least(member.role, "member"):
             raise Forbidden(f"a team {member.role} cannot change comments")
+        ensure_unlocked(case, "edited or resolved")
         if data.body is not UNSET and data.body != comment.body:
             if comment.author_id != user.id:
                 raise Forbidden("only the author can edit a comment")
@@ -116,7 +118,8 @@ class CommentService(SQLAlchemyAsyncRepositoryService[Comment, CommentRepository
         return comment
 
     async def delete_comment(self, comment_id: uuid.UUID, user: User) -> None:
-        comment, _, member = await self._comment(comment_id, user)
+        comment, case, member = await self._comment(comment_id, user)
         if comment.author_id != user.id and not at_least(member.role, "admin"):
             raise Forbidden("only the author or a team admin can delete a comment")
+        ensure_unlocked(case, "deleted")
         await self.repository.delete(comment.id)

@@ -13,6 +13,7 @@ from litestar.status_codes import HTTP_200_OK
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from labportal.cluster import Cluster
+from labportal.domain.cases.services import ensure_unlocked
 from labportal.domain.materials.convert import material_detail, material_out
 from labportal.domain.materials.models import Material
 from labportal.domain.materials.schemas import (
@@ -49,6 +50,14 @@ DEPENDENCIES = {
 
 async def _view(cluster: Cluster, material: Material) -> BlobView | None:
     return await cluster.blob(material.blob_id) if material.blob_id else None
+
+
+async def _unlocked(
+    materials: MaterialService, material_id: uuid.UUID, principal: Principal
+) -> None:
+    """Finishing an upload begun before sign-out would still change the signed case."""
+    access = await materials.access(material_id, principal.user, "member")
+    ensure_unlocked(access.case, "changed")
 
 
 class CaseMaterialsController(Controller):
@@ -125,6 +134,7 @@ class MaterialController(Controller):
         materials: NamedDependency[MaterialService],
         cluster: NamedDependency[Cluster],
     ) -> MaterialOut:
+        await _unlocked(materials, material_id, principal)
         material, view = await materials.complete(
             material_id, principal.user, data.blob_id, data.proof, cluster
         )
@@ -144,6 +154,7 @@ class MaterialController(Controller):
         principal: NamedDependency[Principal],
         materials: NamedDependency[MaterialService],
     ) -> MaterialOut:
+        await _unlocked(materials, material_id, principal)
         return material_out(await materials.fail(material_id, principal.user, data.reason), None)
 
     @delete("/", opt=WRITE, summary="Detach a slide (member); unused blobs leave the cluster")

@@ -16,7 +16,7 @@ from sqlalchemy import func, select, update
 from labportal.cluster import Cluster, ready_replicas
 from labportal.domain.accounts.models import User
 from labportal.domain.cases.models import Case
-from labportal.domain.cases.services import CaseService
+from labportal.domain.cases.services import CaseService, ensure_unlocked
 from labportal.domain.materials.models import Material
 from labportal.domain.materials.possession import Challenge, digest, matches, new_challenge
 from labportal.domain.materials.schemas import MaterialCreateIn
@@ -229,6 +229,7 @@ class MaterialService(SQLAlchemyAsyncRepositoryService[Material, MaterialReposit
 
     async def delete(self, material_id: uuid.UUID, user: User, cluster: Cluster) -> None:
         access = await self.access(material_id, user, "member")
+        ensure_unlocked(access.case, "deleted")  # before the blob can leave the cluster
         material = access.material
         await self._release(material.blob_id or material.sha256, cluster, material.id)
         await self.cases.record(

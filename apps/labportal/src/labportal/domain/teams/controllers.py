@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import uuid
-from typing import Annotated, Any
+from typing import Annotated
 
-from litestar import Controller, Request, delete, get, patch, post
+from litestar import Controller, delete, get, patch, post
 from litestar.di import NamedDependency, Provide
 from litestar.params import FromPath, JSONBody, PathParameter
 from litestar.status_codes import HTTP_200_OK, HTTP_204_NO_CONTENT
@@ -28,6 +28,7 @@ from labportal.domain.teams.schemas import (
     TransferIn,
 )
 from labportal.domain.teams.services import TeamService
+from labportal.security.origin import same_origin
 from labportal.security.principal import Principal
 from labportal.settings import Settings
 
@@ -43,11 +44,9 @@ def provide_invitations(db_session: NamedDependency[AsyncSession]) -> Invitation
     return InvitationService(session=db_session)
 
 
-def invitation_url(
-    request: Request[Any, Any, Any], settings: NamedDependency[Settings], secret: str
-) -> str:
-    base = settings.base_url.rstrip("/") or str(request.base_url).rstrip("/")
-    return f"{base}/invitations/{secret}"
+def invitation_url(settings: NamedDependency[Settings], secret: str) -> str:
+    """From the settings only: a request's Host header could send the link elsewhere."""
+    return f"{settings.public_url}/invitations/{secret}"
 
 
 class TeamController(Controller):
@@ -179,7 +178,6 @@ class TeamController(Controller):
     @post("/{team_id:uuid}/invitations", opt=WRITE, summary="Invite by link (admin)")
     async def create_invitation(
         self,
-        request: Request[Any, Any, Any],
         team_id: FromPath[uuid.UUID],
         data: JSONBody[InvitationCreateIn],
         principal: NamedDependency[Principal],
@@ -189,7 +187,7 @@ class TeamController(Controller):
         secret, invitation = await invitations.create_invitation(
             team_id, principal.user, data, settings.invitation_ttl_hours
         )
-        out = invitation_out(invitation, secret, invitation_url(request, settings, secret))
+        out = invitation_out(invitation, secret, invitation_url(settings, secret))
         assert isinstance(out, InvitationCreatedOut)
         return out
 
@@ -223,7 +221,13 @@ class InvitationController(Controller):
     ) -> InvitationOut:
         return invitation_out(await invitations.by_secret(token))
 
-    @post("/{token:str}/accept", opt=WRITE, status_code=HTTP_200_OK, summary="Join the team")
+    @post(
+        "/{token:str}/accept",
+        opt=WRITE,
+        guards=[same_origin],
+        status_code=HTTP_200_OK,
+        summary="Join the team",
+    )
     async def accept(
         self,
         token: InvitationToken,
@@ -232,7 +236,13 @@ class InvitationController(Controller):
     ) -> MemberOut:
         return member_out(await invitations.accept(token, principal.user))
 
-    @post("/{token:str}/decline", opt=WRITE, status_code=HTTP_200_OK, summary="Decline")
+    @post(
+        "/{token:str}/decline",
+        opt=WRITE,
+        guards=[same_origin],
+        status_code=HTTP_200_OK,
+        summary="Decline",
+    )
     async def decline(
         self,
         token: InvitationToken,

@@ -1,4 +1,8 @@
-"""Invitation links: created by admins, accepted or declined by the invitee, revocable."""
+"""Invitation links: created by admins, accepted or declined by the invitee, revocable.
+
+A link is answered once: the answer is a conditional UPDATE (``status = 'pending'``), so of
+concurrent answers exactly one finds the row pending. A link speaks for its creator, so it
+stops working when the creator may no longer hand out its role in the team."""
 
 from __future__ import annotations
 
@@ -7,12 +11,12 @@ import uuid
 
 from advanced_alchemy.repository import SQLAlchemyAsyncRepository
 from advanced_alchemy.service import SQLAlchemyAsyncRepositoryService
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from labportal.db.base import utcnow
 from labportal.domain.accounts.models import User
 from labportal.domain.teams.models import Invitation, Membership
-from labportal.domain.teams.roles import may_assign
+from labportal.domain.teams.roles import at_least, may_assign
 from labportal.domain.teams.schemas import InvitationCreateIn
 from labportal.domain.teams.services import TeamService
 from labportal.errors import Conflict, Forbidden, Gone, NotFound
@@ -95,8 +99,43 @@ class InvitationService(SQLAlchemyAsyncRepositoryService[Invitation, InvitationR
             raise Forbidden("this invitation is for another e-mail address")
         return invitation
 
+    async def _creator_may_still_invite(self, invitation: Invitation) -> None:
+        creator = None
+        if invitation.created_by_id is not None:
+            creator = await self.repository.session.scalar(
+                select(Membership).where(
+                    Membership.team_id == invitation.team_id,
+                    Membership.user_id == invitation.created_by_id,
+                )
+            )
+        if (
+            creator is None
+            or not at_least(creator.role, "admin")
+            or not may_assign(creator.role, invitation.role)
+        ):
+            raise Gone(
+                "this invitation is no longer valid: its creator can no longer invite to the "
+                "team; ask a team admin for a new link",
+                code="invitation_invalid",
+            )
+
+    async def _claim(self, invitation: Invitation, user: User, status: str) -> None:
+        """Answer the invitation if it is still pending; losing a race is a 409."""
+        db = self.repository.session
+        result = await db.execute(
+            update(Invitation)
+            .where(Invitation.id == invitation.id, Invitation.status == "pending")
+            .values(status=status, responded_by_id=user.id, responded_at=utcnow())
+            .execution_options(synchronize_session=False)
+        )
+        await db.refresh(invitation)  # the row as it is now (ours, or the winner's answer)
+        if result.rowcount != 1:  # type: ignore[attr-defined]
+            now = effective_status(invitation)
+            raise Conflict(f"the invitation was {now}", code=f"invitation_{now}")
+
     async def accept(self, secret: str, user: User) -> Membership:
         invitation = await self._answerable(secret, user)
+        await self._creator_may_still_invite(invitation)
         existing = await self.repository.session.scalar(
             select(Membership).where(
                 Membership.team_id == invitation.team_id, Membership.user_id == user.id
@@ -104,17 +143,14 @@ class InvitationService(SQLAlchemyAsyncRepositoryService[Invitation, InvitationR
         )
         if existing is not None:
             raise Conflict("you are already a member of this team", code="already_member")
+        await self._claim(invitation, user, "accepted")
         member = Membership(team_id=invitation.team_id, user_id=user.id, role=invitation.role)
         self.repository.session.add(member)
-        invitation.status = "accepted"
-        invitation.responded_by_id, invitation.responded_at = user.id, utcnow()
         await self.repository.session.flush()
         await self.repository.session.refresh(member, ["user"])
         return member
 
     async def decline(self, secret: str, user: User) -> Invitation:
         invitation = await self._answerable(secret, user)
-        invitation.status = "declined"
-        invitation.responded_by_id, invitation.responded_at = user.id, utcnow()
-        await self.repository.session.flush()
+        await self._claim(invitation, user, "declined")
         return invitation

@@ -26,17 +26,24 @@ function formBody(form) {
   return body;
 }
 
-async function call(el, body) {
-  const error = el.querySelector(".error") || document.getElementById("error");
-  if (error) error.textContent = "";
-  const method = (el.dataset.method || "POST").toUpperCase();
+async function send(url, method, body) {
   const init = { method, headers: { "X-CSRF-Token": csrfToken() }, credentials: "same-origin" };
   if (method !== "GET" && method !== "DELETE") {
     init.headers["Content-Type"] = "application/json";
     init.body = JSON.stringify(body);
   }
-  const response = await fetch(el.dataset.api, init);
+  const response = await fetch(url, init);
   const answer = response.status === 204 ? {} : await response.json().catch(() => ({}));
+  return { response, answer };
+}
+
+async function call(el, body) {
+  const error = el.querySelector(".error") || document.getElementById("error");
+  if (error) error.textContent = "";
+  const method = (el.dataset.method || "POST").toUpperCase();
+  let { response, answer } = await send(el.dataset.api, method, body);
+  // data-then: a second call with the same body (registration is followed by a login).
+  if (response.ok && el.dataset.then) ({ response, answer } = await send(el.dataset.then, "POST", body));
   if (!response.ok) {
     const message = answer.detail || response.statusText;
     if (error) error.textContent = message; else alert(message);

@@ -1,6 +1,7 @@
-// The slide viewer: OpenSeadragon over a replica's DeepZoom with a read-only token (tiles
-// inherit the .dzi URL's ?token=), failover to the next replica when tiles fail, a scale
-// bar from µm/px, and annotations drawn as an SVG overlay in level-0 pixel coordinates.
+// The slide viewer: OpenSeadragon over a replica's DeepZoom with a short-lived read-only
+// token, renewed before it expires (every tile URL is built with the current one), failover
+// to the next replica when tiles fail, a scale bar from µm/px, and annotations drawn as an
+// SVG overlay in level-0 pixel coordinates.
 "use strict";
 
 const box = document.getElementById("stage");
@@ -25,6 +26,30 @@ async function api(method, url, body) {
 
 function tileSource(i) {
   return `${ticket.dzi_urls[i]}?token=${encodeURIComponent(ticket.token)}`;
+}
+
+// OpenSeadragon fixes a tile's URL when it first plans the tile, and may load it (again)
+// long after: hand it a getter instead, so each load uses the token current at that time.
+function tokenAtLoadTime(source) {
+  const plain = source.getTileUrl.bind(source);
+  source.getTileUrl = (level, x, y) => () =>
+    `${plain(level, x, y).replace(/\?.*$/, "")}?token=${encodeURIComponent(ticket.token)}`;
+}
+
+// A fresh token from the same endpoint at 3/4 of the current one's life; a refusal (removed
+// from the team: 404) is shown, a failure retried, and the old token simply runs out.
+function renewLater(seconds) {
+  setTimeout(async () => {
+    try {
+      const fresh = await api("POST", `/api/materials/${MATERIAL}/view`);
+      ticket.token = fresh.token;
+      ticket.expires_in = fresh.expires_in;
+      renewLater(fresh.expires_in * 0.75);
+    } catch (e) {
+      document.getElementById("error").textContent = `viewing access not renewed: ${e.message}`;
+      renewLater(Math.min(10, ticket.expires_in / 4));
+    }
+  }, Math.max(1, seconds) * 1000);
 }
 
 function failover() {
@@ -232,6 +257,8 @@ function setupThreads() {
     crossOriginPolicy: "Anonymous",
     timeout: 10000,
   });
+  viewer.world.addHandler("add-item", (e) => tokenAtLoadTime(e.item.source));
+  renewLater(ticket.expires_in * 0.75);
   viewer.addHandler("tile-load-failed", () => { if (++failures >= 3) failover(); });
   viewer.addHandler("open-failed", failover);
   viewer.addHandler("update-viewport", redraw);
