@@ -52,7 +52,11 @@ def _writes(s: dict[str, Any]) -> list[tuple[str, str, Any]]:
     return [  # in an order that also works once reopened (deletions last)
         ("PATCH", f"/api/cases/{case}", {"title": "rewritten"}),
         ("POST", f"/api/cases/{case}/materials", {"name": "c.svs", "size": 100}),
-        ("POST", f"/api/materials/{s['uploading']}/complete", {"blob_id": s["blob"]}),
+        (
+            "POST",
+            f"/api/materials/{s['uploading']}/complete",
+            {"blob_id": s["blob"], "proof": "0" * 64},
+        ),
         ("POST", f"/api/materials/{s['uploading']}/failed", {"reason": "gave up"}),
         ("POST", f"/api/materials/{material}/annotations", RECT),
         ("POST", f"/api/materials/{material}/annotations/geojson", collection),
