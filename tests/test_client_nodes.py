@@ -23,10 +23,10 @@ from client_harness import SECRET, StubCoordinator, client_token, replica
 import slidestore
 from slidestore import tokens
 from slidestore.client import TusOptions, TusUpload, connect
-from slidestore.client.tus import GrantSpent
 from slidestore.client.http import Transport
 from slidestore.client.replicas import ReplicaSet
 from slidestore.client.slide import AsyncRemoteSlide
+from slidestore.client.tus import GrantSpent
 from slidestore.errors import BlobNotFound, ChecksumMismatch, ClusterUnavailable, OutOfBounds
 from slidestore.pyramid import open_pyramid
 from slidestore.tokens import Operation
