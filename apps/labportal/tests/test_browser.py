@@ -50,7 +50,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     with coordinator:
         common = {"secret": SECRET, "coordinator_url": coordinator.url, "heartbeat_interval": 0.5}
         with NodeProcess(tmp / "a", settings=common), NodeProcess(tmp / "b", settings=common):
-            token = tokens.mint(SECRET, ops={Operation.READ})
+            token = tokens.mint(SECRET, ops={Operation.ADMIN})
             deadline, nodes = time.monotonic() + 20, []
             while time.monotonic() < deadline:
                 nodes = httpx.get(coordinator.url + "/v1/nodes", params={"token": token}).json()

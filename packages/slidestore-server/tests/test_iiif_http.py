@@ -21,7 +21,7 @@ from slidestore.protocols import iiif
 from slidestore.tokens import Operation
 from slidestore_server.testing import NodeProcess
 
-SECRET = "iiif-budget-secret"
+SECRET = tokens.new_secret()
 BURST = 8
 WIDTH, HEIGHT = 3072, 2560  # the generated slide
 

@@ -345,7 +345,7 @@ class Cluster:
         return [
             index
             for index, node in enumerate(self.nodes)
-            if any(p.is_dir() for p in (node.data_dir / "uploads").glob("*"))
+            if any(p.is_dir() and p.name != "grants" for p in (node.data_dir / "uploads").glob("*"))
         ]
 
     def holders(self, blob_id: str) -> list[int]:

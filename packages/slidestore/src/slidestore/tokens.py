@@ -12,6 +12,7 @@ import binascii
 import enum
 import hashlib
 import hmac
+import math
 import secrets
 import time
 
@@ -164,7 +165,9 @@ def mint(
     cap = Capability(
         blob=blob,
         ops=frozenset(ops),
-        exp=int((time.time() if now is None else now) + ttl),
+        # Rounded up: a token lives at least ``ttl`` (a page renewing at 75% of it must
+        # never hold one that died early).
+        exp=math.ceil((time.time() if now is None else now) + ttl),
         sub=subject,
         nonce=secrets.token_hex(8) if nonce is None else nonce,
         size=size,

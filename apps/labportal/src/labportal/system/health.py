@@ -56,7 +56,9 @@ async def check_coordinator(url: str) -> str:
 async def check_nodes(coordinator: str, secret: str) -> str:
     """At least one node the coordinator calls alive answers its ``/healthz``: slides can
     be read and uploaded."""
-    token = tokens.mint(secret, ops={Operation.READ}, ttl=60, subject="labportal-readyz")
+    # The node list (addresses, free space) is an operator's view: an admin token for one
+    # minute, minted here and sent only to the coordinator.
+    token = tokens.mint(secret, ops={Operation.ADMIN}, ttl=60, subject="labportal-readyz")
     try:
         async with httpx.AsyncClient(timeout=3) as client:
             answer = await client.get(
