@@ -12,12 +12,14 @@ from urllib.parse import parse_qs, urlparse
 import msgspec
 import pytest
 
+from labportal.cluster import Cluster
 from labportal.domain.materials.possession import Challenge, digest
 from labportal.settings import Settings
 from slidestore import tokens
 from slidestore.tokens import Operation
 
-from .fakecluster import NODES, SECRET, FakeCluster, content
+from .conftest import portal_settings
+from .fakecluster import COORDINATOR, NODES, SECRET, FakeCluster, content
 from .helpers import Portal, User, problem
 
 pytestmark = pytest.mark.asyncio
@@ -391,3 +393,35 @@ async def test_view_token_renewal_ends_with_membership(
 
 def test_view_tokens_live_five_minutes_by_default() -> None:
     assert Settings().view_token_ttl_seconds == 300
+
+
+async def test_a_team_quota_bounds_what_its_members_can_promise(
+    database_url: str, fake: FakeCluster
+) -> None:
+    """One member cannot have the cluster promise unbounded space: the team's slides,
+    uploads in progress included, stay within LABPORTAL_TEAM_QUOTA_BYTES."""
+    settings = portal_settings(
+        database_url, cluster_url=COORDINATOR, cluster_secret=SECRET, team_quota_bytes=250
+    )
+    async with Portal.running(settings) as portal:
+        await portal.app.state.cluster.aclose()
+        portal.app.state.cluster = Cluster(settings, transport=fake.transport())
+        owner, other = await portal.user("owner"), await portal.user("other")
+        _, case = await _case(portal, owner)
+        url = f"/api/cases/{case}/materials"
+        first = await owner.post(url, json={"name": "a.svs", "size": 100})
+        assert first.status_code == 201  # uploading: its 100 bytes count already
+        assert (await owner.post(url, json={"name": "b.svs", "size": 100})).status_code == 201
+        refused = await owner.post(url, json={"name": "c.svs", "size": 100})
+        assert problem(refused, 507)["code"] == "quota_exceeded"
+        assert len(fake.placements) == 2  # nothing was asked of the cluster for it
+        # A failed upload frees its share; another team has its own quota.
+        material = first.json()["material"]["id"]
+        reason = {"reason": "gave up"}
+        assert (
+            await owner.post(f"/api/materials/{material}/failed", json=reason)
+        ).status_code == 200
+        assert (await owner.post(url, json={"name": "c.svs", "size": 100})).status_code == 201
+        _, elsewhere = await _case(portal, other)
+        r = await other.post(f"/api/cases/{elsewhere}/materials", json={"name": "d", "size": 250})
+        assert r.status_code == 201

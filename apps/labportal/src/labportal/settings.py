@@ -63,9 +63,11 @@ class Settings:
     cluster_secret: str = ""
     """LABPORTAL_CLUSTER_SECRET: the cluster's token secret (SLIDESTORE_SECRET)."""
     cluster_timeout_seconds: int = 10
+    team_quota_bytes: int = 1 << 40
+    """LABPORTAL_TEAM_QUOTA_BYTES: slide bytes one team may hold, uploads in progress
+    included (0: no limit). A material past it is refused before any space is promised."""
     view_token_ttl_seconds: int = 300
     """LABPORTAL_VIEW_TOKEN_TTL_SECONDS: lifetime of the read tokens handed to viewers."""
-    upload_token_ttl_seconds: int = 3600
     frontend_dir: str = ""
     """LABPORTAL_FRONTEND_DIR: where ``npm ci`` put node_modules (default: apps/labportal/frontend)."""
     metrics_token: str = ""

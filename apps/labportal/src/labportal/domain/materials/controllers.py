@@ -29,6 +29,7 @@ from labportal.domain.materials.schemas import (
 from labportal.domain.materials.services import MaterialService
 from labportal.domain.materials.viewing import view_for
 from labportal.security.principal import Principal
+from labportal.settings import Settings
 from slidestore.cluster.wire import BlobView
 
 READ, WRITE = {"scope": "cases:read"}, {"scope": "cases:write"}
@@ -88,8 +89,11 @@ class CaseMaterialsController(Controller):
         principal: NamedDependency[Principal],
         materials: NamedDependency[MaterialService],
         cluster: NamedDependency[Cluster],
+        settings: NamedDependency[Settings],
     ) -> UploadOut:
-        material, placement = await materials.create(case_id, principal.user, data, cluster)
+        material, placement = await materials.create(
+            case_id, principal.user, data, cluster, settings.team_quota_bytes
+        )
         exists = placement.exists
         view = await _view(cluster, material) if exists else None
         return UploadOut(

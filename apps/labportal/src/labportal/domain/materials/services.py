@@ -23,8 +23,12 @@ from labportal.domain.materials.schemas import MaterialCreateIn
 from labportal.domain.teams.models import Membership, Team
 from labportal.domain.teams.roles import at_least
 from labportal.domain.teams.services import TeamService
-from labportal.errors import Conflict, Forbidden, NotFound, Unprocessable
+from labportal.errors import Conflict, Forbidden, NotFound, Problem, Unprocessable
 from slidestore.cluster.wire import BlobStatus, BlobView, Placement
+
+
+class QuotaExceeded(Problem):
+    status, code = 507, "quota_exceeded"
 
 
 class MaterialRepository(SQLAlchemyAsyncRepository[Material]):
@@ -85,12 +89,35 @@ class MaterialService(SQLAlchemyAsyncRepositoryService[Material, MaterialReposit
         )
         return list(rows.unique())
 
+    async def team_usage(self, team_id: uuid.UUID) -> int:
+        """Bytes of the team's materials, uploads in progress included, failed ones not."""
+        used = await self.repository.session.scalar(
+            select(func.coalesce(func.sum(Material.size), 0))
+            .join(Case, Case.id == Material.case_id)
+            .where(
+                Case.team_id == team_id, (Material.blob_id.is_not(None)) | (Material.error == "")
+            )
+        )
+        return int(used or 0)
+
     async def create(
-        self, case_id: uuid.UUID, user: User, data: MaterialCreateIn, cluster: Cluster
+        self,
+        case_id: uuid.UUID,
+        user: User,
+        data: MaterialCreateIn,
+        cluster: Cluster,
+        quota_bytes: int = 0,
     ) -> tuple[Material, Placement]:
         case, _ = await self.cases.writable(case_id, user)
         if case.status == "signed_out":
             raise Conflict("a signed-out case cannot get new materials", code="locked")
+        if quota_bytes:
+            used = await self.team_usage(case.team_id)
+            if used + data.size > quota_bytes:
+                raise QuotaExceeded(
+                    f"the team holds {used} of its {quota_bytes} bytes; "
+                    f"this slide needs {data.size} more"
+                )
         placement = await cluster.place(data.size, data.sha256)
         # Even when the cluster has this content: a sha256 is no proof of holding the file.
         material = Material(
