@@ -290,7 +290,8 @@ def test_lost_database_connections_answer_503_then_recover(
 ) -> None:
     """PostgreSQL restarting (its backends terminated) costs at most a retryable 503 per
     pooled connection, never a 500; SQLite, which cannot lose a connection, just works."""
-    coordinator = start_coordinator()
+    # The fake node heartbeats only at the end: it must not turn suspect (507) meanwhile.
+    coordinator = start_coordinator(suspect_after=60, dead_after=120)
     node = FakeNode(coordinator.url, "n1")
     node.register()
     for _ in range(4):  # warm the pool: several connections are open when the cut comes

@@ -9,16 +9,9 @@ import pytest
 
 from slidestore.blobs import BlobStore
 from slidestore.errors import GrantUsed, InvalidRequest, UploadExpired, UploadNotFound
+from slidestore.testing.clock import ManualClock as Clock
 from slidestore.uploads import UploadManager
 from slidestore.uploads.manager import GRANTS_DIR
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @pytest.fixture

@@ -21,20 +21,13 @@ from slidestore.errors import (
     UploadOffsetMismatch,
     UploadTooLarge,
 )
+from slidestore.testing.clock import ManualClock as Clock
 from slidestore.testing.paths import shared_data_dir
 from slidestore.uploads import ChunkChecksum, UploadManager
 
 DATA = shared_data_dir()
 SLIDE = (DATA / "CMU-1-Small-Region.svs").read_bytes()
 SLIDE_SHA = hashlib.sha256(SLIDE).hexdigest()
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @pytest.fixture
