@@ -108,6 +108,18 @@ async def add_replica(conn: AsyncConnection, blob_id: str, node_id: str) -> None
     await _put_replicas(conn, node_id, (blob_id,), False)
 
 
+async def holds(conn: AsyncConnection, blob_id: str, node_id: str) -> bool:
+    """Whether the node has a healthy copy of the blob on record."""
+    found = await conn.execute(
+        select(replicas.c.node_id).where(
+            replicas.c.blob_id == blob_id,
+            replicas.c.node_id == node_id,
+            replicas.c.quarantined.is_(False),
+        )
+    )
+    return found.first() is not None
+
+
 async def drop_replica(conn: AsyncConnection, blob_id: str, node_id: str) -> None:
     await conn.execute(
         delete(replicas).where(replicas.c.blob_id == blob_id, replicas.c.node_id == node_id)

@@ -166,6 +166,11 @@ class Repairer:
     async def _copy(self, task: CopyTask, target_url: str, order: Replicate) -> None:
         coord = self.coord
         try:
+            # The plan may predate a copy that just finished to this very target (its
+            # in-flight mark is dropped after the replica is recorded): nothing to do.
+            async with coord.engine.connect() as conn:
+                if await registry.holds(conn, task.blob_id, task.target):
+                    return
             done = await coord.nodes.replicate(target_url, order)
             async with coord.engine.begin() as conn:
                 await registry.add_replica(conn, task.blob_id, task.target)
