@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import os
 import shutil
 import time
 from pathlib import Path
@@ -85,7 +86,11 @@ async def tus_upload(url: str, token: str, path: Path, sha256: str) -> str:
 
 @pytest.fixture
 def own_copy(generated_svs: Path, tmp_path: Path) -> Path:
-    return Path(shutil.copy(generated_svs, tmp_path / "mine.svs"))
+    # Unique content per test: each database's run uploads (and deletes) its own blob.
+    copy = Path(shutil.copy(generated_svs, tmp_path / "mine.svs"))
+    with copy.open("ab") as file:
+        file.write(os.urandom(64))  # past the last IFD: still the same slide
+    return copy
 
 
 def test_the_portal_never_deletes_a_blob_it_did_not_upload(
