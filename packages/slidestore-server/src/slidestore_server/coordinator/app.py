@@ -29,6 +29,7 @@ from slidestore_server.coordinator.loop import Loop
 from slidestore_server.coordinator.nodes import NodeClient
 from slidestore_server.coordinator.settings import CoordinatorSettings
 from slidestore_server.coordinator.state import Coordinator
+from slidestore_server.coordinator.waits import WaitSlots
 from slidestore_server.errors import EXCEPTION_HANDLERS
 from slidestore_server.memory import freeze_startup_heap
 from slidestore_server.metrics import MetricsMiddleware, metrics_endpoint
@@ -120,5 +121,6 @@ def create_app(settings: CoordinatorSettings) -> Starlette:
     )
     app.state.coordinator = coord
     app.state.loop = loop
+    app.state.wait_slots = WaitSlots()
     app.state.secret = settings.secret
     return app

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Final
 
 import numpy as np
@@ -53,6 +53,12 @@ class LevelTiles:
     one a decoder uses: a tile starting with the expected frame needs no marker walk."""
     fields: bytes = b""
     """:func:`frame_fields` of the tile size (the bytes an exact frame holds)."""
+    checked: npt.NDArray[np.bool_] = field(init=False, repr=False, compare=False)
+    """Tiles whose frame :meth:`check` found good: file bytes never change, so the region
+    reads of a viewer (many overlapping the same tiles) read each header once."""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "checked", np.zeros(len(self.offsets), dtype=np.bool_))
 
     def read(self, fd: int, col: int, row: int) -> bytes | None:
         """The standalone JPEG of a tile, or ``None`` when the file stores no data for it."""
@@ -78,13 +84,14 @@ class LevelTiles:
         OpenSlide decodes itself)."""
         index = row * self.columns + col
         count = int(self.bytecounts[index])
-        if count:
+        if count and not self.checked[index]:
             check_frame(
                 segment_frame(fd, int(self.offsets[index]), count, self.header),
                 self.tile_width,
                 self.tile_height,
                 f"{self.name} tile ({col}, {row})",
             )
+            self.checked[index] = True
 
 
 def frame_or_none(data: bytes) -> Frame | None:
