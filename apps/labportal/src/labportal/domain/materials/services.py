@@ -27,6 +27,10 @@ from labportal.errors import Conflict, Forbidden, NotFound, Problem, Unprocessab
 from slidestore.cluster.wire import BlobStatus, BlobView, Placement
 
 
+class NoChallenge(Conflict):
+    code = "no_challenge"
+
+
 class QuotaExceeded(Problem):
     status, code = 507, "quota_exceeded"
 
@@ -162,8 +166,12 @@ class MaterialService(SQLAlchemyAsyncRepositoryService[Material, MaterialReposit
                 f"the blob has {view.size} bytes, the material declared {material.size}",
                 code="size_mismatch",
             )
+        if material.challenge is None:
+            raise NoChallenge("this material has no open challenge: attach the slide again")
+        # Read before spending: a replica that does not answer (503) costs no attempt.
+        ranges = msgspec.convert(material.challenge, Challenge).ranges
+        chunks = await cluster.read_ranges(view, ranges)
         challenge = await self._spend_challenge(material)
-        chunks = await cluster.read_ranges(view, challenge.ranges)
         if not matches(digest(challenge, chunks), proof):
             material.error = "the proof of possession did not match the stored content"
             await self.repository.session.commit()
@@ -186,9 +194,7 @@ class MaterialService(SQLAlchemyAsyncRepositoryService[Material, MaterialReposit
         )
         await self.repository.session.commit()
         if raw is None or not spent.rowcount:  # type: ignore[attr-defined]
-            raise Conflict(
-                "this material has no open challenge: attach the slide again", code="no_challenge"
-            )
+            raise NoChallenge("this material has no open challenge: attach the slide again")
         material.challenge = None
         return msgspec.convert(raw, Challenge)
 
