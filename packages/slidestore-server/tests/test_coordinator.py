@@ -86,7 +86,8 @@ def test_node_messages_need_admin_tokens_and_sane_figures(start_coordinator: Sta
 
 
 def test_placement_spreads_zones_skips_full_and_excluded_nodes(start_coordinator: Start) -> None:
-    coordinator = start_coordinator(replicas=3)
+    # The fake nodes register once and never heartbeat: none may turn suspect mid-test.
+    coordinator = start_coordinator(replicas=3, suspect_after=60, dead_after=120)
     nodes = [
         FakeNode(coordinator.url, "a1", zone="a"),
         FakeNode(coordinator.url, "a2", zone="a"),
