@@ -6,6 +6,7 @@ from slidestore.errors import SlidestoreError
 from slidestore.geometry import LevelInfo, Region, TileAddress
 from slidestore.metadata import SlideMetadata
 from slidestore.reading import Slide, open_slide
+from slidestore.source import SlideSource
 
 if TYPE_CHECKING:
     from slidestore.client import aconnect, connect
@@ -17,6 +18,7 @@ __all__ = [
     "Region",
     "Slide",
     "SlideMetadata",
+    "SlideSource",
     "SlidestoreError",
     "TileAddress",
     "__version__",

@@ -6,8 +6,6 @@ full-resolution image, ``downsample`` is the level-0 pixels per level pixel.
 
 from __future__ import annotations
 
-import math
-
 import msgspec
 
 
@@ -23,11 +21,11 @@ class LevelInfo(msgspec.Struct, frozen=True, kw_only=True):
 
     @property
     def columns(self) -> int:
-        return math.ceil(self.width / self.tile_width)
+        return -(-self.width // self.tile_width)
 
     @property
     def rows(self) -> int:
-        return math.ceil(self.height / self.tile_height)
+        return -(-self.height // self.tile_height)
 
     @property
     def tile_count(self) -> int:
@@ -35,8 +33,7 @@ class LevelInfo(msgspec.Struct, frozen=True, kw_only=True):
 
     def tile_region(self, col: int, row: int) -> Region:
         """The valid (clipped) area of tile (col, row) in this level's pixels."""
-        x = col * self.tile_width
-        y = row * self.tile_height
+        x, y = col * self.tile_width, row * self.tile_height
         return Region(
             x=x,
             y=y,

@@ -10,45 +10,21 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-import msgspec
-
-from slidestore.geometry import LevelInfo, Region
+from slidestore.geometry import LevelInfo
 
 if TYPE_CHECKING:
-    from slidestore.reading import Slide
+    from slidestore.source import SlideSource
 
 
-class PyramidLevel(msgspec.Struct, frozen=True, kw_only=True):
-    """One level of the zarr pyramid: array ``str(index)``, chunks of one native tile."""
+class PyramidLevel(LevelInfo, frozen=True, kw_only=True):
+    """One level of the zarr pyramid: array ``str(index)``, chunks of one native tile.
 
-    index: int
-    """0 is full resolution; level ``k`` has nominal downsample ``2**k``."""
-    width: int
-    height: int
-    downsample: float
-    """Actual level-0 pixels per pixel of this level (``width0 / width``)."""
-    tile_width: int
-    tile_height: int
+    ``index`` 0 is full resolution, level ``k`` has nominal downsample ``2**k``;
+    ``downsample`` is the actual level-0 pixels per pixel of this level (``width0 / width``).
+    """
+
     native_level: int | None
     """The slide level presenting this level, ``None`` when it is derived."""
-
-    @property
-    def columns(self) -> int:
-        return -(-self.width // self.tile_width)
-
-    @property
-    def rows(self) -> int:
-        return -(-self.height // self.tile_height)
-
-    def tile_region(self, col: int, row: int) -> Region:
-        """The valid (clipped) area of tile (col, row) in this level's pixels."""
-        x, y = col * self.tile_width, row * self.tile_height
-        return Region(
-            x=x,
-            y=y,
-            width=min(self.tile_width, self.width - x),
-            height=min(self.tile_height, self.height - y),
-        )
 
 
 def _close(actual: int, target: int) -> bool:
@@ -58,7 +34,7 @@ def _close(actual: int, target: int) -> bool:
 
 
 def _tile_origins_exact(length: int, tile: int, downsample: float) -> bool:
-    # Without stored JPEG tiles, ``Slide.read_tile`` asks OpenSlide for the region at
+    # Without stored JPEG tiles, ``read_tile`` asks OpenSlide for the region at
     # level-0 location round(x * downsample); OpenSlide divides by the downsample again and
     # resamples by the fractional remainder. Only when that round trip lands exactly on
     # the tile origin are the pixels the level's true pixels (boxes.tiff level 2 is off by
@@ -66,7 +42,7 @@ def _tile_origins_exact(length: int, tile: int, downsample: float) -> bool:
     return all(round(x * downsample) / downsample == x for x in range(0, length, tile))
 
 
-def reads_exactly(slide: Slide, info: LevelInfo) -> bool:
+def reads_exactly(slide: SlideSource, info: LevelInfo) -> bool:
     """Whether every ``slide.read_tile`` of this level returns the stored pixels unchanged."""
     if info.index == 0 or slide.can_passthrough(info.index):
         return True
@@ -75,7 +51,7 @@ def reads_exactly(slide: Slide, info: LevelInfo) -> bool:
     )
 
 
-def _native_for(slide: Slide, width: int, height: int) -> LevelInfo | None:
+def _native_for(slide: SlideSource, width: int, height: int) -> LevelInfo | None:
     base = slide.levels[0]
     best: LevelInfo | None = None
     for info in slide.levels[1:]:
@@ -93,7 +69,7 @@ def _native_for(slide: Slide, width: int, height: int) -> LevelInfo | None:
     return best
 
 
-def plan_levels(slide: Slide) -> tuple[PyramidLevel, ...]:
+def plan_levels(slide: SlideSource) -> tuple[PyramidLevel, ...]:
     """The pyramid levels of ``slide``, finest first."""
     base = slide.levels[0]
     tw, th = base.tile_width, base.tile_height

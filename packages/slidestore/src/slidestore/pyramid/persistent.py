@@ -28,7 +28,7 @@ import numpy as np
 from slidestore.imaging import RGBArray
 
 if TYPE_CHECKING:
-    from slidestore.reading import Slide
+    from slidestore.source import SlideSource
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +39,7 @@ FORMAT_VERSION: Final = "v1"
 _SAMPLE: Final = 2**20
 
 
-def slide_fingerprint(slide: Slide) -> str:
+def slide_fingerprint(slide: SlideSource) -> str:
     """OpenSlide's quickhash when the format has one, else a hash of the file's size and ends."""
     if slide.metadata.quickhash:
         return slide.metadata.quickhash

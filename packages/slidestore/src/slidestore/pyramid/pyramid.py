@@ -21,7 +21,7 @@ from slidestore.pyramid.persistent import PersistentTileCache, slide_fingerprint
 from slidestore.pyramid.store import PyramidStore, index
 
 if TYPE_CHECKING:
-    from slidestore.reading import Slide
+    from slidestore.source import SlideSource
 
 TileKey = tuple[int, int, int, int]
 """(pyramid token, level, col, row): the token keeps pyramids apart in a shared cache."""
@@ -40,7 +40,7 @@ class Pyramid:
 
     def __init__(
         self,
-        slide: Slide,
+        slide: SlideSource,
         options: PyramidOptions | None = None,
         *,
         cache: LRUCache[TileKey, RGBArray] | None = None,
@@ -224,10 +224,19 @@ class Pyramid:
 
 
 def open_pyramid(
-    slide: Slide,
+    slide: SlideSource,
     options: PyramidOptions | None = None,
     *,
     cache: LRUCache[TileKey, RGBArray] | None = None,
 ) -> Pyramid:
     """A new pyramid view of ``slide``; pass ``cache`` to share one byte budget between slides."""
     return Pyramid(slide, options, cache=cache)
+
+
+def shared_pyramid(source: SlideSource | Pyramid) -> Pyramid:
+    """``source`` itself when it is a pyramid, else the slide's shared default pyramid when
+    it keeps one (:attr:`slidestore.Slide.pyramid`), else a new one."""
+    if isinstance(source, Pyramid):
+        return source
+    shared = getattr(source, "pyramid", None)
+    return shared if isinstance(shared, Pyramid) else open_pyramid(source)

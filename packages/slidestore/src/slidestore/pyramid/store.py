@@ -1,4 +1,4 @@
-"""A read-only zarr v3 store whose keys are computed from a :class:`Pyramid` on request.
+"""A read-only zarr v3 store whose keys are computed from a pyramid on request.
 
 Layout: ``zarr.json`` (group, OME-Zarr 0.5), ``{level}/zarr.json`` (arrays) and chunks
 ``{level}/c/0/{row}/{col}`` (default chunk key encoding of a ``(3, h, w)`` array).
@@ -9,8 +9,8 @@ loop zarr runs on stays free.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterable, Iterator
-from typing import TYPE_CHECKING
+from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
+from typing import Protocol
 
 from zarr.abc.store import (
     ByteRequest,
@@ -21,8 +21,26 @@ from zarr.abc.store import (
 )
 from zarr.core.buffer import Buffer, BufferPrototype, default_buffer_prototype
 
-if TYPE_CHECKING:
-    from slidestore.pyramid.pyramid import Pyramid
+from slidestore.geometry import LevelInfo
+from slidestore.source import SlideSource
+
+
+class KeySource(Protocol):
+    """What the store reads (a :class:`~slidestore.pyramid.Pyramid`): the store does not
+    know how keys are computed, so the pyramid can own its store without a cycle."""
+
+    @property
+    def slide(self) -> SlideSource: ...
+
+    @property
+    def levels(self) -> Sequence[LevelInfo]: ...
+
+    @property
+    def metadata_keys(self) -> frozenset[str]: ...
+
+    def get_key(self, key: str) -> bytes | None: ...
+
+    def chunk_address(self, key: str) -> tuple[int, int, int] | None: ...
 
 
 def byte_slice(data: bytes, byte_range: ByteRequest | None) -> bytes:
@@ -52,7 +70,7 @@ class PyramidStore(Store):
     supports_deletes = False
     supports_listing = True
 
-    def __init__(self, pyramid: Pyramid) -> None:
+    def __init__(self, pyramid: KeySource) -> None:
         super().__init__(read_only=True)
         self.pyramid = pyramid
 

@@ -1,5 +1,7 @@
-"""Opening slides and reading their pixels."""
+"""Opening slides and reading their pixels, whichever library reads the file."""
 
-from slidestore.reading.slide import Slide, open_slide
+from slidestore.reading.registry import open_slide, reader_names, register_reader
+from slidestore.reading.slide import Slide
+from slidestore.source import SlideSource
 
-__all__ = ["Slide", "open_slide"]
+__all__ = ["Slide", "SlideSource", "open_slide", "reader_names", "register_reader"]

@@ -1,17 +1,25 @@
-"""The :class:`Slide`: one open whole-slide image."""
+"""The :class:`Slide`: one open whole-slide image, whichever library reads it.
+
+The reader-independent part lives here: argument and bounds checks, the pixel budget,
+native JPEG tiles located with tifffile and read with ``os.pread`` (passthrough, and
+decoded by us), frame-header checks before any decoder sees a tile, thumbnails and the
+pyramid convenience. A reader (``openslide_reader.py``, ``tiffslide_reader.py``) adds
+only how to open the file and decode a region or an associated image; the registry
+(``registry.py``) picks one per file.
+"""
 
 from __future__ import annotations
 
 import math
 import os
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
+from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, ClassVar, Final
 
 import numpy as np
-import openslide
 from PIL import Image
 
 from slidestore import imaging
@@ -38,30 +46,62 @@ if TYPE_CHECKING:
 DEFAULT_MAX_REGION_PIXELS: Final = int(os.environ.get("SLIDESTORE_MAX_REGION_PIXELS", 64 * 2**20))
 """Largest region ``read_region`` returns (pixels); 64 Mpx is 192 MiB of RGB."""
 
-_FALLBACK_TILE: Final = 256
+FALLBACK_TILE: Final = 256
+"""Tile size of a level whose file records none (a stripped TIFF level)."""
 
 
-def _open_handle(path: Path) -> openslide.OpenSlide:
-    try:
-        return openslide.OpenSlide(path)
-    except openslide.OpenSlideUnsupportedFormatError as exc:
-        raise UnsupportedFormat(f"{path}: not a slide format OpenSlide recognizes") from exc
-    except openslide.OpenSlideError as exc:
-        raise UnsupportedFormat(f"{path}: OpenSlide cannot open it: {exc}") from exc
+def level_infos(
+    dimensions: Sequence[tuple[int, int]],
+    downsamples: Sequence[float],
+    properties: Mapping[str, object],
+    prefix: str,
+) -> tuple[LevelInfo, ...]:
+    """Levels from a library's sizes, downsamples and ``{prefix}.level[i].tile-width`` /
+    ``tile-height`` properties (the names OpenSlide and tiffslide share)."""
+
+    def tile(i: int, side: str) -> int:
+        return int(str(properties.get(f"{prefix}.level[{i}].tile-{side}", FALLBACK_TILE)))
+
+    return tuple(
+        LevelInfo(
+            index=i,
+            width=w,
+            height=h,
+            downsample=float(downsamples[i]),
+            tile_width=tile(i, "width"),
+            tile_height=tile(i, "height"),
+        )
+        for i, (w, h) in enumerate(dimensions)
+    )
 
 
-class Slide:
-    """A whole-slide image opened for reading.
+@dataclass(frozen=True)
+class Opened:
+    """What a reader found when opening a file."""
 
-    Safe to share between threads: OpenSlide handles are thread-safe, native tiles are
-    read with ``os.pread``. A read that fails (corrupt tile data) raises
-    :class:`SlideReadError` and replaces the OpenSlide handle, because OpenSlide puts a
-    handle into a permanent error state after one failure; other readers keep working.
+    properties: dict[str, str]
+    """OpenSlide-style properties (``openslide.vendor``, ``openslide.mpp-x``, vendor keys):
+    the input of :func:`slidestore.metadata.normalize`, whatever library read them."""
+    levels: tuple[LevelInfo, ...]
+    associated: tuple[AssociatedImageInfo, ...]
+
+
+class Slide(ABC):
+    """A whole-slide image opened for reading (it implements
+    :class:`~slidestore.source.SlideSource`).
+
+    Open one with :func:`slidestore.open_slide`. Safe to share between threads: native
+    tiles are read with ``os.pread``, readers make their decoding thread-safe. A read
+    that fails (corrupt tile data) raises :class:`SlideReadError`; other readers keep
+    working.
 
     ``read_region`` fills areas outside the image (and transparent areas) with the
     slide's background colour: ``openslide.background-color`` when the file records one,
     else white.
     """
+
+    reader: ClassVar[str]
+    """The reader's name in the registry (``open_slide(path, reader=...)``)."""
 
     def __init__(self, path: str | os.PathLike[str], *, max_region_pixels: int | None = None):
         self.path = Path(path)
@@ -71,45 +111,43 @@ class Slide:
             raise UnsupportedFormat(f"{self.path}: not a regular file")
         self.max_region_pixels = max_region_pixels or DEFAULT_MAX_REGION_PIXELS
         self._lock = threading.Lock()
-        self._handle: openslide.OpenSlide | None = _open_handle(self.path)
-        handle = self._handle
-        props = dict(handle.properties)
-        levels = []
-        for i, (w, h) in enumerate(handle.level_dimensions):
-            tw = int(props.get(f"openslide.level[{i}].tile-width", _FALLBACK_TILE))
-            th = int(props.get(f"openslide.level[{i}].tile-height", _FALLBACK_TILE))
-            levels.append(
-                LevelInfo(
-                    index=i,
-                    width=w,
-                    height=h,
-                    downsample=float(handle.level_downsamples[i]),
-                    tile_width=tw,
-                    tile_height=th,
-                )
-            )
-        self.levels: tuple[LevelInfo, ...] = tuple(levels)
-        associated = tuple(
-            AssociatedImageInfo(
-                name=name,
-                width=int(props.get(f"openslide.associated.{name}.width", 0)),
-                height=int(props.get(f"openslide.associated.{name}.height", 0)),
-            )
-            for name in sorted(handle.associated_images.keys())
-        )
-        self.metadata: SlideMetadata = normalize(props, self.levels, associated)
+        opened = self._open()
+        self.levels: tuple[LevelInfo, ...] = opened.levels
+        self.metadata: SlideMetadata = normalize(opened.properties, self.levels, opened.associated)
         self.background = self.metadata.background_color
         self._tiles = locate_tiles(str(self.path), self.levels)
         self._fd: int | None = os.open(self.path, os.O_RDONLY) if any(self._tiles) else None
         self._pyramid: Pyramid | None = None
 
+    # -- what a reader provides ----------------------------------------------------------
+
+    @classmethod
+    @abstractmethod
+    def supported(cls, path: Path) -> bool:
+        """Whether this reader recognizes the file (cheap: reads headers, decodes nothing)."""
+
+    @abstractmethod
+    def _open(self) -> Opened:
+        """Open the file; raise :class:`UnsupportedFormat` when it cannot be read."""
+
+    @abstractmethod
+    def _read_pixels(self, x: int, y: int, level: int, width: int, height: int) -> RGBArray:
+        """The region as ``read_region`` defines it, arguments already checked; raise
+        :class:`SlideReadError` on corrupt data and :class:`SlideClosed` once closed."""
+
+    @abstractmethod
+    def _read_associated(self, name: str) -> RGBArray:
+        """An associated image the file holds, flattened onto the background."""
+
+    @abstractmethod
+    def _close_reader(self) -> None:
+        """Release the library's handles (under the slide's lock; again is a no-op)."""
+
     # -- lifecycle -------------------------------------------------------------------
 
     def close(self) -> None:
         with self._lock:
-            if self._handle is not None:
-                self._handle.close()
-                self._handle = None
+            self._close_reader()
             if self._fd is not None:
                 os.close(self._fd)
                 self._fd = None
@@ -121,28 +159,8 @@ class Slide:
         self.close()
 
     def __repr__(self) -> str:
-        return f"Slide({str(self.path)!r}, vendor={self.metadata.vendor!r})"
-
-    @contextmanager
-    def _reading(self, what: str) -> Iterator[openslide.OpenSlide]:
-        handle = self._handle
-        if handle is None:
-            raise SlideClosed(f"{self.path}: slide is closed")
-        try:
-            yield handle
-        except openslide.OpenSlideError as exc:
-            self._replace_handle(handle)
-            raise SlideReadError(f"{self.path}: {what} failed: {exc}") from exc
-
-    def _replace_handle(self, broken: openslide.OpenSlide) -> None:
-        with self._lock:
-            if self._handle is broken:
-                try:
-                    self._handle = _open_handle(self.path)
-                except Exception:
-                    self._handle = None
-                    raise
-                broken.close()
+        named = "" if self.reader == "openslide" else f", reader={self.reader!r}"
+        return f"Slide({str(self.path)!r}, vendor={self.metadata.vendor!r}{named})"
 
     # -- geometry --------------------------------------------------------------------
 
@@ -199,9 +217,7 @@ class Slide:
                 f"({info.width}x{info.height})"
             )
         self._check_frames(info, x / info.downsample, y / info.downsample, w, h)
-        with self._reading(f"reading region {w}x{h} at ({x}, {y}) level {level}") as handle:
-            image = handle.read_region((x, y), level, (w, h))
-        return imaging.flatten_rgba(image, self.background)
+        return self._read_pixels(x, y, level, w, h)
 
     def _check_frames(self, info: LevelInfo, x: float, y: float, w: int, h: int) -> None:
         """Check the frame header of every stored tile OpenSlide will decode for the
@@ -317,9 +333,7 @@ class Slide:
                 f"{self.path}: associated image {name!r} declares {info.width}x{info.height} "
                 f"pixels, above the limit of {self.max_region_pixels}; refused before decoding"
             )
-        with self._reading(f"reading associated image {name!r}") as handle:
-            image = handle.associated_images[name]
-        return imaging.flatten_rgba(image, self.background)
+        return self._read_associated(name)
 
     def thumbnail(self, max_size: tuple[int, int] | int = 512) -> RGBArray:
         """The whole slide scaled to fit ``max_size`` (aspect ratio kept)."""
@@ -369,8 +383,3 @@ class Slide:
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__init__(state["path"], max_region_pixels=state["max_region_pixels"])  # type: ignore[misc]
-
-
-def open_slide(path: str | os.PathLike[str], *, max_region_pixels: int | None = None) -> Slide:
-    """Open a whole-slide image. Raises :class:`SlideNotFound` or :class:`UnsupportedFormat`."""
-    return Slide(path, max_region_pixels=max_region_pixels)

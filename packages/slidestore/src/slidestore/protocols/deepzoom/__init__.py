@@ -3,7 +3,8 @@
 from slidestore.protocols.deepzoom.dzi import DZI_MEDIA_TYPE, dzi_xml
 from slidestore.protocols.deepzoom.generator import DeepZoom, DeepZoomStats, DeepZoomTile
 from slidestore.protocols.deepzoom.grid import DeepZoomGrid
-from slidestore.protocols.deepzoom.prerender import PackedLevels, Rendition, Stopped, prerender
+from slidestore.protocols.deepzoom.prerender import Stopped, prerender
+from slidestore.protocols.deepzoom.rendition import PackedLevels, Rendition
 
 __all__ = [
     "DZI_MEDIA_TYPE",

@@ -15,7 +15,7 @@ import os
 import threading
 from collections.abc import Hashable
 from pathlib import Path
-from typing import TYPE_CHECKING, Final
+from typing import Final
 
 import msgspec
 
@@ -25,12 +25,10 @@ from slidestore.errors import InvalidRequest, PassthroughUnavailable
 from slidestore.imaging import ImageFormat, RGBArray
 from slidestore.protocols.deepzoom.dzi import dzi_xml
 from slidestore.protocols.deepzoom.grid import DeepZoomGrid
-from slidestore.protocols.deepzoom.prerender import PackedLevels
+from slidestore.protocols.deepzoom.rendition import PackedLevels
 from slidestore.protocols.resample import level_scale, read_scaled
-from slidestore.reading import Slide
-
-if TYPE_CHECKING:
-    from slidestore.pyramid import Pyramid
+from slidestore.pyramid.pyramid import Pyramid, shared_pyramid
+from slidestore.source import SlideSource
 
 ENCODED_CACHE_ENV: Final = "SLIDESTORE_DEEPZOOM_CACHE_BYTES"
 DEFAULT_ENCODED_CACHE_BYTES: Final = int(os.environ.get(ENCODED_CACHE_ENV) or 64 * 2**20)
@@ -98,7 +96,7 @@ class DeepZoom:
 
     def __init__(
         self,
-        source: Slide | Pyramid,
+        source: SlideSource | Pyramid,
         *,
         tile_size: int | None = None,
         overlap: int = 0,
@@ -107,9 +105,9 @@ class DeepZoom:
         encoded_cache_bytes: int = DEFAULT_ENCODED_CACHE_BYTES,
         cache: LRUCache[Hashable, bytes] | None = None,
     ):
-        pyramid: Pyramid = source.pyramid if isinstance(source, Slide) else source
+        pyramid = shared_pyramid(source)
         self.pyramid = pyramid
-        self.slide: Slide = pyramid.slide
+        self.slide: SlideSource = pyramid.slide
         base = pyramid.levels[0]
         if tile_size is None:
             square = base.tile_width == base.tile_height

@@ -21,16 +21,30 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Final
+from typing import Final, Protocol
 
 import msgspec
 
-from slidestore.protocols.deepzoom.pack import TilePack, write_pack
+from slidestore.protocols.deepzoom.grid import DeepZoomGrid
+from slidestore.protocols.deepzoom.pack import write_pack
+from slidestore.protocols.deepzoom.rendition import (
+    MANIFEST,
+    Rendition,
+    is_complete,
+    level_path,
+    read_manifest,
+)
 
-if TYPE_CHECKING:
-    from slidestore.protocols.deepzoom.generator import DeepZoom
-
-MANIFEST: Final = "manifest.json"
+__all__ = [
+    "STRIP_COLUMNS",
+    "Renderer",
+    "Rendition",
+    "Stopped",
+    "is_complete",
+    "level_path",
+    "prerender",
+    "read_manifest",
+]
 
 STRIP_COLUMNS: Final = 8
 """Tiles are rendered in vertical strips this many tiles wide, row by row within a strip,
@@ -38,31 +52,23 @@ so the source tiles a row shares with the next are still in the decoded-tile cac
 whole-width row of a 60,000-pixel level would need ~130 MB of decoded tiles in flight."""
 
 
+class Renderer(Protocol):
+    """What prerendering needs of a :class:`~slidestore.protocols.deepzoom.DeepZoom`."""
+
+    @property
+    def grid(self) -> DeepZoomGrid: ...
+
+    def passes_through(self, level: int, col: int, row: int) -> bool: ...
+
+    def render_tile(self, level: int, col: int, row: int, format: str | None = None) -> bytes: ...
+
+
 class Stopped(Exception):
     """Raised inside :func:`prerender` when its ``stop`` event is set."""
 
 
-class Rendition(msgspec.Struct, frozen=True, kw_only=True):
-    key: str
-    width: int
-    height: int
-    levels: tuple[int, ...]
-    """Levels with a pack (the others are passed through entirely)."""
-    tiles: int
-    bytes: int
-    seconds: float
-
-
-def level_path(directory: Path, level: int) -> Path:
-    return directory / f"level-{level}.pack"
-
-
-def is_complete(directory: Path) -> bool:
-    return (directory / MANIFEST).is_file()
-
-
 def prerender(
-    deepzoom: DeepZoom,
+    deepzoom: Renderer,
     directory: Path,
     *,
     threads: int = 1,
@@ -124,7 +130,7 @@ def prerender(
     return rendition
 
 
-def _rendered_tiles(deepzoom: DeepZoom, level: int) -> list[tuple[int, int]]:
+def _rendered_tiles(deepzoom: Renderer, level: int) -> list[tuple[int, int]]:
     """The tiles of ``level`` that are not passed through, in strip order."""
     columns, rows = deepzoom.grid.level_tiles[level]
     tiles = []
@@ -169,71 +175,3 @@ def _write_manifest(directory: Path, rendition: Rendition) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
-
-
-def read_manifest(directory: Path) -> Rendition | None:
-    try:
-        return msgspec.json.decode((directory / MANIFEST).read_bytes(), type=Rendition)
-    except (FileNotFoundError, msgspec.DecodeError):
-        return None
-
-
-class PackedLevels:
-    """The packs of one rendition directory, picked up as they appear.
-
-    Another process (the node's prerendering worker) may still be writing the rendition:
-    a missing level is looked for again at most every ``refresh_seconds`` (a few stat calls)
-    until the manifest says
-    the rendition is complete.
-    """
-
-    def __init__(self, directory: Path, columns: tuple[int, ...], *, refresh_seconds: float = 0.1):
-        self.directory = directory
-        self._columns = columns
-        self._refresh_seconds = refresh_seconds
-        self._packs: dict[int, TilePack] = {}
-        self._complete = False
-        self._next_check = 0.0
-        self._lock = threading.Lock()
-        self._refresh(force=True)
-
-    @property
-    def complete(self) -> bool:
-        return self._complete
-
-    def get(self, level: int, col: int, row: int) -> bytes | None:
-        pack = self._packs.get(level)
-        if pack is None:
-            if self._complete or not self._refresh():
-                return None
-            pack = self._packs.get(level)
-            if pack is None:
-                return None
-        return pack.get(row * self._columns[level] + col)
-
-    def _refresh(self, *, force: bool = False) -> bool:
-        """Load packs that appeared since the last look; True when something was added."""
-        now = time.monotonic()
-        if not force and now < self._next_check:
-            return False
-        with self._lock:
-            if not force and now < self._next_check:
-                return False
-            self._next_check = now + self._refresh_seconds
-            complete = is_complete(self.directory)
-            added = False
-            for level in range(len(self._columns)):
-                if level in self._packs:
-                    continue
-                path = level_path(self.directory, level)
-                if path.exists():
-                    self._packs = {**self._packs, level: TilePack(path)}
-                    added = True
-            self._complete = complete
-            return added
-
-    def close(self) -> None:
-        with self._lock:
-            packs, self._packs = self._packs, {}
-        for pack in packs.values():
-            pack.close()
