@@ -21,13 +21,9 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
-import numpy.typing as npt
-import openslide
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from openslide.deepzoom import DeepZoomGenerator
-from PIL import Image
 
 from slidestore import Slide, open_slide
 from slidestore.cache import LRUCache
@@ -38,17 +34,11 @@ from slidestore.protocols.deepzoom import DeepZoomGrid
 from slidestore.pyramid import open_pyramid
 from slidestore.testing import cached_svs
 from slidestore.testing.compare import psnr
+from slidestore.testing.deepzoom_reference import compare_all_tiles, reference
 
 DATA = Path(os.environ.get("SLIDESTORE_TEST_DATA", Path(__file__).parents[4] / "shared" / "data"))
 CMU = DATA / "CMU-1-Small-Region.svs"
 BOXES = DATA / "boxes.tiff"
-
-MIN_PSNR = 40.0
-TINY = 8
-"""Tiles with a side under this many pixels are compared by mean colour, not PSNR."""
-TINY_MEAN_TOLERANCE = 20.0
-
-RGB = npt.NDArray[np.uint8]
 
 
 @pytest.fixture(scope="module")
@@ -61,43 +51,6 @@ def cmu() -> Iterator[Slide]:
 def boxes() -> Iterator[Slide]:
     with open_slide(BOXES) as slide:
         yield slide
-
-
-def reference(path: Path, tile_size: int, overlap: int) -> DeepZoomGenerator:
-    return DeepZoomGenerator(
-        openslide.OpenSlide(path), tile_size=tile_size, overlap=overlap, limit_bounds=False
-    )
-
-
-def compare_all_tiles(dz: DeepZoom, ref: DeepZoomGenerator) -> dict[int, float]:
-    """Check every tile of every level; return the worst PSNR per level."""
-    assert dz.level_count == ref.level_count
-    assert dz.level_dimensions == ref.level_dimensions
-    assert dz.level_tiles == ref.level_tiles
-    slide = dz.slide
-    whole = Image.fromarray(slide.read_region((0, 0), 0, slide.dimensions))
-    worst: dict[int, float] = {}
-    for level in range(dz.level_count):
-        cols, rows = dz.level_tiles[level]
-        area = np.asarray(whole.resize(dz.level_dimensions[level], Image.Resampling.BOX))
-        for row in range(rows):
-            for col in range(cols):
-                w, h = dz.tile_dimensions(level, col, row)
-                assert (w, h) == ref.get_tile_dimensions(level, (col, row))
-                ours = dz.tile_pixels(level, col, row)
-                assert ours.shape == (h, w, 3)
-                theirs = ref.get_tile(level, (col, row)).convert("RGB")
-                if min(dz.level_dimensions[level]) < TINY or theirs.size != (w, h):
-                    # No usable reference: compare with the area average of the image.
-                    box = dz.grid.tile_box(level, col, row)
-                    expected = area[box.y : box.bottom, box.x : box.right]
-                    diff = float(np.abs(ours.astype(np.int16) - expected).mean())
-                    assert diff <= TINY_MEAN_TOLERANCE, (level, col, row, diff)
-                    continue
-                value = psnr(ours, np.asarray(theirs))
-                worst[level] = min(worst.get(level, float("inf")), value)
-                assert value >= MIN_PSNR, (level, col, row, value)
-    return worst
 
 
 # -- geometry --------------------------------------------------------------------------

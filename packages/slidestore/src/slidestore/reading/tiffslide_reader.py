@@ -15,6 +15,7 @@ from typing import Any, ClassVar, Final
 import numpy as np
 import tifffile
 import tiffslide
+from PIL import Image
 
 from slidestore import imaging
 from slidestore.errors import SlideClosed, SlideReadError, SlidestoreError, UnsupportedFormat
@@ -43,6 +44,12 @@ def _decodable(tif: tifffile.TiffFile) -> bool:
         if not page.is_tiled or page.compression not in tifffile.TIFF.DECOMPRESSORS:
             return False
     return True
+
+
+def _associated_series(handle: tiffslide.TiffSlide) -> dict[str, tifffile.TiffPageSeries]:
+    """The series after the pyramid, by lower-case name, as tiffslide names them."""
+    first = int(handle.properties["tiffslide.series-index"]) + 1
+    return {s.name.lower(): s for s in handle.ts_tifffile.series[first:]}
 
 
 def _openslide_properties(properties: dict[str, Any]) -> dict[str, str]:
@@ -86,12 +93,10 @@ class TiffSlideSlide(Slide):
             levels = level_infos(
                 handle.level_dimensions, handle.level_downsamples, props, "tiffslide"
             )
-            images = handle.associated_images
+            self._associated = _associated_series(handle)
             associated = tuple(
-                AssociatedImageInfo(
-                    name=name, width=images[name].size[0], height=images[name].size[1]
-                )
-                for name in sorted(images.keys())
+                AssociatedImageInfo(name=name, width=series.shape[1], height=series.shape[0])
+                for name, series in sorted(self._associated.items())
             )
         except BaseException:
             handle.close()
@@ -144,11 +149,14 @@ class TiffSlideSlide(Slide):
         return out
 
     def _read_associated(self, name: str) -> RGBArray:
-        handle = self._live()
+        self._live()
         try:
-            image = handle.associated_images[name]
-            return imaging.flatten_rgba(image.convert("RGBA"), self.background)
-        except Exception as exc:
+            # Decoded on each call, not kept (tiffslide's own mapping keeps every image).
+            pixels = np.asarray(self._associated[name].asarray())
+        except Exception as exc:  # imagecodecs and tifffile raise their own types
             raise SlideReadError(
                 f"{self.path}: reading associated image {name!r} failed: {exc}"
             ) from exc
+        if pixels.ndim == 2:
+            pixels = np.repeat(pixels[..., None], 3, axis=2)
+        return imaging.flatten_rgba(Image.fromarray(pixels.astype(np.uint8)), self.background)
