@@ -367,3 +367,44 @@ def test_slide_pyramid_is_one_lazily_created_pyramid(cmu: slidestore.Slide) -> N
     assert other.options.cache_bytes == 0
     other.tile(0, 0, 0)
     assert len(other.cache) == 0
+
+
+def test_a_pyramid_level_is_a_level_with_a_source() -> None:
+    # PyramidLevel extends LevelInfo by ``native_level``: the same fields in the same
+    # order, the same grid arithmetic, and the JSON it always had.
+    import msgspec
+
+    from slidestore.pyramid import PyramidLevel
+
+    level = PyramidLevel(
+        index=1,
+        width=1111,
+        height=741,
+        downsample=2.0,
+        tile_width=240,
+        tile_height=240,
+        native_level=None,
+    )
+    assert isinstance(level, LevelInfo)
+    assert msgspec.structs.fields(PyramidLevel)[-1].name == "native_level"
+    assert [f.name for f in msgspec.structs.fields(PyramidLevel)[:-1]] == [
+        f.name for f in msgspec.structs.fields(LevelInfo)
+    ]
+    assert (level.columns, level.rows, level.tile_count) == (5, 4, 20)
+    assert level.tile_region(4, 3) == Region(x=960, y=720, width=151, height=21)
+    assert msgspec.json.decode(msgspec.json.encode(level)) == {
+        "index": 1,
+        "width": 1111,
+        "height": 741,
+        "downsample": 2.0,
+        "tile_width": 240,
+        "tile_height": 240,
+        "native_level": None,
+    }
+    with pytest.raises(AttributeError):
+        level.width = 1  # type: ignore[misc]
+    # Integer ceilings: exact beyond float precision.
+    huge = LevelInfo(
+        index=0, width=2**60 + 1, height=1, downsample=1.0, tile_width=2**30, tile_height=1
+    )
+    assert huge.columns == 2**30 + 1
