@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import pickle
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import ClassVar
 
@@ -183,6 +184,19 @@ class ReaderConformance:
                 background = np.asarray(slide.background, dtype=np.uint8)
                 assert (tile[valid.height :] == background).all()
                 assert (tile[:, valid.width :] == background).all()
+
+    def test_concurrent_reads_agree(self, slide: Slide) -> None:
+        info = slide.levels[0]
+        spots = [
+            ((min(x, info.width - 1), min(y, info.height - 1)), 0, (97, 61))
+            for x in range(0, info.width, max(1, info.width // 6))
+            for y in range(0, info.height, max(1, info.height // 4))
+        ]
+        serial = [slide.read_region(*spot) for spot in spots]
+        with ThreadPoolExecutor(8) as pool:
+            for _ in range(3):
+                threaded = list(pool.map(lambda spot: slide.read_region(*spot), spots))
+                assert all(np.array_equal(a, b) for a, b in zip(serial, threaded, strict=True))
 
     def test_raw_tiles_are_the_stored_bytes(
         self, slide: Slide, reference_slide: Slide, conformance_slide: Path
