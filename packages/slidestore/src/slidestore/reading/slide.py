@@ -92,8 +92,8 @@ class Slide(ABC):
 
     Open one with :func:`slidestore.open_slide`. Safe to share between threads: native
     tiles are read with ``os.pread``, readers make their decoding thread-safe. A read
-    that fails (corrupt tile data) raises :class:`SlideReadError`; other readers keep
-    working.
+    that fails (corrupt tile data) raises :class:`SlideReadError`; other threads keep
+    reading.
 
     ``read_region`` fills areas outside the image (and transparent areas) with the
     slide's background colour: ``openslide.background-color`` when the file records one,
