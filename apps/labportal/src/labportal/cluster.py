@@ -19,9 +19,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Iterator, Sequence
-from typing import Any
-
-import httpx
+from typing import TYPE_CHECKING, Any
 
 from labportal.errors import Problem
 from labportal.settings import Settings
@@ -36,6 +34,9 @@ from slidestore.client import (
     aconnect,
 )
 from slidestore.tokens import Operation
+
+if TYPE_CHECKING:
+    import httpx
 
 log = logging.getLogger("labportal.cluster")
 
