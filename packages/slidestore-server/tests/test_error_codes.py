@@ -60,7 +60,15 @@ def raising_server() -> Iterator[str]:
 
 def test_the_table_covers_the_coordinators_codes() -> None:
     codes = by_code()
-    for code in ("no_placement", "node_unknown", "wait_timeout", "too_many_waits", "not_archived"):
+    coordinator_codes = (
+        "no_placement",
+        "node_unknown",
+        "wait_timeout",
+        "too_many_waits",
+        "not_archived",
+        "database_unavailable",
+    )
+    for code in coordinator_codes:
         assert code in codes, code
     # The coordinator's errors are the library's (the shared server module imports no
     # coordinator module for them).

@@ -31,15 +31,16 @@ STATUS: Final[dict[type[BaseException], int]] = {k: k.status for k in error_clas
 :mod:`slidestore.errors` (each class declares its status; subclasses inherit it)."""
 
 EXTRA_CODES: Final[dict[int, tuple[str, ...]]] = {
+    400: ("client_disconnected",),
     404: ("not_found",),
     405: ("method_not_allowed",),
+    412: ("unsupported_tus_version",),
+    415: ("unsupported_media_type",),
 }
-"""Codes the HTTP layer answers with itself (no such route or method)."""
+"""Codes of the HTTP and tus layers, not of an error class: no such route or method, a
+tus version or PATCH content type the node does not speak, a body cut off mid-way."""
 
-_PHRASES: Final[dict[int, str]] = {
-    412: "Precondition Failed: unsupported Tus-Resumable version",
-    460: "Checksum Mismatch",
-}
+_PHRASES: Final[dict[int, str]] = {460: "Checksum Mismatch"}
 
 
 def describe(status: int) -> str:

@@ -10,6 +10,7 @@ coordinator raises the ones of its API from here, so a client knows every code i
 from __future__ import annotations
 
 from slidestore.errors import (
+    ClusterUnavailable,
     InsufficientStorage,
     InvalidRequest,
     ReplicationTimeout,
@@ -84,3 +85,11 @@ class NotArchived(SlidestoreError, RuntimeError):
 
     code = "not_archived"
     status = 409
+
+
+class DatabaseUnavailable(ClusterUnavailable):
+    """The coordinator's database is away (a restart, a lost connection); the coordinator
+    answers 503 with ``Retry-After`` and clients try again or another coordinator."""
+
+    code = "database_unavailable"
+    status = 503
