@@ -10,6 +10,7 @@ coordinator raises the ones of its API from here, so a client knows every code i
 from __future__ import annotations
 
 from slidestore.errors import (
+    Busy,
     ClusterUnavailable,
     InsufficientStorage,
     InvalidRequest,
@@ -68,16 +69,12 @@ class WaitTimeout(ReplicationTimeout):
     status = 408
 
 
-class TooManyWaits(SlidestoreError, RuntimeError):
+class TooManyWaits(Busy):
     """One token holds as many ``…/wait`` long polls as it may; ``retry_after`` seconds is
     a fair time to wait before asking again (the ``Retry-After`` header)."""
 
     code = "too_many_waits"
     status = 429
-
-    def __init__(self, message: str, *, retry_after: float = 1.0) -> None:
-        super().__init__(message)
-        self.retry_after = retry_after
 
 
 class NotArchived(SlidestoreError, RuntimeError):
