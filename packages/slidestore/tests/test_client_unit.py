@@ -18,6 +18,13 @@ from slidestore.client.http import Transport, backoff_delay
 from slidestore.client.replicas import ReplicaSet, readable_urls
 from slidestore.client.tus import metadata_header
 from slidestore.cluster import wire
+from slidestore.cluster.errors import (
+    NodeUnknown,
+    NoPlacement,
+    NotArchived,
+    TooManyWaits,
+    WaitTimeout,
+)
 from slidestore.cluster.model import NodeState
 
 
@@ -33,7 +40,7 @@ def body(code: str, detail: str) -> bytes:
         (401, "invalid_token", errors.InvalidToken),
         (401, "token_expired", errors.TokenExpired),
         (507, "insufficient_storage", errors.InsufficientStorage),
-        (507, "no_placement", errors.InsufficientStorage),
+        (507, "no_placement", NoPlacement),  # an InsufficientStorage
         (460, "checksum_mismatch", errors.ChecksumMismatch),
         (409, "upload_offset_mismatch", errors.UploadOffsetMismatch),
         (422, "unsupported_format", errors.UnsupportedFormat),
@@ -41,7 +48,10 @@ def body(code: str, detail: str) -> bytes:
         # Unknown codes fall back to the status.
         (404, "not_found", errors.BlobNotFound),
         (403, "something_new", errors.Forbidden),
-        (408, "wait_timeout", errors.ReplicationTimeout),
+        (408, "wait_timeout", WaitTimeout),  # a ReplicationTimeout
+        (404, "node_unknown", NodeUnknown),
+        (429, "too_many_waits", TooManyWaits),
+        (409, "not_archived", NotArchived),
         (503, "unavailable", errors.ClusterUnavailable),
         (418, "teapot", errors.SlidestoreError),
     ],

@@ -14,7 +14,8 @@ password are generated once and kept in ``demo.json``): nothing is created twice
 ready with three replicas and every replica serves a DeepZoom tile with the viewer's token;
 it stops everything and exits 0 (1 with a message on any failure).
 
-The slidestore servers run as ``python -m slidestore_server.cli`` in this interpreter, so
+The slidestore servers run as ``python -m slidestore_server.cli`` in this interpreter,
+started by slidestore-server's launcher (the one ``dev-cluster`` and the test kits use), so
 ``slidestore-server`` must be installed beside the portal (it is in the workspace); the
 portal itself never imports it.
 """
@@ -24,14 +25,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import importlib.util
 import json
 import os
 import re
 import secrets
 import signal
-import socket
-import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -43,11 +41,17 @@ import httpx
 import msgspec
 
 from labportal.domain.materials.possession import Challenge, answer_from_file
-from slidestore import tokens
+from slidestore.client import MintedTokens, aconnect
 from slidestore.client.hashing import sha256_file
 from slidestore.client.tus import TusUpload
-from slidestore.testing.paths import sample_slide_path
+from slidestore.datapaths import sample_slide_path
+from slidestore.errors import SlidestoreError
 from slidestore.tokens import Operation
+
+try:
+    from slidestore_server.launcher import Process, free_port, tail
+except ModuleNotFoundError as missing:  # the servers it starts are slidestore-server's
+    raise SystemExit("the demo needs slidestore-server installed beside the portal") from missing
 
 EMAIL = "demo@example.org"
 DISPLAY_NAME = "Demo User"
@@ -60,35 +64,14 @@ class DemoFailed(Exception):
     """Something the demo needs did not happen; the message says what."""
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+class Service(Process):
+    """One server of the demo: the launcher's process, with where it answers."""
 
-
-@dataclass
-class Service:
-    """One subprocess in its own session (so it and its workers stop as a group)."""
-
-    name: str
-    command: list[str]
-    env: dict[str, str]
-    log: Path
-    url: str
-    health: str
-    proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        self.log.parent.mkdir(parents=True, exist_ok=True)
-        with self.log.open("ab") as out:
-            self.proc = subprocess.Popen(
-                self.command,
-                env=self.env,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                start_new_session=True,
-            )
+    def __init__(
+        self, name: str, command: list[str], env: dict[str, str], log: Path, url: str, health: str
+    ) -> None:
+        super().__init__(command, env, log)
+        self.name, self.url, self.health = name, url, health
 
     def wait_healthy(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
@@ -101,36 +84,12 @@ class Service:
                 pass
             time.sleep(0.1)
         raise DemoFailed(
-            f"{self.name} did not answer {self.health} within {timeout:.0f}s; {self.tail()}"
+            f"{self.name} did not answer {self.health} within {timeout:.0f}s; {tail(self.log)}"
         )
 
     def check_running(self) -> None:
         if self.proc is not None and self.proc.poll() is not None:
-            raise DemoFailed(f"{self.name} exited with {self.proc.returncode}; {self.tail()}")
-
-    def tail(self) -> str:
-        try:
-            text = self.log.read_text(errors="replace")[-1500:]
-        except OSError:
-            text = ""
-        return f"its log ({self.log}) ends with:\n{text}"
-
-    def signal(self, sig: int) -> None:
-        if self.proc is not None:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(self.proc.pid, sig)
-
-    def wait(self, timeout: float) -> bool:
-        if self.proc is None:
-            return True
-        try:
-            self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            return False
-        # Workers of a server share its group: make sure none outlives it.
-        self.signal(signal.SIGKILL)
-        self.proc = None
-        return True
+            raise DemoFailed(f"{self.name} exited with {self.proc.returncode}; {tail(self.log)}")
 
 
 @dataclass
@@ -216,21 +175,27 @@ class System:
             raise DemoFailed(f"{ready} never answered 200: {exc}") from None
 
     def wait_nodes_alive(self, coordinator: str, timeout: float) -> None:
-        token = tokens.mint(self.secret, ops={Operation.ADMIN}, ttl=300, subject="demo")
-        deadline, alive = time.monotonic() + timeout, 0
-        while time.monotonic() < deadline:
-            self.check_running()
-            try:
-                nodes = httpx.get(
-                    coordinator + "/v1/nodes", params={"token": token}, timeout=5
-                ).json()
-                alive = sum(n["state"] == "alive" for n in nodes)
-                if alive >= NODES:
-                    return
-            except (httpx.HTTPError, ValueError, KeyError, TypeError):
-                pass
-            time.sleep(0.2)
-        raise DemoFailed(f"only {alive} of {NODES} nodes registered alive within {timeout:.0f}s")
+        """Through the SDK, with an ``admin`` token minted per call (the node list)."""
+        mint = MintedTokens(self.secret, "demo", {Operation.ADMIN}, ttl=300)
+        alive = 0
+
+        async def poll() -> None:
+            nonlocal alive
+            deadline = time.monotonic() + timeout
+            async with aconnect(coordinator, mint, timeout=5, retries=0) as cluster:
+                while time.monotonic() < deadline:
+                    self.check_running()
+                    with contextlib.suppress(SlidestoreError):
+                        nodes = await cluster.nodes()
+                        alive = sum(n.state == "alive" for n in nodes)
+                        if alive >= NODES:
+                            return
+                    await asyncio.sleep(0.2)
+            raise DemoFailed(
+                f"only {alive} of {NODES} nodes registered alive within {timeout:.0f}s"
+            )
+
+        asyncio.run(poll())
 
     def check_running(self) -> None:
         for service in self.services:
@@ -468,9 +433,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--check", action="store_true", help="verify over HTTP, then stop")
     args = parser.parse_args(argv)
 
-    if importlib.util.find_spec("slidestore_server") is None:
-        print("the demo needs slidestore-server installed beside the portal", file=sys.stderr)
-        return 2
     root = args.data_dir.resolve()
     try:
         slide = (args.slide or sample_slide_path()).resolve()

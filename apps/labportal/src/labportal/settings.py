@@ -56,7 +56,8 @@ class Settings:
     argon2_memory_kib: int = 65536
     argon2_parallelism: int = 4
     coordinator_url: str = ""
-    """LABPORTAL_COORDINATOR_URL: when set, /readyz also checks the cluster coordinator."""
+    """LABPORTAL_COORDINATOR_URL: the older name of CLUSTER_URL. /readyz is 503 until a
+    cluster is configured (URL and secret) and its coordinator and a node answer."""
     cluster_url: str = ""
     """LABPORTAL_CLUSTER_URL: the slidestore coordinator materials are stored through
     (default: COORDINATOR_URL). Without it, material endpoints answer 503."""

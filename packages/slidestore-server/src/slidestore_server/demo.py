@@ -17,10 +17,10 @@ from pathlib import Path
 
 from slidestore import tokens
 from slidestore.blobs import BlobStore
-from slidestore.testing.paths import sample_slide_path
+from slidestore.datapaths import sample_slide_path
 from slidestore.tokens import Operation
+from slidestore_server.launcher import NodeProcess
 from slidestore_server.local_secret import secret_for
-from slidestore_server.testing import NodeProcess
 
 
 def _get(url: str) -> tuple[int, bytes]:

@@ -12,8 +12,8 @@ from pathlib import Path
 
 from slidestore import tokens
 from slidestore.tokens import Operation
+from slidestore_server.launcher import CoordinatorProcess, NodeProcess, ServerProcess
 from slidestore_server.local_secret import secret_for
-from slidestore_server.testing import CoordinatorProcess, NodeProcess, ServerProcess
 
 
 def run(*, nodes: int, data_dir: str, replicas: int | None, secret: str | None) -> int:

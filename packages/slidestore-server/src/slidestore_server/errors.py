@@ -1,7 +1,7 @@
-"""The one table that maps library exceptions to HTTP statuses, and the JSON error body.
+"""Library exceptions as HTTP answers: the JSON error body, and the status each class
+declares (the one table is :mod:`slidestore.errors`; this module only reads it).
 
-Every error leaves the server as ``{"error": code, "detail": text}``. Lookup walks the
-exception's MRO, so a subclass inherits its parent's status unless listed itself.
+Every error leaves the server as ``{"error": code, "detail": text}``.
 
 A detail never names a file under a node's data directory: such a path (an OpenSlide
 message about a blob file, an OSError's) is replaced by the blob or upload it belongs
@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import math
 import re
+from http import HTTPStatus
 from pathlib import Path
 from typing import Final
 
@@ -23,42 +24,32 @@ from starlette.responses import Response
 
 from slidestore import errors as e
 from slidestore.blobs import is_blob_id
-from slidestore.cluster import errors as cluster_errors
-from slidestore_server.coordinator import errors as coordinator_errors
+from slidestore.error_codes import codes_by_status, error_classes, status_of
 
-STATUS: Final[dict[type[BaseException], int]] = {
-    e.TokenMissing: 401,
-    e.InvalidToken: 401,
-    e.TokenExpired: 401,
-    e.Forbidden: 403,
-    e.SlideNotFound: 404,
-    e.BlobNotFound: 404,
-    e.UploadNotFound: 404,
-    cluster_errors.UnknownNode: 404,
-    coordinator_errors.WaitTimeout: 408,
-    coordinator_errors.TooManyWaits: 429,
-    coordinator_errors.NotArchived: 409,
-    cluster_errors.NoPlacement: 507,
-    e.AssociatedImageNotFound: 404,
-    e.OutOfBounds: 404,
-    e.PassthroughUnavailable: 404,
-    e.UploadExpired: 410,
-    e.UploadOffsetMismatch: 409,
-    e.UploadConflict: 423,
-    e.UploadTooLarge: 413,
-    e.RangeNotSatisfiable: 416,
-    e.UnsupportedFormat: 422,
-    e.DecompressionBomb: 422,
-    e.SlideReadError: 422,
-    e.ChecksumMismatch: 460,
-    e.InsufficientStorage: 507,
-    e.SourceUnavailable: 502,
-    e.SourceCorrupt: 502,
-    e.InvalidRequest: 400,
-    e.SlideClosed: 503,
-    e.Busy: 503,
-    e.SlidestoreError: 400,
+STATUS: Final[dict[type[BaseException], int]] = {k: k.status for k in error_classes()}
+"""Every library error class and its status: a view of the one table in
+:mod:`slidestore.errors` (each class declares its status; subclasses inherit it)."""
+
+EXTRA_CODES: Final[dict[int, tuple[str, ...]]] = {
+    400: ("client_disconnected",),
+    404: ("not_found",),
+    405: ("method_not_allowed",),
+    412: ("unsupported_tus_version",),
+    415: ("unsupported_media_type",),
 }
+"""Codes of the HTTP and tus layers, not of an error class: no such route or method, a
+tus version or PATCH content type the node does not speak, a body cut off mid-way."""
+
+_PHRASES: Final[dict[int, str]] = {460: "Checksum Mismatch"}
+
+
+def describe(status: int) -> str:
+    """An OpenAPI response description for ``status``, generated from the status table:
+    the reason phrase and every error code a server answers with it."""
+    phrase = _PHRASES.get(status) or HTTPStatus(status).phrase
+    codes = [*codes_by_status().get(status, ()), *EXTRA_CODES.get(status, ())]
+    return f"{phrase} ({', '.join(codes)})" if codes else phrase
+
 
 _encoder = msgspec.json.Encoder()
 log = logging.getLogger("slidestore.http")
@@ -100,10 +91,7 @@ def redact_paths(detail: str, roots: list[str]) -> str:
 
 
 def status_for(exc: BaseException) -> int:
-    for klass in type(exc).__mro__:
-        if klass in STATUS:
-            return STATUS[klass]
-    return 500
+    return status_of(exc)
 
 
 def error_response(
@@ -131,8 +119,9 @@ async def slidestore_error_handler(request: Request, exc: Exception) -> Response
         },
     )
     headers = {"WWW-Authenticate": 'Bearer realm="slidestore"'} if status == 401 else None
-    if isinstance(exc, e.Busy | coordinator_errors.TooManyWaits):
-        headers = {"Retry-After": str(math.ceil(exc.retry_after))}
+    retry_after = getattr(exc, "retry_after", None)
+    if isinstance(retry_after, int | float):
+        headers = {"Retry-After": str(math.ceil(retry_after))}
     return error_response(
         status, exc.code, redact_paths(str(exc), _private_roots(request)), headers
     )

@@ -1,5 +1,11 @@
-"""/healthz (the process answers), /readyz (database; coordinator and storage nodes when
-configured), /metrics."""
+"""/healthz (the process answers), /readyz (the database, the coordinator and a storage
+node), /metrics.
+
+Liveness stays 200 whatever the dependencies do (a restart would not bring them back);
+readiness is 503 with the reason while any is missing, a slide cluster that is not
+configured included: without one every material call answers 503 too. The cluster is
+checked through the SDK (``labportal.cluster``), like every other call to it.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +14,6 @@ import hmac
 import logging
 from typing import Any
 
-import httpx
 import msgspec
 from litestar import Controller, Request, Response, get
 from litestar.datastructures import State
@@ -16,10 +21,9 @@ from litestar.di import NamedDependency
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from labportal.cluster import Cluster
 from labportal.errors import NotFound, Unauthorized
 from labportal.settings import Settings
-from slidestore import tokens
-from slidestore.tokens import Operation
 
 log = logging.getLogger("labportal.health")
 
@@ -42,41 +46,6 @@ async def check_database(engine: NamedDependency[AsyncEngine]) -> str:
         log.warning("database not ready: %s", exc)
         return f"error: {type(exc).__name__}"
     return "ok"
-
-
-async def check_coordinator(url: str) -> str:
-    try:
-        async with httpx.AsyncClient(timeout=3) as client:
-            response = await client.get(url.rstrip("/") + "/healthz")
-    except httpx.HTTPError as exc:
-        return f"error: {type(exc).__name__}"
-    return "ok" if response.status_code == 200 else f"error: HTTP {response.status_code}"
-
-
-async def check_nodes(coordinator: str, secret: str) -> str:
-    """At least one node the coordinator calls alive answers its ``/healthz``: slides can
-    be read and uploaded."""
-    # The node list (addresses, free space) is an operator's view: an admin token for one
-    # minute, minted here and sent only to the coordinator.
-    token = tokens.mint(secret, ops={Operation.ADMIN}, ttl=60, subject="labportal-readyz")
-    try:
-        async with httpx.AsyncClient(timeout=3) as client:
-            answer = await client.get(
-                coordinator.rstrip("/") + "/v1/nodes", headers={"Authorization": f"Bearer {token}"}
-            )
-            if answer.status_code != 200:
-                return f"error: coordinator answered HTTP {answer.status_code}"
-            urls = [n["url"] for n in answer.json() if n.get("state") == "alive"]
-            if not urls:
-                return "error: no live storage node"
-            results = await asyncio.gather(
-                *(client.get(url.rstrip("/") + "/healthz") for url in urls),
-                return_exceptions=True,
-            )
-    except (httpx.HTTPError, ValueError) as exc:
-        return f"error: {type(exc).__name__}"
-    reachable = sum(isinstance(r, httpx.Response) and r.status_code == 200 for r in results)
-    return "ok" if reachable else "error: no storage node reachable"
 
 
 def require_metrics_token(request: Request[Any, Any, Any], settings: Settings) -> None:
@@ -102,13 +71,14 @@ class HealthController(Controller):
 
     @get("/readyz", summary="Readiness: 503 while a dependency is unavailable")
     async def readyz(
-        self, db_engine: NamedDependency[AsyncEngine], settings: NamedDependency[Settings]
+        self, db_engine: NamedDependency[AsyncEngine], state: State
     ) -> Response[Readiness]:
         checks = {"database": await check_database(db_engine)}
-        if settings.coordinator:
-            checks["coordinator"] = await check_coordinator(settings.coordinator)
-            if settings.cluster_secret and checks["coordinator"] == "ok":
-                checks["nodes"] = await check_nodes(settings.coordinator, settings.cluster_secret)
+        cluster: Cluster = state.cluster
+        health = await cluster.health()
+        checks["coordinator"] = health.coordinator
+        if health.nodes is not None:
+            checks["nodes"] = health.nodes
         ready = all(v == "ok" for v in checks.values())
         return Response(
             Readiness(status="ready" if ready else "unavailable", checks=checks),

@@ -9,6 +9,7 @@ import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
 
+from slidestore.cluster.errors import DatabaseUnavailable
 from slidestore.errors import InvalidRequest
 from slidestore_server.coordinator.db import database_unavailable
 from slidestore_server.coordinator.state import Coordinator
@@ -60,4 +61,5 @@ async def database_error_handler(request: Request, exc: Exception) -> Response:
         extra={"path": request.url.path, "method": request.method, "cause": str(exc)[:200]},
     )
     detail = "the coordinator's database is unavailable; retry shortly"
-    return error_response(503, "database_unavailable", detail, {"Retry-After": "1"})
+    unavailable = DatabaseUnavailable
+    return error_response(unavailable.status, unavailable.code, detail, {"Retry-After": "1"})

@@ -1,20 +1,22 @@
 """The coordinator's HTTP calls to storage nodes, each with an admin token it mints.
 
 Exactly three: ``POST {node}/replicas`` (have it pull a copy), ``DELETE {node}/blobs/{id}``
-(trim, delete, retire) and ``GET {node}/blobs/{id}`` (stream into the archive).
+(trim, delete, retire) and ``GET {node}/blobs/{id}`` (stream into the archive). Tokens
+come from the SDK's :class:`~slidestore.client.auth.MintedTokens` and error answers are
+read by its error mapping (``slidestore.client.http``), like every client of the protocol.
 """
 
 from __future__ import annotations
 
 import hashlib
-import time
 
 import anyio
 import fsspec
 import httpx
 import msgspec
 
-from slidestore import tokens
+from slidestore.client.auth import MintedTokens
+from slidestore.client.http import response_error
 from slidestore.cluster.wire import PURPOSE_HEADER, REPLICA_PURPOSE, Replicate, Replicated
 from slidestore.tokens import Operation
 
@@ -24,25 +26,26 @@ _FLOOR_RATE = 5 << 20
 
 
 class NodeCallFailed(RuntimeError):
-    """A node answered with an error (or not at all): the operation is retried later."""
+    """A node answered with an error (or not at all): the operation is retried later. The
+    cause is the SDK's named error for the answer, when there was one."""
+
+
+def _failed(answer: httpx.Response, what: str) -> NodeCallFailed:
+    error = response_error(answer, what)
+    failed = NodeCallFailed(str(error))
+    failed.__cause__ = error
+    return failed
 
 
 class NodeClient:
     def __init__(self, secret: str, client: httpx.AsyncClient) -> None:
         self.secret = secret
         self.client = client
-        self._token = ""
-        self._token_until = 0.0
+        # One short-lived token reused while fresh: minting costs an HMAC, not a round trip.
+        self._tokens = MintedTokens(secret, "coordinator", {Operation.ADMIN}, ttl=300)
 
     def _headers(self) -> dict[str, str]:
-        # One short-lived token reused for a minute: minting costs an HMAC, not a round trip.
-        now = time.time()
-        if now > self._token_until:
-            self._token = tokens.mint(
-                self.secret, ops={Operation.ADMIN}, ttl=300, subject="coordinator", now=now
-            )
-            self._token_until = now + 60
-        return {"Authorization": f"Bearer {self._token}"}
+        return {"Authorization": f"Bearer {self._tokens()}"}
 
     async def replicate(self, target_url: str, order: Replicate) -> Replicated:
         rate = min(order.bytes_per_second or _FLOOR_RATE, _FLOOR_RATE)
@@ -57,9 +60,7 @@ class NodeClient:
         except httpx.HTTPError as exc:
             raise NodeCallFailed(f"POST {target_url}/replicas: {type(exc).__name__}") from exc
         if answer.status_code not in (200, 201):  # 201: copied now; 200: already there
-            raise NodeCallFailed(
-                f"POST {target_url}/replicas answered {answer.status_code}: {answer.text[:200]}"
-            )
+            raise _failed(answer, f"POST {target_url}/replicas")
         return msgspec.json.decode(answer.content, type=Replicated)
 
     async def delete(self, node_url: str, blob_id: str) -> None:
@@ -71,7 +72,7 @@ class NodeClient:
         except httpx.HTTPError as exc:
             raise NodeCallFailed(f"DELETE {node_url}/blobs/{blob_id}: {exc!r}") from exc
         if answer.status_code not in (200, 204, 404):
-            raise NodeCallFailed(f"DELETE {node_url}/blobs/{blob_id} answered {answer.status_code}")
+            raise _failed(answer, f"DELETE {node_url}/blobs/{blob_id}")
 
     async def archive(self, node_url: str, blob_id: str, archive_url: str) -> str:
         """Stream a blob from a node to ``{archive_url}/{blob_id}``; verify its sha256.
@@ -90,7 +91,8 @@ class NodeClient:
                 timeout=60.0,
             ) as answer:
                 if answer.status_code != 200:
-                    raise NodeCallFailed(f"GET {node_url}/blobs/{blob_id}: {answer.status_code}")
+                    await answer.aread()
+                    raise _failed(answer, f"GET {node_url}/blobs/{blob_id}")
                 parent = path.rsplit("/", 1)[0]
                 await anyio.to_thread.run_sync(lambda: fs.makedirs(parent, exist_ok=True))
                 out = await anyio.to_thread.run_sync(lambda: fs.open(path, "wb"))

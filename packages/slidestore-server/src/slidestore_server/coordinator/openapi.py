@@ -8,6 +8,7 @@ from typing import Any
 import msgspec
 
 from slidestore.cluster import wire
+from slidestore_server.errors import describe
 
 _REF = "#/components/schemas/{name}"
 _STRUCTS = (
@@ -22,15 +23,6 @@ _STRUCTS = (
     wire.Retention,
     wire.ErrorBody,
 )
-_ERRORS = {
-    400: "Bad request",
-    401: "Missing, malformed or expired token",
-    403: "Token does not grant this",
-    404: "Unknown node (register again) or blob",
-    408: "Wait timed out",
-    409: "Blob has no archived copy",
-    507: "No node can take it (no_placement)",
-}
 BLOB = {
     "name": "blob_id",
     "in": "path",
@@ -55,7 +47,7 @@ def _ok(name: str | None, *errors: int, status: int = 200) -> dict[str, Any]:
     out: dict[str, Any] = {str(status): answer}
     for code in errors:
         out[str(code)] = {
-            "description": _ERRORS[code],
+            "description": describe(code),
             "content": {"application/json": {"schema": _ref("ErrorBody")}},
         }
     return out

@@ -1,4 +1,7 @@
-"""The SQL-backed node registry: what ``slidestore.cluster.Registry`` does in memory.
+"""The node registry: identity, reported figures, liveness and blob inventories, in SQL.
+
+The one registry (an in-memory twin once stood beside it as "reference semantics", tested
+apart and drifting apart; its tests now run against this one, ``tests/test_registry.py``).
 
 Each call is one transaction. Liveness is not stored as truth: views derive it from
 ``last_heartbeat`` with :func:`slidestore.cluster.state_at`, so an API answer is right

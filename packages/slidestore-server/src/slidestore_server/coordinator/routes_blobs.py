@@ -28,6 +28,7 @@ from slidestore_server.auth import require
 from slidestore_server.coordinator import catalog, waits
 from slidestore_server.coordinator.errors import NotArchived, WaitTimeout
 from slidestore_server.coordinator.http import coordinator, decode, float_param, json
+from slidestore_server.params import blob_id_param as _blob_id
 
 #: Upload tokens live as long as a large upload may take; nodes check write on them.
 UPLOAD_TOKEN_TTL = 3600.0
@@ -115,10 +116,6 @@ async def placements(request: Request) -> Response:
 def _timing(seconds: float) -> dict[str, str]:
     """Server-Timing: the decision's own duration, apart from network and client time."""
     return {"Server-Timing": f"place;dur={seconds * 1000:.3f}"}
-
-
-def _blob_id(request: Request) -> str:
-    return check_blob_id(str(request.path_params["blob_id"]))
 
 
 async def _view(request: Request, blob_id: str) -> BlobView | None:

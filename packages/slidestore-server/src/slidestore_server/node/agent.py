@@ -19,11 +19,12 @@ import time
 from pathlib import Path
 from typing import Final
 
-import httpx
 import msgspec
 
-from slidestore import tokens
+from slidestore import errors
 from slidestore.blobs import BlobStore, is_blob_id
+from slidestore.client.auth import MintedTokens
+from slidestore.client.http import Transport
 from slidestore.cluster.inventory import InventoryTracker, Snapshot
 from slidestore.cluster.wire import (
     API,
@@ -43,7 +44,7 @@ FULL_SCAN_SECONDS: Final = 30.0
 """Rescan even without a signal, for changes made behind the node's back."""
 BACKOFF_MIN: Final = 0.2
 BACKOFF_MAX: Final = 5.0
-TIMEOUT: Final = httpx.Timeout(5.0, connect=2.0)
+TIMEOUT: Final = 5.0
 log = logging.getLogger("slidestore.agent")
 
 
@@ -52,7 +53,8 @@ class CoordinatorRefused(Exception):
 
 
 class NodeForgotten(Exception):
-    """404 on a heartbeat: the coordinator does not know this node (any more)."""
+    """404 (``node_unknown``) on a heartbeat: the coordinator does not know this node (any
+    more)."""
 
 
 class ClusterAgent:
@@ -82,12 +84,16 @@ class ClusterAgent:
     async def run(self) -> None:
         await self._write_status()
         backoff = BACKOFF_MIN
-        headers = {"User-Agent": f"slidestore-node/{self.node_id} pid={os.getpid()}"}
-        async with httpx.AsyncClient(
-            base_url=str(self.settings.coordinator_url).rstrip("/"),
+        # The SDK's transport (its error mapping too), with a ``node`` token per message;
+        # no retries of its own: this loop backs off.
+        client = Transport(
+            str(self.settings.coordinator_url),
+            MintedTokens(self.settings.secret, self.node_id, {Operation.NODE}, ttl=60),
             timeout=TIMEOUT,
-            headers=headers,
-        ) as client:
+            retries=0,
+            headers={"User-Agent": f"slidestore-node/{self.node_id} pid={os.getpid()}"},
+        )
+        try:
             while True:
                 try:
                     await self._exchange(client)
@@ -104,8 +110,10 @@ class ClusterAgent:
                     continue
                 backoff = BACKOFF_MIN
                 await self.changes.wait(self.status.heartbeat_interval)
+        finally:
+            await client.aclose()
 
-    async def _exchange(self, client: httpx.AsyncClient) -> None:
+    async def _exchange(self, client: Transport) -> None:
         snapshot = await self._current()
         if self.tracker.registered:
             await self._heartbeat(client, snapshot)
@@ -131,7 +139,7 @@ class ClusterAgent:
 
     # -- messages ----------------------------------------------------------------------
 
-    async def _register(self, client: httpx.AsyncClient, snapshot: Snapshot) -> None:
+    async def _register(self, client: Transport, snapshot: Snapshot) -> None:
         message = Register(
             node_id=self.node_id,
             url=self.settings.url,
@@ -140,8 +148,7 @@ class ClusterAgent:
             inventory=snapshot.inventory(),
             quarantined=tuple(sorted(snapshot.quarantined)),
         )
-        answer = await self._post(client, f"{API}/nodes/register", message)
-        ack = self._decode(answer, RegisterAck)
+        ack = await self._post(client, f"{API}/nodes/register", message, RegisterAck)
         if ack.heartbeat_interval > 0:
             self.status.heartbeat_interval = ack.heartbeat_interval
         self.status.registered = True
@@ -150,7 +157,7 @@ class ClusterAgent:
             extra={"node_id": self.node_id, "blobs": len(snapshot.blobs)},
         )
 
-    async def _heartbeat(self, client: httpx.AsyncClient, snapshot: Snapshot) -> None:
+    async def _heartbeat(self, client: Transport, snapshot: Snapshot) -> None:
         delta = self.tracker.delta(snapshot)
         message = Heartbeat(
             report=await asyncio.to_thread(self._report, snapshot),
@@ -158,34 +165,24 @@ class ClusterAgent:
             removed=delta.removed,
             quarantined=delta.quarantined,
         )
-        answer = await self._post(client, f"{API}/nodes/{self.node_id}/heartbeat", message)
-        if answer.status_code == 404:
+        try:
+            await self._post(client, f"{API}/nodes/{self.node_id}/heartbeat", message, HeartbeatAck)
+        except errors.SlidestoreError as exc:
+            if exc.status != 404:  # node_unknown (or a coordinator without this route)
+                raise
             self.status.registered = False
-            raise NodeForgotten()
-        self._decode(answer, HeartbeatAck)
-
-    async def _post(
-        self, client: httpx.AsyncClient, path: str, message: msgspec.Struct
-    ) -> httpx.Response:
-        token = tokens.mint(
-            self.settings.secret, ops={Operation.NODE}, ttl=60, subject=self.node_id
-        )
-        return await client.post(
-            path,
-            content=msgspec.json.encode(message),
-            headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
-        )
+            raise NodeForgotten() from None
 
     @staticmethod
-    def _decode[T](answer: httpx.Response, kind: type[T]) -> T:
-        if answer.status_code not in (200, 201):
-            raise CoordinatorRefused(
-                f"{answer.request.url.path} answered {answer.status_code}: {answer.text[:200]}"
-            )
+    async def _post[T](client: Transport, path: str, message: msgspec.Struct, kind: type[T]) -> T:
+        """One message; an error answer raises the SDK's named error for it."""
+        answer = await client.coordinator(
+            "POST", path, content=msgspec.json.encode(message), ok=(200, 201)
+        )
         try:
             return msgspec.json.decode(answer.content, type=kind)
         except msgspec.DecodeError as exc:
-            raise CoordinatorRefused(f"{answer.request.url.path}: unexpected body: {exc}") from None
+            raise CoordinatorRefused(f"{path}: unexpected body: {exc}") from None
 
     def _report(self, snapshot: Snapshot) -> NodeReport:
         """In a worker thread: the promised bytes are read from the upload sessions' state."""

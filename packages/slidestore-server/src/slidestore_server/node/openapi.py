@@ -8,8 +8,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from slidestore_server.errors import describe
+
 BLOB_ID = {"type": "string", "pattern": "^[0-9a-f]{64}$"}
 ERROR = {"$ref": "#/components/schemas/Error"}
+HEAD_ERRORS = ("400", "401", "403", "404", "410", "412")
 
 
 def _json(description: str, schema: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -20,24 +23,8 @@ def _json(description: str, schema: dict[str, Any] | None = None) -> dict[str, A
 
 
 def _errors(*statuses: int) -> dict[str, Any]:
-    text = {
-        400: "Bad request",
-        401: "Missing, malformed or expired token",
-        403: "Token does not grant this",
-        404: "Unknown blob or out-of-range tile",
-        409: "Upload offset mismatch",
-        410: "Upload expired",
-        412: "Unsupported Tus-Resumable version",
-        413: "Larger than declared or allowed",
-        416: "Range not satisfiable",
-        422: "Not a slide, or its pixels fail to decode",
-        423: "Upload busy",
-        460: "Checksum mismatch",
-        502: "The replica's source is unreachable, lacks the blob, or sent corrupt bytes",
-        503: "Busy: the node's render budget is taken; retry after Retry-After seconds",
-        507: "Not enough free space",
-    }
-    return {str(s): _json(text[s]) for s in statuses}
+    """Error answers, each described from the status table (``errors.describe``)."""
+    return {str(s): _json(describe(s)) for s in statuses}
 
 
 def _image(description: str) -> dict[str, Any]:
@@ -319,12 +306,7 @@ def document() -> dict[str, Any]:
                     "responses": {
                         # HEAD responses carry no body, so no content is declared.
                         "200": {"description": "offset"},
-                        "400": {"description": "bad request"},
-                        "401": {"description": "missing, malformed or expired token"},
-                        "403": {"description": "token does not grant write"},
-                        "404": {"description": "unknown"},
-                        "410": {"description": "expired"},
-                        "412": {"description": "unsupported Tus-Resumable version"},
+                        **{s: {"description": describe(int(s))} for s in HEAD_ERRORS},
                     },
                 },
                 "delete": {

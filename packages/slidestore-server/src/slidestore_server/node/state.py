@@ -28,13 +28,21 @@ class NodeState:
     uploads: UploadManager
     slides: SlideCache
     changes: ChangeSignal
-    """Call ``changes.notify()`` after a blob appears or disappears (heartbeat now)."""
+    """Notified after a blob appears or disappears (heartbeat now): see
+    :meth:`blob_arrived` and :meth:`blobs_gone`."""
     scrubber: Scrubber
     renditions: Prerenderer
     foreground: Foreground
     """When people last asked this node for something: replica sends yield to them."""
     render_budget: RenderBudget
     """Memory the IIIF renders in progress may take together."""
+
+    def blob_arrived(self) -> None:
+        """A blob was stored here (an upload completed, a replica was copied): every path
+        that stores one calls this, so none forgets a step. The agent heartbeats it now
+        (the coordinator counts the copy at once) and prerendering looks for new slides."""
+        self.changes.notify()
+        self.renditions.wake()
 
     def blobs_gone(self, blob_ids: list[str]) -> None:
         """Blobs were deleted or quarantined: drop their open slides, tell the agent."""

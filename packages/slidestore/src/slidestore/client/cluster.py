@@ -10,16 +10,20 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal, Self
 
+import httpx
 import msgspec
 from tqdm import tqdm
 
 from slidestore import errors
+from slidestore.client import direct, health
+from slidestore.client.auth import TokenProvider
 from slidestore.client.hashing import CHUNK_SIZE, sha256_file
 from slidestore.client.http import Transport
 from slidestore.client.replicas import fetch_blob_view
 from slidestore.client.slide import AsyncRemoteSlide
 from slidestore.client.tus import GrantSpent, PrimaryUnreachable, TusOptions, TusUpload
 from slidestore.cluster import wire
+from slidestore.tokens import Operation
 
 Wait = Literal["primary", "all"]
 
@@ -49,13 +53,16 @@ class AsyncCluster:
     def __init__(
         self,
         url: str | Sequence[str],
-        token: str | None = None,
+        token: str | TokenProvider | None = None,
         *,
         timeout: float = 30.0,
         retries: int = 3,
         backoff: float = 0.25,
+        http: httpx.AsyncBaseTransport | None = None,
     ) -> None:
-        self.transport = Transport(url, token, timeout=timeout, retries=retries, backoff=backoff)
+        self.transport = Transport(
+            url, token, timeout=timeout, retries=retries, backoff=backoff, http=http
+        )
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.transport.coordinators!r})"
@@ -95,11 +102,47 @@ class AsyncCluster:
 
     async def delete(self, blob_id: str) -> None:
         """Delete the blob on every node (needs a token granting ``delete``)."""
-        await self.transport.coordinator("DELETE", f"{wire.API}/blobs/{blob_id}", ok=(200, 204))
+        await self.transport.coordinator(
+            "DELETE",
+            f"{wire.API}/blobs/{blob_id}",
+            ok=(200, 204),
+            ops={Operation.DELETE},
+            blob=blob_id,
+        )
 
     async def nodes(self) -> list[wire.NodeView]:
-        response = await self.transport.coordinator("GET", f"{wire.API}/nodes")
+        """Every storage node the coordinator knows (an operator's view: ``admin``)."""
+        response = await self.transport.coordinator(
+            "GET", f"{wire.API}/nodes", ops={Operation.ADMIN}
+        )
         return _nodes_decoder.decode(response.content)
+
+    async def place(self, request: wire.PlacementRequest) -> wire.Placement:
+        """Where a new blob goes: the primary, the other targets and the ``upload`` grant
+        for one upload of that size (``write``). ``exists`` when the cluster has it."""
+        response = await self.transport.coordinator(
+            "POST",
+            f"{wire.API}/placements",
+            content=_encoder.encode(request),
+            ok=(200, 201),
+            ops={Operation.WRITE},
+        )
+        return _placement_decoder.decode(response.content)
+
+    async def read_ranges(
+        self, view: wire.BlobView, ranges: Sequence[tuple[int, int]]
+    ) -> list[bytes]:
+        """``(offset, length)`` byte ranges of the blob from one of its replicas (a
+        ``download`` token on that blob): what a proof of possession is checked against."""
+        return await direct.read_ranges(self.transport, view, ranges)
+
+    async def slide_info(self, view: wire.BlobView) -> dict[str, Any] | None:
+        """The slide's normalized metadata from a replica (None: no replica answered)."""
+        return await direct.slide_info(self.transport, view)
+
+    async def health(self, *, nodes: bool = True, timeout: float = 3.0) -> health.Health:
+        """Whether a coordinator answers and (``nodes``) a live storage node does too."""
+        return await health.check(self.transport, nodes=nodes, timeout=timeout)
 
     async def wait(
         self, blob_id: str, replicas: int | None = None, *, timeout: float = 600.0
@@ -122,9 +165,13 @@ class AsyncCluster:
                     f"{wire.API}/blobs/{blob_id}/wait",
                     params=params,
                     timeout=poll + self.transport.timeout,
+                    ops={Operation.READ},
+                    blob=blob_id,
                 )
             except errors.ReplicationTimeout:
-                if time.monotonic() >= deadline:
+                # A poll that covered the time left was the last (a server answering
+                # early gets no second ask in a busy loop).
+                if time.monotonic() >= deadline or poll >= left:
                     raise
                 await asyncio.sleep(min(0.05, max(0.0, deadline - time.monotonic())))
                 continue
@@ -135,12 +182,6 @@ class AsyncCluster:
         return await AsyncRemoteSlide.open(self.transport, blob_id, replicas=replicas)
 
     # -- upload --------------------------------------------------------------------------
-
-    async def _place(self, request: wire.PlacementRequest) -> wire.Placement:
-        response = await self.transport.coordinator(
-            "POST", f"{wire.API}/placements", content=_encoder.encode(request), ok=(200, 201)
-        )
-        return _placement_decoder.decode(response.content)
 
     async def upload(
         self,
@@ -180,7 +221,7 @@ class AsyncCluster:
             timeout=max(self.transport.timeout, 120.0),
         )
         for _ in range(MAX_PLACEMENTS):
-            placement = await self._place(
+            placement = await self.place(
                 wire.PlacementRequest(
                     size=size,
                     sha256=sha256,
@@ -232,14 +273,17 @@ class AsyncCluster:
 
 def aconnect(
     url: str | Sequence[str],
-    token: str | None = None,
+    token: str | TokenProvider | None = None,
     *,
     timeout: float = 30.0,
     retries: int = 3,
     backoff: float = 0.25,
+    http: httpx.AsyncBaseTransport | None = None,
 ) -> AsyncCluster:
     """An :class:`AsyncCluster`; use ``async with aconnect(...)`` or ``await aconnect(...)``.
 
-    ``url`` is a coordinator URL or several (every coordinator answers the API).
+    ``url`` is a coordinator URL or several (every coordinator answers the API). ``token``
+    is the token to send, or a :class:`~slidestore.client.auth.TokenProvider` that mints
+    the narrowest one per request (a service holding the cluster secret).
     """
-    return AsyncCluster(url, token, timeout=timeout, retries=retries, backoff=backoff)
+    return AsyncCluster(url, token, timeout=timeout, retries=retries, backoff=backoff, http=http)

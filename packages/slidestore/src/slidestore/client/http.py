@@ -3,7 +3,9 @@
 ``error_from`` turns an error answer (``{"error": code, "detail": text}``) into the named
 exception of :mod:`slidestore.errors`; it is pure so it can be tested without a server.
 
-:class:`Transport` holds the coordinator URLs, the token and the timeouts. An
+:class:`Transport` holds the coordinator URLs, the token provider
+(:mod:`slidestore.client.auth`) and the timeouts; it is the one HTTP transport of the wire
+protocol (the lab portal and the servers' own calls to each other use it too). An
 ``httpx.AsyncClient`` is bound to the event loop it first ran on, and the same client
 object is used from several loops (the sync :class:`~slidestore.client.Cluster`'s own
 loop thread, and zarr's loop thread when a ``zarr.Group`` reads through
@@ -16,14 +18,17 @@ import asyncio
 import contextlib
 import random
 import weakref
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Final
 
 import httpx
 import msgspec
 
 from slidestore import errors
+from slidestore.client.auth import TokenProvider, provider
 from slidestore.cluster import wire
+from slidestore.error_codes import by_code
+from slidestore.tokens import Operation
 
 TRANSIENT: Final = (httpx.TransportError,)
 """Failures worth trying elsewhere or again: refused/reset connections, timeouts."""
@@ -43,29 +48,9 @@ _STATUS: Final[dict[int, type[errors.SlidestoreError]]] = {
     460: errors.ChecksumMismatch,
     507: errors.InsufficientStorage,
 }
+"""Only for answers without a code slidestore knows (a ``HEAD``, a proxy's page): the
+code, when there is one, picks the class from :func:`slidestore.error_codes.by_code`."""
 
-_CODE_OVERRIDES: Final[dict[str, type[errors.SlidestoreError]]] = {
-    # The coordinator's 507 when no node set fits the blob.
-    "no_placement": errors.InsufficientStorage,
-}
-
-
-def _by_code() -> dict[str, type[errors.SlidestoreError]]:
-    """Every class of :mod:`slidestore.errors` by its ``code`` (constructors take a message)."""
-    table: dict[str, type[errors.SlidestoreError]] = {}
-    pending: list[type[errors.SlidestoreError]] = [errors.SlidestoreError]
-    while pending:
-        klass = pending.pop()
-        if klass.__module__ == errors.__name__:
-            table.setdefault(klass.code, klass)
-        pending.extend(klass.__subclasses__())
-    table.update(_CODE_OVERRIDES)
-    return table
-
-
-_CODES: Final = _by_code()
-_DEFINITE: Final = frozenset(_CODE_OVERRIDES)
-"""Codes that are the answer even with a 5xx status (no other coordinator would differ)."""
 _error_decoder = msgspec.json.Decoder(wire.ErrorBody)
 
 
@@ -86,7 +71,7 @@ def error_from(
     body, so only its status counts.
     """
     parsed = parse_error(body)
-    klass: type[errors.SlidestoreError] | None = _CODES.get(parsed.error) if parsed else None
+    klass: type[errors.SlidestoreError] | None = by_code().get(parsed.error) if parsed else None
     if klass is None:
         if status >= 500 and status != 507:
             klass = errors.ClusterUnavailable
@@ -99,7 +84,7 @@ def error_from(
         detail = f"HTTP {status}" + (f": {text}" if text else "")
     if context:
         detail = f"{context}: {detail}"
-    return klass(detail)
+    return klass.from_wire(detail)
 
 
 def response_error(response: httpx.Response, context: str = "") -> errors.SlidestoreError:
@@ -133,18 +118,25 @@ class Transport:
     def __init__(
         self,
         coordinators: str | Sequence[str],
-        token: str | None = None,
+        token: str | TokenProvider | None = None,
         *,
         timeout: float = 30.0,
         retries: int = 3,
         backoff: float = 0.25,
         max_backoff: float = 5.0,
+        http: httpx.AsyncBaseTransport | None = None,
+        headers: Mapping[str, str] | None = None,
     ) -> None:
         urls = [coordinators] if isinstance(coordinators, str) else list(coordinators)
         if not urls:
             raise errors.InvalidRequest("connect() needs at least one coordinator URL")
         self.coordinators = [u.rstrip("/") for u in urls]
-        self.token = token
+        self.tokens = provider(token)
+        self.http = http
+        self.default_headers = dict(headers or {})
+        """Sent with every request (a server's ``User-Agent``, say)."""
+        """What the clients send requests through (None: the network; a test may pass a
+        stand-in for a whole cluster)."""
         self.timeout = timeout
         self.retries = retries
         self.backoff = backoff
@@ -165,12 +157,27 @@ class Transport:
             client = httpx.AsyncClient(
                 timeout=httpx.Timeout(self.timeout, connect=min(5.0, self.timeout)),
                 follow_redirects=True,
+                transport=self.http,
+                headers=self.default_headers,
             )
             self._clients[loop] = client
         return client
 
-    def headers(self, token: str | None = None) -> dict[str, str]:
-        token = token or self.token
+    @property
+    def token(self) -> str | None:
+        """The token of the client's usual operations."""
+        return self.tokens()
+
+    def headers(
+        self,
+        token: str | None = None,
+        *,
+        ops: Iterable[Operation] | None = None,
+        blob: str | None = None,
+    ) -> dict[str, str]:
+        """The ``Authorization`` header: ``token``, else the provider's for ``ops`` on
+        ``blob`` (the narrowest one the request needs)."""
+        token = token or self.tokens(ops, blob)
         return {"Authorization": f"Bearer {token}"} if token else {}
 
     async def aclose(self) -> None:
@@ -198,9 +205,14 @@ class Transport:
         params: Mapping[str, Any] | None = None,
         timeout: float | None = None,
         ok: tuple[int, ...] = (200,),
+        ops: Iterable[Operation] | None = None,
+        blob: str | None = None,
     ) -> httpx.Response:
-        """One call to whichever coordinator answers; error answers raise named errors."""
-        headers = self.headers()
+        """One call to whichever coordinator answers; error answers raise named errors.
+
+        ``ops`` (and ``blob``) say what the call needs, for a provider that mints tokens.
+        """
+        headers = self.headers(ops=ops, blob=blob)
         if content is not None:
             headers["Content-Type"] = "application/json"
         failures: list[str] = []
@@ -220,9 +232,7 @@ class Transport:
                 except TRANSIENT as exc:
                     failures.append(f"{base}: {type(exc).__name__} {exc}".strip())
                     continue
-                if is_transient_status(response.status_code) and (
-                    error_code(response) not in _DEFINITE
-                ):
+                if is_transient_status(response.status_code):
                     failures.append(f"{base}: HTTP {response.status_code}")
                     continue
                 if response.status_code not in ok:

@@ -17,6 +17,7 @@ from typing import Any, Self
 
 import zarr
 
+from slidestore.client.auth import TokenProvider
 from slidestore.client.cluster import AsyncCluster, Wait
 from slidestore.client.hashing import CHUNK_SIZE
 from slidestore.client.slide import AsyncRemoteSlide, RemoteSlideInfo
@@ -103,7 +104,7 @@ class Cluster:
     def __init__(
         self,
         url: str | Sequence[str],
-        token: str | None = None,
+        token: str | TokenProvider | None = None,
         *,
         timeout: float = 30.0,
         retries: int = 3,
@@ -184,7 +185,7 @@ class Cluster:
 
 def connect(
     url: str | Sequence[str],
-    token: str | None = None,
+    token: str | TokenProvider | None = None,
     *,
     timeout: float = 30.0,
     retries: int = 3,

@@ -2,8 +2,8 @@
 rebalance planning.
 
 Pure and deterministic: no I/O, no clock of its own (callers pass ``now``), no database.
-The coordinator persists the state and calls these functions; the in-memory
-:class:`Registry` is the reference for how its SQL-backed registry must behave.
+The coordinator persists the state (its SQL node registry is the one registry) and calls
+these functions.
 """
 
 from __future__ import annotations
@@ -23,7 +23,6 @@ from slidestore.cluster.model import (
 )
 from slidestore.cluster.placement import DEFAULT_CHOICES, place, rank
 from slidestore.cluster.rebalance import DEFAULT_TOLERANCE, fill, fill_spread, plan_rebalance
-from slidestore.cluster.registry import Registry
 from slidestore.cluster.repair import DEFAULT_MAX_COPIES, plan_repair
 
 __all__ = [
@@ -40,7 +39,6 @@ __all__ = [
     "NoPlacement",
     "NodeInfo",
     "NodeState",
-    "Registry",
     "RepairPlan",
     "Transition",
     "TrimTask",

@@ -3,7 +3,8 @@
 A node is ``alive`` while its last heartbeat is younger than ``suspect_after``, ``suspect``
 until ``dead_after``, then ``dead``; any heartbeat (or re-registration) makes it alive
 again. The state is a pure function of (last heartbeat, now, timeouts): :func:`state_at`;
-``slidestore.cluster.registry`` keeps the heartbeats and applies it.
+the coordinator's registry (``slidestore_server.coordinator.registry``) keeps the
+heartbeats and applies it.
 
 Times are seconds on the coordinator's *monotonic* clock: heartbeats are stamped when
 they arrive, never with the node's own clock, so skew between machines cannot kill a node.

@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import datetime
-import re
 import uuid
 from typing import Annotated, Any, Literal
 
@@ -13,7 +12,6 @@ from labportal.domain.accounts.schemas import UserRef
 
 Sha256 = Annotated[str, Meta(pattern="^[0-9a-f]{64}$")]
 MaterialStatus = Literal["uploading", "failed", "replicating", "ready", "archived", "unavailable"]
-_HEX64 = re.compile(r"[0-9a-f]{64}")
 
 MAX_SIZE = 1 << 40  # 1 TiB
 

@@ -24,7 +24,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 from starlette.types import Receive, Scope, Send
 
-from slidestore.blobs import BlobRange, check_blob_id
+from slidestore.blobs import BlobRange
 from slidestore.cluster.wire import PURPOSE_HEADER, REPLICA_PURPOSE
 from slidestore.errors import RangeNotSatisfiable
 from slidestore.tokens import Operation
@@ -33,6 +33,7 @@ from slidestore_server.errors import error_response
 from slidestore_server.node.foreground import Foreground
 from slidestore_server.node.responses import etag_matches
 from slidestore_server.node.state import NodeState
+from slidestore_server.params import blob_id_param as _blob_id
 
 _CHUNK: Final = 1 << 20
 _BUSY_CHUNK: Final = 256 << 10
@@ -130,10 +131,6 @@ class BlobResponse(Response):
                 size = _CHUNK
         if blob_range.length == 0:
             await send({"type": "http.response.body", "body": b"", "more_body": False})
-
-
-def _blob_id(request: Request) -> str:
-    return check_blob_id(str(request.path_params["blob_id"]))
 
 
 async def get_blob(request: Request) -> Response:

@@ -2,28 +2,13 @@
 
 from __future__ import annotations
 
-import re
-
 from starlette.concurrency import run_in_threadpool
-from starlette.requests import Request
 
-from slidestore.errors import InvalidBlobId
 from slidestore_server.node.slides import SlideEntry
 from slidestore_server.node.state import NodeState
+from slidestore_server.params import blob_id_param
 
-_BLOB_ID = re.compile(r"[0-9a-f]{64}")
-
-
-def check_blob_id(blob_id: str) -> str:
-    if not _BLOB_ID.fullmatch(blob_id):
-        raise InvalidBlobId(
-            f"{blob_id[:80]!r} is not a blob id (64 lowercase hex digits of sha256)"
-        )
-    return blob_id
-
-
-def blob_id_param(request: Request) -> str:
-    return check_blob_id(str(request.path_params["blob_id"]))
+__all__ = ["blob_id_param", "open_entry"]
 
 
 async def open_entry(node: NodeState, blob_id: str) -> SlideEntry:

@@ -32,8 +32,7 @@ async def post_replica(request: Request) -> Response:
     node: NodeState = request.app.state.node
     answer, copied = await replicate(node, order)
     if copied:
-        node.changes.notify()  # the coordinator counts the new replica at once
-        node.renditions.wake()  # a new slide here: prerender its tiles too
+        node.blob_arrived()
     return Response(
         msgspec.json.encode(answer),
         status_code=201 if copied else 200,

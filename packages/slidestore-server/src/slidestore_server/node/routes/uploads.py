@@ -273,7 +273,7 @@ async def create(request: Request, node: NodeState) -> Response:
             response.headers["Location"] = location
             return response
     if info.complete:
-        node.changes.notify()
+        node.blob_arrived()
     headers = _upload_headers(info)
     headers["Location"] = location
     return Response(status_code=201, headers=headers)
@@ -288,7 +288,7 @@ async def head(request: Request, node: NodeState) -> Response:
         # (UploadConflict: the completing request is still running; report what is durable.)
         with contextlib.suppress(UploadConflict):
             info = await run_in_threadpool(node.uploads.finish, upload_id, owner)
-            node.changes.notify()
+            node.blob_arrived()
     headers = _upload_headers(info)
     if info.metadata:
         headers["Upload-Metadata"] = encode_metadata(info.metadata)
@@ -313,8 +313,7 @@ async def patch(request: Request, node: NodeState) -> Response:
         log.info("upload interrupted", extra={"upload_id": upload_id})
         return _disconnected()
     if info.blob_id:
-        node.renditions.wake()
-        node.changes.notify()  # the cluster agent heartbeats the new blob now
+        node.blob_arrived()
         log.info(
             "upload complete",
             extra={"upload_id": upload_id, "blob_id": info.blob_id, "bytes": info.length},

@@ -5,17 +5,20 @@ The IIIF Image API 3.0 (section 7.3 and the per-parameter sections) asks for
 zero size or entirely outside the image, a size that would upscale without ``^``, a
 size beyond ``maxWidth``/``maxHeight``/``maxArea``, an unsupported rotation, quality or
 format. The one 501 the spec mentions (``^`` upscaling on a server without it) never
-arises here because upscaling is supported. So ``http_status`` is always a 4xx and the
-servers never answer bad input with a 5xx.
+arises here because upscaling is supported. So every class here answers 400 (its
+``status``, from the one status table of :mod:`slidestore.errors`) and the servers never
+answer bad input with a 5xx.
 """
 
 from __future__ import annotations
 
-from typing import Literal
+import re
+from typing import Final, Literal, Self, get_args
 
 from slidestore.errors import InvalidRequest, RegionTooLarge
 
 Parameter = Literal["region", "size", "rotation", "quality", "format"]
+_PARAMETER: Final = re.compile(r"IIIF (" + "|".join(get_args(Parameter)) + r"):")
 
 
 class IIIFRequestError(InvalidRequest):
@@ -23,10 +26,23 @@ class IIIFRequestError(InvalidRequest):
 
     code = "invalid_iiif_request"
 
-    def __init__(self, parameter: Parameter, message: str, *, http_status: int = 400):
+    def __init__(self, parameter: Parameter, message: str):
         super().__init__(f"IIIF {parameter}: {message}")
         self.parameter: Parameter = parameter
-        self.http_status = http_status
+
+    @property
+    def http_status(self) -> int:
+        """The status of the one table (kept for callers that read it off the error)."""
+        return self.status
+
+    @classmethod
+    def from_wire(cls, detail: str) -> Self:
+        """A client's copy of the error: the parameter is read back from the message."""
+        found = _PARAMETER.search(detail)
+        exc = cls.__new__(cls)
+        InvalidRequest.__init__(exc, detail)
+        exc.parameter = found.group(1) if found else "region"  # type: ignore[assignment]
+        return exc
 
 
 class IIIFSizeTooLarge(IIIFRequestError, RegionTooLarge):
