@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
 from typing import Any
 
 from sqlalchemy import event, inspect, text
@@ -70,6 +71,8 @@ async def create_schema(engine: AsyncEngine) -> None:
                 await conn.execute(stmt.on_conflict_do_nothing(index_elements=["name"]))
                 stmt = upsert(conn, schema.changes).values(id=1, serial=0)
                 await conn.execute(stmt.on_conflict_do_nothing(index_elements=["id"]))
+                stmt = upsert(conn, schema.identity).values(name="database", value=uuid.uuid4().hex)
+                await conn.execute(stmt.on_conflict_do_nothing(index_elements=["name"]))
             return
         except DBAPIError:
             # SQLite has no lock to serialise DDL: another coordinator won the race.

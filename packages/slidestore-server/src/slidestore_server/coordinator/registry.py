@@ -59,7 +59,10 @@ async def register(conn: AsyncConnection, msg: Register, now: float, default_tar
     await conn.execute(delete(replicas).where(replicas.c.node_id == msg.node_id))
     await _put_replicas(conn, msg.node_id, (ref.blob_id for ref in msg.inventory), False)
     await _put_replicas(conn, msg.node_id, msg.quarantined, True)
-    await catalog.adopt(conn, msg.node_id, msg.inventory, now, default_target)
+    # Tombstones first: a copy of a blob deleted while its holder was away stays doomed.
+    await catalog.learn_tombstones(conn, msg.tombstones)
+    policies = {p.blob_id: p for p in msg.policies}
+    await catalog.adopt(conn, msg.node_id, msg.inventory, now, default_target, policies)
     await catalog.bump(conn)
 
 
