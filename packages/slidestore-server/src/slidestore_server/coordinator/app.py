@@ -57,8 +57,10 @@ async def readyz(request: Request) -> Response:
 async def status(request: Request) -> Response:
     require(request, Operation.ADMIN)
     coord = coordinator(request)
-    async with coord.engine.connect() as conn:
-        counts = await worklist.counts(conn, coord.now(), coord.timeouts)
+    counts: dict[str, object] = {}
+    if coord.identity.lost is None:  # else the counts would come from the wrong database
+        async with coord.engine.connect() as conn:
+            counts = await worklist.counts(conn, coord.now(), coord.timeouts)
     held = coord.repair_held_until - coord.now() if coord.leadership.leading else 0.0
     return json(
         {

@@ -46,7 +46,8 @@ class Loop:
                     self.repairer.hold()
                 if leading:
                     await self.leader_pass()
-                await self._refresh_gauges()
+                if coord.identity.lost is None:
+                    await self._refresh_gauges()
             except asyncio.CancelledError:
                 raise
             except Exception:
