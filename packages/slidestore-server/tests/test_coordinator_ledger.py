@@ -16,6 +16,7 @@ import msgspec
 from coordinator_kit import (  # noqa: F401  (fixtures)
     FakeNode,
     database_url,
+    eventually,
     headers,
     start_coordinator,
 )
@@ -184,3 +185,25 @@ def test_nodes_are_sent_their_policies_and_every_tombstone(start_coordinator: St
     # A cursor from another database (larger than anything here) starts over too.
     again = heartbeat(bystander, 10**9)
     assert again is not None and [t.blob_id for t in again.tombstones] == [A]
+
+
+def test_tombstones_are_forgotten_after_the_tombstone_period(start_coordinator: Start) -> None:
+    coordinator = start_coordinator(tombstone_days=2.0 / 86400)  # two seconds
+    holder = FakeNode(coordinator.url, "holder")
+    register(holder, {A: 10, B: 20})
+    for blob_id in (A, B):
+        answer = httpx.delete(
+            f"{coordinator.url}/v1/blobs/{blob_id}", headers=headers(Operation.ADMIN)
+        )
+        assert answer.status_code == 204
+    # A's copy is gone from the holder; B's is still on record (its holder never confirmed).
+    assert holder.heartbeat(removed=(A,)).status_code == 200
+    time.sleep(3.0)
+
+    def known(blob_id: str) -> int:
+        return httpx.get(
+            f"{coordinator.url}/v1/blobs/{blob_id}", headers=headers(), timeout=10
+        ).status_code
+
+    eventually(lambda: known(A) == 404, timeout=10)
+    assert known(B) == 200  # kept while a copy may still be out there

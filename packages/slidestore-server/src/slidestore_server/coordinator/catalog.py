@@ -243,6 +243,7 @@ async def learn_tombstones(conn: AsyncConnection, tombstones: Sequence[Tombstone
         if t.blob_id in rows:
             await conn.execute(update(blobs).where(blobs.c.blob_id == t.blob_id).values(values))
             await conn.execute(delete(owners).where(owners.c.blob_id == t.blob_id))
+            await conn.execute(delete(placements).where(placements.c.blob_id == t.blob_id))
         else:
             await conn.execute(
                 blobs.insert().values(

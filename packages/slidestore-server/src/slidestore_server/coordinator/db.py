@@ -82,10 +82,14 @@ async def create_schema(engine: AsyncEngine) -> None:
 
 
 def _add_missing_columns(sync_conn: Any) -> None:
-    """Columns added to an existing table since a database was made (all nullable):
-    ``create_all`` makes missing tables only."""
+    """Columns (all nullable) and indexes added to an existing table since a database was
+    made: ``create_all`` makes missing tables only."""
     found = inspect(sync_conn)
     for table in schema.metadata.sorted_tables:
+        indexes = {index["name"] for index in found.get_indexes(table.name)}
+        for index in table.indexes:
+            if index.name not in indexes:
+                index.create(sync_conn, checkfirst=True)
         have = {column["name"] for column in found.get_columns(table.name)}
         for column in table.columns:
             if column.name not in have:

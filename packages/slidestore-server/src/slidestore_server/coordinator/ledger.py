@@ -39,11 +39,13 @@ async def update_for(
     live = and_(blobs.c.deleted.is_(False), blobs.c.archived.is_(False))
     rows: dict[str, Any] = {}
     if seen < serial:
-        held = (
-            select(blobs)
-            .join(replicas, replicas.c.blob_id == blobs.c.blob_id)
-            .where(replicas.c.node_id == node_id, live, window)
+        # Driven by the (indexed, narrow) window, not by every copy the node holds.
+        on_node = (
+            select(replicas.c.blob_id)
+            .where(replicas.c.blob_id == blobs.c.blob_id, replicas.c.node_id == node_id)
+            .exists()
         )
+        held = select(blobs).where(window, live, on_node)
         rows.update((row.blob_id, row) for row in await conn.execute(held))
     for start in range(0, len(added), _CHUNK):
         chunk = added[start : start + _CHUNK]

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 
 from slidestore_server.coordinator import catalog, registry, worklist
@@ -20,6 +21,8 @@ log = logging.getLogger("slidestore.coordinator.loop")
 GAUGE_INTERVAL = 5.0
 #: The leader scans every blob at least this often even when nothing reported a change.
 FULL_SCAN_SECONDS = 10.0
+#: How often the leader forgets tombstones past ``tombstone_days``.
+TOMBSTONE_SWEEP_SECONDS = 600.0
 
 
 class Loop:
@@ -32,6 +35,7 @@ class Loop:
         self._serial: int | None = None
         self._scanned_at = 0.0
         self._held_term: str | None = None
+        self._tombstones_at = -math.inf
 
     async def run(self) -> None:
         coord = self.coord
@@ -93,9 +97,11 @@ class Loop:
         await self.retention.run_pass(scan=scan)
         async with self.coord.engine.begin() as conn:
             await catalog.forget_old_placements(conn, self.coord.now())
-            await catalog.forget_old_tombstones(
-                conn, self.coord.now() - self.coord.settings.tombstone_seconds
-            )
+            tombstone_seconds = self.coord.settings.tombstone_seconds
+            if now - self._tombstones_at >= min(TOMBSTONE_SWEEP_SECONDS, tombstone_seconds / 2):
+                # A scan of the deleted rows: rare, tombstones are kept for days.
+                self._tombstones_at = now
+                await catalog.forget_old_tombstones(conn, self.coord.now() - tombstone_seconds)
 
     async def liveness(self) -> bool:
         """Record state changes (the views derive states themselves); whether any changed."""

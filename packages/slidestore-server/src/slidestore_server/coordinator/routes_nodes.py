@@ -43,6 +43,8 @@ async def heartbeat(request: Request) -> Response:
     coord = coordinator(request)
     async with coord.engine.begin() as conn:
         await registry.heartbeat(conn, node_id, msg, coord.now(), coord.settings.replicas)
+    # After the commit: on SQLite the heartbeat's transaction holds the write lock.
+    async with coord.engine.connect() as conn:
         added = [ref.blob_id for ref in msg.added]
         update = await ledger.update_for(conn, node_id, msg.ledger_seq, added)
     return json(HeartbeatAck(state=NodeState.ALIVE, ledger=update))

@@ -162,7 +162,7 @@ class ClusterAgent:
             self.status.heartbeat_interval = ack.heartbeat_interval
         await asyncio.to_thread(self.ledger.set_tombstone_seconds, ack.tombstone_seconds)
         self.ledger_seq = 0
-        await self._keep(ack.ledger)
+        await self._keep(ack.ledger, snapshot)
         self.status.registered = True
         log.info(
             "registered with coordinator",
@@ -182,14 +182,18 @@ class ClusterAgent:
         if answer.status_code == 404:
             self.status.registered = False
             raise NodeForgotten()
-        await self._keep(self._decode(answer, HeartbeatAck).ledger)
+        await self._keep(self._decode(answer, HeartbeatAck).ledger, snapshot)
 
-    async def _keep(self, update: LedgerUpdate | None) -> None:
+    async def _keep(self, update: LedgerUpdate | None, snapshot: Snapshot) -> None:
         """Store what the coordinator sent for a rebuild; remove copies it says are deleted
-        (holders that were down or frozen when the blob was deleted learn it here)."""
+        (holders that were down or frozen when the blob was deleted learn it here).
+
+        Only copies the answered message reported: one that appeared since (the same
+        content uploaded again just now) is reported next, and the coordinator decides."""
         if update is None:
             return
         buried = await asyncio.to_thread(self.ledger.keep, update)
+        buried = [blob_id for blob_id in buried if blob_id in snapshot.blobs]
         removed = await asyncio.to_thread(self._remove, buried)
         self.ledger_seq = update.seq
         if removed:
