@@ -186,6 +186,23 @@ def test_nodes_are_sent_their_policies_and_every_tombstone(start_coordinator: St
     again = heartbeat(bystander, 10**9)
     assert again is not None and [t.blob_id for t in again.tombstones] == [A]
 
+    # What a node reports for a rebuild becomes rows: malformed entries are refused (400).
+    for bad in (
+        {"tombstones": [{"blob_id": "x" * 65, "deleted_at": 1.0}]},
+        {"policies": [{"blob_id": B, "target": 0, "pinned": True}]},
+    ):
+        body = msgspec.to_builtins(
+            Register(node_id="odd", url="http://127.0.0.1:9", report=bystander.report())
+        )
+        answer = httpx.post(
+            f"{coordinator.url}/v1/nodes/register",
+            json={**body, **bad},
+            headers=headers(Operation.NODE),
+            timeout=10,
+        )
+        assert answer.status_code == 400, answer.text
+        assert answer.json()["error"] == "invalid_node_report"
+
 
 def test_tombstones_are_forgotten_after_the_tombstone_period(start_coordinator: Start) -> None:
     coordinator = start_coordinator(tombstone_days=2.0 / 86400)  # two seconds
