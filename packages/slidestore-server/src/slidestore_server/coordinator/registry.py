@@ -34,9 +34,10 @@ def _check(node_id: str, report: NodeReport) -> None:
 
 def _check_ledger(msg: Register) -> None:
     """What a node stored for a rebuild becomes rows: refuse what no coordinator sent."""
-    for entry in (*msg.policies, *msg.tombstones):
-        if not is_blob_id(entry.blob_id):
-            raise InvalidNodeReport(f"node {msg.node_id}: {entry.blob_id[:80]!r} is no blob id")
+    ids = [p.blob_id for p in msg.policies] + [t.blob_id for t in msg.tombstones]
+    for blob_id in ids:
+        if not is_blob_id(blob_id):
+            raise InvalidNodeReport(f"node {msg.node_id}: {blob_id[:80]!r} is no blob id")
     for policy in msg.policies:
         if not 1 <= policy.target <= 64 or any(len(o) > 128 for o in policy.owners):
             raise InvalidNodeReport(f"node {msg.node_id}: bad policy for {policy.blob_id}")
