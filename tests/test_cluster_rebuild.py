@@ -15,6 +15,8 @@ on a real cluster of processes, on SQLite and on PostgreSQL:
 from __future__ import annotations
 
 import asyncio
+import os
+import random
 import threading
 import time
 from collections.abc import Callable
@@ -22,6 +24,7 @@ from pathlib import Path
 
 import asyncpg
 import httpx
+import pytest
 from test_cluster_faults import (  # noqa: F401  (fixtures)
     MakeCluster,
     base_slide,
@@ -280,3 +283,78 @@ def _token(cluster: Cluster, op: Operation, subject: str) -> str:
     from slidestore import tokens
 
     return tokens.mint(cluster.secret, ops={op}, ttl=600, subject=subject)
+
+
+# -- the long variant (``nox -s faults``) -------------------------------------------------
+
+
+@pytest.mark.skipif(
+    not os.environ.get("SLIDESTORE_REBUILD_ROUNDS"),
+    reason="long: nox -s faults runs it (SLIDESTORE_REBUILD_ROUNDS rounds)",
+)
+def test_rounds_of_deletes_downtime_and_rebuilds(
+    make_cluster: MakeCluster, slides: Callable[[int], Path]
+) -> None:
+    """Each round: uploads with random R and retention, a random node down, a delete,
+    then the database is lost and rebuilt. After every round each blob is as it was meant
+    to be: deleted ones on no disk, live ones at their R with their expiry."""
+    rounds = int(os.environ["SLIDESTORE_REBUILD_ROUNDS"])
+    seed = int(os.environ.get("SLIDESTORE_FAULTS_SEED") or 20261203)
+    rng = random.Random(seed)
+    print(f"rebuild rounds: {rounds}, seed={seed}", flush=True)
+    cluster = make_cluster()
+    live: dict[str, tuple[int, float | None]] = {}
+    deleted: set[str] = set()
+    n = 400
+    for round_ in range(rounds):
+        with cluster.client() as sdk:
+            for _ in range(3):
+                replicas = rng.choice([1, 2, 3])
+                expires = rng.choice([None, time.time() + rng.randrange(1, 30) * 86400.0])
+                blob_id = sdk.upload(
+                    slides(n), wait="all", replicas=replicas, expires_at=expires, progress=False
+                )
+                live[blob_id] = (replicas, expires)
+                n += 1
+        down = rng.randrange(4) if rng.random() < 0.7 else None
+        if down is not None:
+            cluster.kill(down)
+        victim = rng.choice(sorted(live))
+        with cluster.client() as sdk:
+            sdk.delete(victim)
+        del live[victim]
+        deleted.add(victim)
+        up = [i for i in range(4) if i != down]
+        # Only a deletion some node heard of can survive the loss of the database.
+        eventually(
+            lambda v=victim, u=up: all(cluster.ledger_entry(i, "tombstones", v) for i in u),
+            timeout=20,
+        )
+        for blob_id, (replicas, _) in live.items():
+            eventually(
+                lambda b=blob_id, r=replicas: _policies_on_holders(cluster, b, r), timeout=20
+            )
+        cluster.kill_coordinator()
+        empty_database(cluster.database_url)
+        if down is not None and rng.random() < 0.5:
+            cluster.restart(down)  # it races the others to the empty database
+        cluster.restart_coordinator()
+        if down is not None and not cluster.running(down):
+            cluster.restart(down)
+        cluster.wait_alive(timeout=30)
+        for blob_id in deleted:
+            eventually(lambda b=blob_id: gone_everywhere(cluster, b), timeout=30)
+            assert cluster.blob(blob_id).status is BlobStatus.DELETED
+        for blob_id, (replicas, expires) in live.items():
+            view = cluster.wait_durable(blob_id, replicas, timeout=30)
+            assert (view.target, view.expires_at) == (replicas, expires), f"round {round_}"
+            eventually(lambda b=blob_id, r=replicas: len(cluster.disk_hashes(b)) == r, timeout=30)
+        print(f"round {round_}: {len(live)} live, {len(deleted)} deleted, down={down}", flush=True)
+
+
+def _policies_on_holders(cluster: Cluster, blob_id: str, replicas: int) -> bool:
+    holders = [
+        i for i in range(4) if cluster.running(i) and cluster.replica_path(i, blob_id).exists()
+    ]
+    entries = [cluster.ledger_entry(i, "policies", blob_id) for i in holders]
+    return all(e is not None and e["target"] == replicas for e in entries)
