@@ -94,6 +94,9 @@ async def adopt(
     if not refs:
         return
     policies = policies or {}
+    # The serial first: its row lock orders this against other registrations, so the
+    # rows read next include whatever a concurrent one buried or adopted (PostgreSQL).
+    seq = await next_seq(conn)
     ids = [ref.blob_id for ref in refs]
     known = {
         row.blob_id: row
@@ -107,7 +110,7 @@ async def adopt(
             ).where(blobs.c.blob_id.in_(ids))
         )
     }
-    await _newer_policies(conn, known, policies, now)
+    await _newer_policies(conn, known, policies, now, seq)
     fresh = [ref for ref in refs if ref.blob_id not in known or _gone(known[ref.blob_id])]
     if not fresh:
         return
@@ -123,7 +126,6 @@ async def adopt(
             .order_by(placements.c.id)
         )
     )
-    seq = await next_seq(conn)
     for ref in fresh:
         # Every placement this commit may answer: those naming its content, and those
         # without a sha256 for this primary and size (which of them it was, nobody knows).
@@ -177,7 +179,11 @@ def _policy_values(policy: BlobPolicy, now: float) -> dict[str, Any]:
 
 
 async def _newer_policies(
-    conn: AsyncConnection, known: Mapping[str, Any], policies: Mapping[str, BlobPolicy], now: float
+    conn: AsyncConnection,
+    known: Mapping[str, Any],
+    policies: Mapping[str, BlobPolicy],
+    now: float,
+    seq: int,
 ) -> None:
     """Live rows whose holder reports a policy set after the row's: a database rebuilt
     from a node that was away when R or retention last changed takes the newer one."""
@@ -188,9 +194,6 @@ async def _newer_policies(
         and not _gone(row)
         and policies[blob_id].changed_at > (row.policy_at or 0.0)
     ]
-    if not newer:
-        return
-    seq = await next_seq(conn)
     for policy in newer:
         values = _policy_values(policy, now)
         await conn.execute(
@@ -212,6 +215,7 @@ async def learn_tombstones(conn: AsyncConnection, tombstones: Sequence[Tombstone
     was away when it was deleted). A live row set after it (stored again since) stays."""
     if not tombstones:
         return
+    seq = await next_seq(conn)  # first, as in adopt: registrations take turns from here
     by_id = {t.blob_id: t for t in tombstones}
     rows: dict[str, Any] = {}
     ids = list(by_id)
@@ -229,9 +233,6 @@ async def learn_tombstones(conn: AsyncConnection, tombstones: Sequence[Tombstone
         if t.blob_id not in rows
         or (not _gone(rows[t.blob_id]) and (rows[t.blob_id].policy_at or 0.0) <= t.deleted_at)
     ]
-    if not buried:
-        return
-    seq = await next_seq(conn)
     for t in buried:
         values: dict[str, Any] = {
             "deleted": t.archive_url is None,
@@ -245,18 +246,18 @@ async def learn_tombstones(conn: AsyncConnection, tombstones: Sequence[Tombstone
             await conn.execute(delete(owners).where(owners.c.blob_id == t.blob_id))
             await conn.execute(delete(placements).where(placements.c.blob_id == t.blob_id))
         else:
-            await conn.execute(
-                blobs.insert().values(
-                    blob_id=t.blob_id,
-                    size=t.size,
-                    target=1,
-                    pinned=True,
-                    expires_at=None,
-                    created_at=t.deleted_at,
-                    policy_at=None,
-                    **values,
-                )
+            # Do nothing on conflict: another node's registration may bury it at once.
+            stmt = upsert(conn, blobs).values(
+                blob_id=t.blob_id,
+                size=t.size,
+                target=1,
+                pinned=True,
+                expires_at=None,
+                created_at=t.deleted_at,
+                policy_at=None,
+                **values,
             )
+            await conn.execute(stmt.on_conflict_do_nothing(index_elements=["blob_id"]))
 
 
 def strongest(wishes: Sequence[Any]) -> dict[str, Any]:
@@ -375,6 +376,7 @@ async def drop_claim(conn: AsyncConnection, blob_id: str, owner: str) -> bool:
     then to be deleted). A client that holds no claim drops nothing: it never placed the
     blob (it only knew its sha256), or an operator adopted it."""
     await _require(conn, blob_id)
+    await next_seq(conn)  # before any row (lock order, see next_seq)
     dropped = await conn.execute(
         delete(owners).where(owners.c.blob_id == blob_id, owners.c.owner == owner)
     )
@@ -387,24 +389,20 @@ async def drop_claim(conn: AsyncConnection, blob_id: str, owner: str) -> bool:
     return False
 
 
-async def _policy_changed(conn: AsyncConnection, blob_id: str) -> None:
+async def _policy_changed(conn: AsyncConnection, blob_id: str, **values: Any) -> None:
+    """Update the row (``values``) as a new policy the holders are sent."""
     seq = await next_seq(conn)
     await conn.execute(
         update(blobs)
         .where(blobs.c.blob_id == blob_id)
-        .values(policy_at=time.time(), ledger_seq=seq)
+        .values(**values, policy_at=time.time(), ledger_seq=seq)
     )
 
 
 async def set_retention(conn: AsyncConnection, blob_id: str, retention: Retention) -> None:
     await _require(conn, blob_id)
     pinned = retention.pinned or retention.expires_at is None
-    await conn.execute(
-        update(blobs)
-        .where(blobs.c.blob_id == blob_id)
-        .values(pinned=pinned, expires_at=retention.expires_at)
-    )
-    await _policy_changed(conn, blob_id)
+    await _policy_changed(conn, blob_id, pinned=pinned, expires_at=retention.expires_at)
 
 
 async def restore(conn: AsyncConnection, blob_id: str, retention: Retention) -> Any:
@@ -412,16 +410,13 @@ async def restore(conn: AsyncConnection, blob_id: str, retention: Retention) -> 
     row = await _require(conn, blob_id)
     if row.archive_url is None or row.deleted:
         return None
-    await conn.execute(
-        update(blobs)
-        .where(blobs.c.blob_id == blob_id)
-        .values(
-            archived=False,
-            pinned=retention.pinned or retention.expires_at is None,
-            expires_at=retention.expires_at,
-        )
+    await _policy_changed(
+        conn,
+        blob_id,
+        archived=False,
+        pinned=retention.pinned or retention.expires_at is None,
+        expires_at=retention.expires_at,
     )
-    await _policy_changed(conn, blob_id)
     return row
 
 
@@ -442,7 +437,9 @@ async def bump(conn: AsyncConnection) -> None:
 async def next_seq(conn: AsyncConnection) -> int:
     """Bump the change serial and return it: the ``ledger_seq`` of rows this transaction
     changes. The bump locks the ``changes`` row until commit, so such transactions commit
-    in serial order, and a node's cursor never skips a row committed later."""
+    in serial order, and a node's cursor never skips a row committed later. Take it before
+    writing any blob or owner row: with every writer locking the serial first, two of them
+    never wait on each other's rows in a circle (PostgreSQL would abort one)."""
     result = await conn.execute(
         update(changes)
         .where(changes.c.id == 1)
