@@ -130,7 +130,8 @@ def load(session: nox.Session) -> None:
 @nox.session(python=PYTHON)
 def faults(session: nox.Session) -> None:
     """The randomized cluster fault run, long: ``nox -s faults -- [SECONDS] [SEED]``
-    (default 600 s, a random seed; the seed is printed). Both databases."""
+    (default 600 s, a random seed; the seed is printed), then SECONDS/60 rounds of
+    deletes, downtime and coordinator database loss. Both databases."""
     sync(session, "dev")
     seconds = session.posargs[0] if session.posargs else "600"
     seed = session.posargs[1] if len(session.posargs) > 1 else str(random.randrange(1 << 32))
@@ -146,6 +147,21 @@ def faults(session: nox.Session) -> None:
         f"timeout={int(float(seconds)) + 600}",
         *session.posargs[2:],
         env={"SLIDESTORE_FAULTS_SECONDS": seconds, "SLIDESTORE_FAULTS_SEED": seed},
+    )
+    # Rounds of deletes, downtime and a lost coordinator database (a round is ~30 s).
+    rounds = str(max(1, int(float(seconds)) // 60))
+    session.run(
+        "pytest",
+        "tests/test_cluster_rebuild.py",
+        "-k",
+        "rounds",
+        "-s",
+        "-p",
+        "no:randomly",
+        "-o",
+        f"timeout={int(rounds) * 120 + 300}",
+        *session.posargs[2:],
+        env={"SLIDESTORE_REBUILD_ROUNDS": rounds, "SLIDESTORE_FAULTS_SEED": seed},
     )
 
 

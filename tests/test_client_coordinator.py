@@ -25,6 +25,7 @@ from slidestore.cluster import wire
 from slidestore.cluster.model import NodeState
 from slidestore.tokens import Operation
 from slidestore_server.testing import CoordinatorProcess, NodeProcess
+from slidestore_server.testing_cluster import eventually
 
 REPORT = wire.NodeReport(capacity_bytes=10**12, free_bytes=10**12, used_bytes=0)
 
@@ -103,10 +104,16 @@ def test_upload_wait_open_delete_through_the_real_coordinator(
             )
 
         cluster.delete(blob_id)
-        gone = httpx.head(
-            f"{node.url}/blobs/{blob_id}", headers={"Authorization": f"Bearer {client_token()}"}
-        )
-        assert gone.status_code == 404
+
+        def gone() -> bool:
+            answer = httpx.head(
+                f"{node.url}/blobs/{blob_id}",
+                headers={"Authorization": f"Bearer {client_token()}"},
+            )
+            return answer.status_code == 404
+
+        # DELETE answers once recorded; the node's copy goes right after.
+        eventually(gone, timeout=20)
 
 
 def test_real_coordinator_errors_are_named(

@@ -54,9 +54,11 @@ def test_register_heartbeat_and_liveness_transitions(start_coordinator: Start) -
     node = FakeNode(coordinator.url, "n1")
     ack = node.register()
     assert ack.status_code == 200
-    assert ack.json() == {"heartbeat_interval": 1.0, "suspect_after": 0.5, "dead_after": 1.5}
+    timing = {k: ack.json()[k] for k in ("heartbeat_interval", "suspect_after", "dead_after")}
+    assert timing == {"heartbeat_interval": 1.0, "suspect_after": 0.5, "dead_after": 1.5}
+    assert ack.json()["tombstone_seconds"] == 30 * 86400.0
     assert states(coordinator) == {"n1": "alive"}
-    assert node.heartbeat().json() == {"state": "alive"}
+    assert node.heartbeat().json()["state"] == "alive"
 
     eventually(lambda: states(coordinator)["n1"] == "suspect", timeout=3)
     eventually(lambda: states(coordinator)["n1"] == "dead", timeout=3)

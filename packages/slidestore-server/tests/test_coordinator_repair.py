@@ -113,7 +113,8 @@ def test_repair_copies_trims_and_deletes_on_real_nodes(
             f"{coordinator.url}/v1/blobs/{BLOB}", headers=headers(Operation.ADMIN)
         )
         assert deleted.status_code == 204
-        assert [blob_on(n) for n in [*storage, extra]] == [404] * 4
+        # Answered once recorded; the copies go right after.
+        eventually(lambda: [blob_on(n) for n in [*storage, extra]] == [404] * 4, timeout=20)
         time.sleep(1.0)  # several leader passes: repair must not bring a deleted blob back
         assert [blob_on(n) for n in [*storage, extra]] == [404] * 4
         assert view(coordinator)["status"] == "deleted"

@@ -83,6 +83,20 @@ def database(kind: str, directory: Path) -> Iterator[str]:
         asyncio.run(_pg(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
+def empty_database(url: str) -> None:
+    """Lose a coordinator's database (stop the coordinator first): the SQLite file and its
+    WAL are deleted, a PostgreSQL database is dropped and made again, empty."""
+    if url.startswith("sqlite"):
+        path = Path(url.removeprefix("sqlite:///"))
+        for suffix in ("", "-wal", "-shm"):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(f"{path}{suffix}")
+        return
+    name = url.rsplit("/", 1)[1]
+    asyncio.run(_pg(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    asyncio.run(_pg(f'CREATE DATABASE "{name}"'))
+
+
 async def _pg(statement: str) -> None:
     import asyncpg  # only PostgreSQL runs need it
 
@@ -242,6 +256,22 @@ class Cluster:
 
     def kill_coordinator(self) -> None:
         self.coordinator.kill(signal.SIGKILL)
+
+    @property
+    def database_url(self) -> str:
+        return str(
+            self.coordinator.settings.get("database_url")
+            or f"sqlite:///{self.coordinator.data_dir / 'coordinator.db'}"
+        )
+
+    def ledger_entry(self, node: int, kind: str, blob_id: str) -> dict[str, Any] | None:
+        """What node ``node`` keeps for a rebuild (``kind``: ``policies`` or ``tombstones``)."""
+        path = self.nodes[node].data_dir / "ledger" / kind / blob_id
+        try:
+            found: dict[str, Any] = msgspec.json.decode(path.read_bytes())
+        except FileNotFoundError:
+            return None
+        return found
 
     def restart_coordinator(self, *, timeout: float = 60.0) -> None:
         """Start it again on the same port and database (kill it first if it runs)."""

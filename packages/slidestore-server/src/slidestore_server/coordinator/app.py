@@ -24,6 +24,7 @@ from slidestore_server.auth import require
 from slidestore_server.coordinator import openapi, routes_blobs, routes_nodes, worklist
 from slidestore_server.coordinator.db import create_engine, create_schema
 from slidestore_server.coordinator.http import coordinator, database_error_handler, json
+from slidestore_server.coordinator.identity import DatabaseIdentity
 from slidestore_server.coordinator.leader import Leadership
 from slidestore_server.coordinator.loop import Loop
 from slidestore_server.coordinator.nodes import NodeClient
@@ -41,6 +42,8 @@ async def healthz(request: Request) -> Response:
 
 async def readyz(request: Request) -> Response:
     coord = coordinator(request)
+    if coord.identity.lost is not None:
+        return JSONResponse({"status": "not_ready", "problems": [coord.identity.lost]}, 503)
     try:
         async with coord.engine.connect() as conn:
             await asyncio.wait_for(conn.execute(text("SELECT 1")), timeout=2.0)
@@ -54,13 +57,18 @@ async def readyz(request: Request) -> Response:
 async def status(request: Request) -> Response:
     require(request, Operation.ADMIN)
     coord = coordinator(request)
-    async with coord.engine.connect() as conn:
-        counts = await worklist.counts(conn, coord.now(), coord.timeouts)
+    counts: dict[str, object] = {}
+    if coord.identity.lost is None:  # else the counts would come from the wrong database
+        async with coord.engine.connect() as conn:
+            counts = await worklist.counts(conn, coord.now(), coord.timeouts)
     held = coord.repair_held_until - coord.now() if coord.leadership.leading else 0.0
     return json(
         {
             "leader": coord.leadership.leading,
             "coordinator": coord.leadership.holder,
+            "term": coord.leadership.term,
+            "terms": coord.leadership.terms,
+            "database_lost": coord.identity.lost,
             "repair_held_seconds": round(max(0.0, held), 3),
             **counts,
         }
@@ -76,6 +84,7 @@ def create_app(settings: CoordinatorSettings) -> Starlette:
         engine=engine,
         leadership=Leadership(engine, lease_seconds=settings.lease_seconds),
         nodes=NodeClient(settings.secret, client),
+        identity=DatabaseIdentity(engine, settings.database),
     )
     loop = Loop(coord)
     serve_metrics = metrics_endpoint(coord.metrics.registry)
@@ -91,6 +100,7 @@ def create_app(settings: CoordinatorSettings) -> Starlette:
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await create_schema(engine)
+        await coord.identity.capture()
         task = asyncio.create_task(loop.run(), name="coordinator-loop")
         freeze_startup_heap()
         try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
 from typing import Any
 
 from sqlalchemy import event, inspect, text
@@ -70,6 +71,8 @@ async def create_schema(engine: AsyncEngine) -> None:
                 await conn.execute(stmt.on_conflict_do_nothing(index_elements=["name"]))
                 stmt = upsert(conn, schema.changes).values(id=1, serial=0)
                 await conn.execute(stmt.on_conflict_do_nothing(index_elements=["id"]))
+                stmt = upsert(conn, schema.identity).values(name="database", value=uuid.uuid4().hex)
+                await conn.execute(stmt.on_conflict_do_nothing(index_elements=["name"]))
             return
         except DBAPIError:
             # SQLite has no lock to serialise DDL: another coordinator won the race.
@@ -79,10 +82,14 @@ async def create_schema(engine: AsyncEngine) -> None:
 
 
 def _add_missing_columns(sync_conn: Any) -> None:
-    """Columns added to an existing table since a database was made (all nullable):
-    ``create_all`` makes missing tables only."""
+    """Columns (all nullable) and indexes added to an existing table since a database was
+    made: ``create_all`` makes missing tables only."""
     found = inspect(sync_conn)
     for table in schema.metadata.sorted_tables:
+        indexes = {index["name"] for index in found.get_indexes(table.name)}
+        for index in table.indexes:
+            if index.name not in indexes:
+                index.create(sync_conn, checkfirst=True)
         have = {column["name"] for column in found.get_columns(table.name)}
         for column in table.columns:
             if column.name not in have:

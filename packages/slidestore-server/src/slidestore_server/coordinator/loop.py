@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 
 from slidestore_server.coordinator import catalog, registry, worklist
@@ -20,6 +21,8 @@ log = logging.getLogger("slidestore.coordinator.loop")
 GAUGE_INTERVAL = 5.0
 #: The leader scans every blob at least this often even when nothing reported a change.
 FULL_SCAN_SECONDS = 10.0
+#: How often the leader forgets tombstones past ``tombstone_days``.
+TOMBSTONE_SWEEP_SECONDS = 600.0
 
 
 class Loop:
@@ -31,24 +34,43 @@ class Loop:
         self._gauges_at = 0.0
         self._serial: int | None = None
         self._scanned_at = 0.0
+        self._held_term: str | None = None
+        self._tombstones_at = -math.inf
 
     async def run(self) -> None:
         coord = self.coord
         while True:
             try:
-                was_leading = coord.leadership.leading
-                leading = await coord.leadership.check()
+                leading = await self._lead()
                 coord.metrics.leader.set(1 if leading else 0)
-                if leading and not was_leading:
+                if leading and coord.leadership.term != self._held_term:
+                    # A new term only: the same coordinator taking the lock back after a
+                    # reconnect has been watching the nodes all along.
+                    self._held_term = coord.leadership.term
                     self.repairer.hold()
                 if leading:
                     await self.leader_pass()
-                await self._refresh_gauges()
+                if coord.identity.lost is None:
+                    await self._refresh_gauges()
             except asyncio.CancelledError:
                 raise
             except Exception:
                 log.exception("coordinator pass failed")
             await asyncio.sleep(coord.settings.loop_interval)
+
+    async def _lead(self) -> bool:
+        """Whether to lead this pass: never on a database that is not ours any more."""
+        coord = self.coord
+        if coord.identity.lost is None and await coord.identity.check() is not None:
+            log.error(
+                "stopped leading: %s; restart the coordinator to rebuild from the nodes",
+                coord.identity.lost,
+                extra={"reason": coord.identity.lost},
+            )
+            await coord.leadership.release()
+        if coord.identity.lost is not None:
+            return False
+        return await coord.leadership.check()
 
     async def leader_pass(self) -> None:
         changed = await self.liveness()
@@ -75,6 +97,11 @@ class Loop:
         await self.retention.run_pass(scan=scan)
         async with self.coord.engine.begin() as conn:
             await catalog.forget_old_placements(conn, self.coord.now())
+            tombstone_seconds = self.coord.settings.tombstone_seconds
+            if now - self._tombstones_at >= min(TOMBSTONE_SWEEP_SECONDS, tombstone_seconds / 2):
+                # A scan of the deleted rows: rare, tombstones are kept for days.
+                self._tombstones_at = now
+                await catalog.forget_old_tombstones(conn, self.coord.now() - tombstone_seconds)
 
     async def liveness(self) -> bool:
         """Record state changes (the views derive states themselves); whether any changed."""

@@ -16,6 +16,7 @@ from typing import Any
 from sqlalchemy import case, delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from slidestore.blobs import is_blob_id
 from slidestore.cluster import InvalidNodeReport, LivenessTimeouts, NodeInfo, NodeState, state_at
 from slidestore.cluster.wire import Heartbeat, NodeReport, NodeView, Register
 from slidestore_server.coordinator import catalog
@@ -34,6 +35,19 @@ def _check(node_id: str, report: NodeReport) -> None:
         raise InvalidNodeReport(f"node {node_id}: free bytes exceed capacity")
 
 
+def _check_ledger(msg: Register) -> None:
+    """What a node stored for a rebuild becomes rows: refuse what no coordinator sent."""
+    ids = [p.blob_id for p in msg.policies] + [t.blob_id for t in msg.tombstones]
+    for blob_id in ids:
+        if not is_blob_id(blob_id):
+            raise InvalidNodeReport(f"node {msg.node_id}: {blob_id[:80]!r} is no blob id")
+    for policy in msg.policies:
+        if not 1 <= policy.target <= 64 or any(len(o) > 128 for o in policy.owners):
+            raise InvalidNodeReport(f"node {msg.node_id}: bad policy for {policy.blob_id}")
+    if any(t.size < 0 for t in msg.tombstones):
+        raise InvalidNodeReport(f"node {msg.node_id}: a tombstone with a negative size")
+
+
 def _figures(report: NodeReport) -> dict[str, Any]:
     return {
         "capacity_bytes": report.capacity_bytes,
@@ -50,6 +64,7 @@ async def register(conn: AsyncConnection, msg: Register, now: float, default_tar
     Draining survives re-registration (an operator's decision, not the node's).
     """
     _check(msg.node_id, msg.report)
+    _check_ledger(msg)
     values = {
         "url": msg.url.rstrip("/"),
         "zone": msg.zone,
@@ -62,7 +77,10 @@ async def register(conn: AsyncConnection, msg: Register, now: float, default_tar
     await conn.execute(delete(replicas).where(replicas.c.node_id == msg.node_id))
     await _put_replicas(conn, msg.node_id, (ref.blob_id for ref in msg.inventory), False)
     await _put_replicas(conn, msg.node_id, msg.quarantined, True)
-    await catalog.adopt(conn, msg.node_id, msg.inventory, now, default_target)
+    # Tombstones first: a copy of a blob deleted while its holder was away stays doomed.
+    await catalog.learn_tombstones(conn, msg.tombstones)
+    policies = {p.blob_id: p for p in msg.policies}
+    await catalog.adopt(conn, msg.node_id, msg.inventory, now, default_target, policies)
     await catalog.bump(conn)
 
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Coroutine
+from typing import Any
 
 from slidestore_server.coordinator import registry, worklist
 from slidestore_server.coordinator.nodes import NodeCallFailed
@@ -43,9 +45,7 @@ class Retention:
         for blob_id, node_id, url in doomed:
             if (blob_id, node_id) not in self.deleting:
                 self.deleting.add((blob_id, node_id))
-                task = asyncio.ensure_future(self._delete(blob_id, node_id, url, "retention"))
-                self._tasks.add(task)
-                task.add_done_callback(self._tasks.discard)
+                self._spawn(self._delete(blob_id, node_id, url, "retention"))
         if expired:
             # One archiver at a time: archiving is bulk I/O, not worth racing the repair copies.
             self._archiver = asyncio.ensure_future(self._retire(expired))
@@ -91,11 +91,20 @@ class Retention:
         finally:
             self.deleting.discard((blob_id, node_id))
 
-    async def delete_now(self, blob_id: str, holders: list[tuple[str, str]]) -> None:
-        """``DELETE /v1/blobs/{id}``: delete on every holder now; the loop retries failures."""
-        await asyncio.gather(
-            *(self._delete(blob_id, node_id, url, "delete") for node_id, url in holders)
-        )
+    def delete_soon(self, blob_id: str, holders: list[tuple[str, str]]) -> None:
+        """``DELETE /v1/blobs/{id}``: the deletion is recorded (the tombstone row); start
+        deleting the copies without waiting for them. A holder that is slow or frozen
+        finishes when it answers; one that fails is retried by :meth:`run_pass`, and one
+        that is down deletes its copy when it returns (it is sent the tombstone)."""
+        for node_id, url in holders:
+            if (blob_id, node_id) not in self.deleting:
+                self.deleting.add((blob_id, node_id))
+                self._spawn(self._delete(blob_id, node_id, url, "delete"))
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     async def close(self) -> None:
         tasks = [*self._tasks, *([self._archiver] if self._archiver else [])]

@@ -181,7 +181,8 @@ async def delete_blob(request: Request) -> Response:
         ):
             return Response(status_code=204)
         holders = await catalog.mark_deleted(conn, blob_id)
-    await request.app.state.loop.retention.delete_now(blob_id, holders)
+    # Answered once recorded: a frozen holder must not hold the client (issue 19, item 8).
+    request.app.state.loop.retention.delete_soon(blob_id, holders)
     return Response(status_code=204)
 
 

@@ -10,7 +10,7 @@ from slidestore.cluster import NodeState
 from slidestore.cluster.wire import API, Heartbeat, HeartbeatAck, Register, RegisterAck
 from slidestore.tokens import Operation
 from slidestore_server.auth import require
-from slidestore_server.coordinator import registry
+from slidestore_server.coordinator import ledger, registry
 from slidestore_server.coordinator.errors import NodeUnknown
 from slidestore_server.coordinator.http import coordinator, decode, json
 
@@ -21,6 +21,8 @@ async def register(request: Request) -> Response:
     coord = coordinator(request)
     async with coord.engine.begin() as conn:
         await registry.register(conn, msg, coord.now(), coord.settings.replicas)
+    async with coord.engine.connect() as conn:
+        update = await ledger.update_for(conn, msg.node_id, 0)
     coord.forget_nodes()
     settings = coord.settings
     return json(
@@ -28,6 +30,8 @@ async def register(request: Request) -> Response:
             heartbeat_interval=settings.heartbeat_interval,
             suspect_after=settings.suspect_after,
             dead_after=settings.dead_after,
+            tombstone_seconds=settings.tombstone_seconds,
+            ledger=update,
         )
     )
 
@@ -39,7 +43,11 @@ async def heartbeat(request: Request) -> Response:
     coord = coordinator(request)
     async with coord.engine.begin() as conn:
         await registry.heartbeat(conn, node_id, msg, coord.now(), coord.settings.replicas)
-    return json(HeartbeatAck(state=NodeState.ALIVE))
+    # After the commit: on SQLite the heartbeat's transaction holds the write lock.
+    async with coord.engine.connect() as conn:
+        added = [ref.blob_id for ref in msg.added]
+        update = await ledger.update_for(conn, node_id, msg.ledger_seq, added)
+    return json(HeartbeatAck(state=NodeState.ALIVE, ledger=update))
 
 
 async def list_nodes(request: Request) -> Response:

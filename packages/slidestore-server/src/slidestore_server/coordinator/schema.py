@@ -53,7 +53,14 @@ blobs = Table(
     Column("archived", Boolean, nullable=False, default=False),
     Column("deleted", Boolean, nullable=False, default=False),
     Column("created_at", Double, nullable=False),
+    # The nodes' copy of this row (docs/cluster.md, "Rebuilding the database"): when it
+    # was deleted or archived, when its policy (R, retention, owners) was last set, and
+    # the change serial of the last of those, which nodes follow as their ledger cursor.
+    Column("deleted_at", Double, nullable=True),
+    Column("policy_at", Double, nullable=True),
+    Column("ledger_seq", BigInteger, nullable=True),
     Index("ix_blobs_expires_at", "expires_at"),
+    Index("ix_blobs_ledger_seq", "ledger_seq"),
 )
 
 replicas = Table(
@@ -103,6 +110,19 @@ leader = Table(
     Column("name", String(32), primary_key=True),
     Column("holder", String(64), nullable=False),
     Column("expires_at", Double, nullable=False),
+    # The leader's term: kept while the same coordinator re-takes the lead with nobody
+    # in between (a reconnect), new whenever another coordinator took it (leader.py).
+    Column("term", String(64), nullable=True),
+)
+
+# One row per database, written when its schema is created: a coordinator remembers the
+# value it started with and stops leading when it reads another (or none) — its database
+# was replaced or emptied under it (coordinator/identity.py).
+identity = Table(
+    "identity",
+    metadata,
+    Column("name", String(32), primary_key=True),
+    Column("value", String(64), nullable=False),
 )
 
 # One row (id 1) whose serial every write that may give the repair loop work bumps

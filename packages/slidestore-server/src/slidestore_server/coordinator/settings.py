@@ -53,6 +53,14 @@ class CoordinatorSettings(msgspec.Struct, kw_only=True, frozen=True):
     """SLIDESTORE_LOOP_INTERVAL: seconds between passes of the leader's loop."""
     lease_seconds: float = 3.0
     """SLIDESTORE_LEASE_SECONDS: SQLite leader lease; a dead leader is replaced after it."""
+    tombstone_days: Annotated[float, msgspec.Meta(gt=0)] = 30.0
+    """SLIDESTORE_TOMBSTONE_DAYS: how long the database and every node remember a deleted
+    blob. A node that comes back after longer with a copy of it makes it reappear
+    (adopted, pinned): keep it well above the longest a node may be away."""
+
+    @property
+    def tombstone_seconds(self) -> float:
+        return self.tombstone_days * 86400.0
 
     @property
     def grace_seconds(self) -> float:

@@ -9,6 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from slidestore.cluster import LivenessTimeouts, NodeInfo, state_at
 from slidestore_server.coordinator import registry
+from slidestore_server.coordinator.identity import DatabaseIdentity
 from slidestore_server.coordinator.leader import Leadership
 from slidestore_server.coordinator.metrics import CoordinatorMetrics
 from slidestore_server.coordinator.nodes import NodeClient
@@ -21,6 +22,7 @@ class Coordinator:
     engine: AsyncEngine
     leadership: Leadership
     nodes: NodeClient
+    identity: DatabaseIdentity
     metrics: CoordinatorMetrics = field(default_factory=CoordinatorMetrics)
     #: Node rows as last read for placements: (read at, nodes). Placement is the hot
     #: path and the figures move only with heartbeats, so a fraction of a second of

@@ -8,6 +8,7 @@ draining node); ``plan_repair`` then decides what to do with those.
 
 from __future__ import annotations
 
+import time
 from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any
@@ -16,6 +17,7 @@ from sqlalchemy import and_, case, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from slidestore.cluster import BlobReplicas, LivenessTimeouts, NodeState, state_at
+from slidestore_server.coordinator import catalog
 from slidestore_server.coordinator.schema import blobs, nodes, replicas
 
 _CHUNK = 500  # ids per IN (...) list: far below SQLite's and asyncpg's parameter limits
@@ -146,6 +148,8 @@ async def retire(conn: AsyncConnection, blob_id: str, archive_url: str | None) -
     values: dict[str, Any] = (
         {"archived": True, "archive_url": archive_url} if archive_url else {"deleted": True}
     )
+    # A tombstone for every node (archived ones carry the archive's URL).
+    values.update(deleted_at=time.time(), ledger_seq=await catalog.next_seq(conn))
     # Re-check retention in the update: an operator may have pinned it meanwhile.
     await conn.execute(
         update(blobs)

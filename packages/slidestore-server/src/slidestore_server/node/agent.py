@@ -16,6 +16,7 @@ import logging
 import os
 import random
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Final
 
@@ -30,14 +31,17 @@ from slidestore.cluster.wire import (
     API,
     Heartbeat,
     HeartbeatAck,
+    LedgerUpdate,
     NodeReport,
     Register,
     RegisterAck,
 )
+from slidestore.errors import BlobNotFound
 from slidestore.tokens import Operation
 from slidestore_server.node.agent_status import AgentStatus, write_status
 from slidestore_server.node.capacity import Capacity
 from slidestore_server.node.changes import ChangeSignal
+from slidestore_server.node.ledger import Ledger
 from slidestore_server.settings import NodeSettings
 
 FULL_SCAN_SECONDS: Final = 30.0
@@ -66,7 +70,10 @@ class ClusterAgent:
         blobs: BlobStore,
         capacity: Capacity,
         changes: ChangeSignal,
+        on_deleted: Callable[[list[str]], Awaitable[None]] | None = None,
     ) -> None:
+        """``on_deleted``: called on the event loop after copies of blobs the coordinator
+        announced as deleted were removed here (drop open slides, renditions)."""
         assert settings.coordinator_url
         self.settings = settings
         self.node_id = node_id
@@ -78,6 +85,10 @@ class ClusterAgent:
         self._sizes: dict[str, int] = {}
         self._snapshot: Snapshot | None = None
         self._scanned_at = 0.0
+        self.ledger = Ledger(settings.data_dir / "ledger")
+        self.ledger_seq = 0
+        """The coordinator's ledger cursor as of the last update stored (ledger.py)."""
+        self.on_deleted = on_deleted
 
     # -- the loop ----------------------------------------------------------------------
 
@@ -100,6 +111,7 @@ class ClusterAgent:
                 except NodeForgotten:
                     log.info("coordinator forgot this node: registering again")
                     self.tracker.forget()
+                    self.ledger_seq = 0
                     continue
                 except asyncio.CancelledError:
                     raise
@@ -140,6 +152,8 @@ class ClusterAgent:
     # -- messages ----------------------------------------------------------------------
 
     async def _register(self, client: Transport, snapshot: Snapshot) -> None:
+        policies = await asyncio.to_thread(self.ledger.policies, snapshot.blobs)
+        tombstones = await asyncio.to_thread(self.ledger.tombstones)
         message = Register(
             node_id=self.node_id,
             url=self.settings.url,
@@ -147,10 +161,15 @@ class ClusterAgent:
             report=await asyncio.to_thread(self._report, snapshot),
             inventory=snapshot.inventory(),
             quarantined=tuple(sorted(snapshot.quarantined)),
+            policies=policies,
+            tombstones=tombstones,
         )
         ack = await self._post(client, f"{API}/nodes/register", message, RegisterAck)
         if ack.heartbeat_interval > 0:
             self.status.heartbeat_interval = ack.heartbeat_interval
+        await asyncio.to_thread(self.ledger.set_tombstone_seconds, ack.tombstone_seconds)
+        self.ledger_seq = 0
+        await self._keep(ack.ledger, snapshot)
         self.status.registered = True
         log.info(
             "registered with coordinator",
@@ -164,14 +183,46 @@ class ClusterAgent:
             added=delta.added,
             removed=delta.removed,
             quarantined=delta.quarantined,
+            ledger_seq=self.ledger_seq,
         )
         try:
-            await self._post(client, f"{API}/nodes/{self.node_id}/heartbeat", message, HeartbeatAck)
+            ack = await self._post(
+                client, f"{API}/nodes/{self.node_id}/heartbeat", message, HeartbeatAck
+            )
         except errors.SlidestoreError as exc:
             if exc.status != 404:  # node_unknown (or a coordinator without this route)
                 raise
             self.status.registered = False
             raise NodeForgotten() from None
+        await self._keep(ack.ledger, snapshot)
+
+    async def _keep(self, update: LedgerUpdate | None, snapshot: Snapshot) -> None:
+        """Store what the coordinator sent for a rebuild; remove copies it says are deleted
+        (holders that were down or frozen when the blob was deleted learn it here).
+
+        Only copies the answered message reported: one that appeared since (the same
+        content uploaded again just now) is reported next, and the coordinator decides."""
+        if update is None:
+            return
+        buried = await asyncio.to_thread(self.ledger.keep, update)
+        buried = [blob_id for blob_id in buried if blob_id in snapshot.blobs]
+        removed = await asyncio.to_thread(self._remove, buried)
+        self.ledger_seq = update.seq
+        if removed:
+            log.info("deleted copies of deleted blobs", extra={"blobs": len(removed)})
+            if self.on_deleted is not None:
+                await self.on_deleted(removed)
+            self.changes.notify()
+
+    def _remove(self, blob_ids: list[str]) -> list[str]:
+        removed = []
+        for blob_id in blob_ids:
+            try:
+                self.blobs.delete(blob_id)
+            except BlobNotFound:
+                continue
+            removed.append(blob_id)
+        return removed
 
     @staticmethod
     async def _post[T](client: Transport, path: str, message: msgspec.Struct, kind: type[T]) -> T:

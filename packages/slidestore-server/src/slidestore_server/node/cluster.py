@@ -57,6 +57,7 @@ class BackgroundDuties:
                 blobs=node.blobs,
                 capacity=node.capacity,
                 changes=node.changes,
+                on_deleted=self._deleted,
             )
             duties.append(agent.run())
         if node.scrubber.enabled:
@@ -65,6 +66,12 @@ class BackgroundDuties:
         async with asyncio.TaskGroup() as group:
             for duty in duties:
                 group.create_task(duty)
+
+    async def _deleted(self, blob_ids: list[str]) -> None:
+        """The agent removed copies of deleted blobs: as the node's own DELETE route does."""
+        self.node.blobs_gone(blob_ids)
+        for blob_id in blob_ids:
+            await asyncio.to_thread(self.node.renditions.forget, blob_id)
 
     async def _expire_uploads(self) -> None:
         """Remove uploads nobody touched for the expiry period, even if no client ever

@@ -25,6 +25,50 @@ class BlobRef(msgspec.Struct, frozen=True, kw_only=True):
     size: int
 
 
+class BlobPolicy(msgspec.Struct, frozen=True, kw_only=True):
+    """What a holder keeps beside a blob so a coordinator that lost its database gets it
+    back (``docs/cluster.md``, "Rebuilding the database"): R, retention, owners.
+
+    ``created_at``: when the cluster first stored this content (a tombstone older than
+    it belongs to an earlier life of the same sha256); ``changed_at``: when this policy
+    was last set (the newest report wins).
+    """
+
+    blob_id: str
+    target: int
+    pinned: bool
+    expires_at: float | None = None
+    created_at: float = 0.0
+    changed_at: float = 0.0
+    owners: tuple[str, ...] = ()
+
+
+class Tombstone(msgspec.Struct, frozen=True, kw_only=True):
+    """A blob the cluster deleted (or archived: ``archive_url`` set) at ``deleted_at``.
+
+    Every node keeps the tombstones it is sent, for ``tombstone_seconds``, and reports
+    them when it registers: a coordinator rebuilding an empty database must not adopt a
+    copy of a deleted blob that a node which was down still holds.
+    """
+
+    blob_id: str
+    deleted_at: float
+    size: int = 0
+    archive_url: str | None = None
+
+
+class LedgerUpdate(msgspec.Struct, frozen=True, kw_only=True):
+    """Policies of blobs the node holds and tombstones, changed since the node's cursor.
+
+    The node stores them, then sends ``seq`` back as its cursor (``Heartbeat.ledger_seq``);
+    a registration starts over from 0. Tombstones are sent to every node, holder or not.
+    """
+
+    seq: int
+    policies: tuple[BlobPolicy, ...] = ()
+    tombstones: tuple[Tombstone, ...] = ()
+
+
 # -- node -> coordinator ---------------------------------------------------------------
 
 
@@ -52,12 +96,19 @@ class Register(msgspec.Struct, frozen=True, kw_only=True):
     report: NodeReport
     inventory: tuple[BlobRef, ...] = ()
     quarantined: tuple[str, ...] = ()
+    policies: tuple[BlobPolicy, ...] = ()
+    """The node's stored policy of each blob in ``inventory`` it has one for."""
+    tombstones: tuple[Tombstone, ...] = ()
+    """Every deletion the node was told about within ``tombstone_seconds``."""
 
 
 class RegisterAck(msgspec.Struct, frozen=True, kw_only=True):
     heartbeat_interval: float
     suspect_after: float
     dead_after: float
+    tombstone_seconds: float = 30 * 86400.0
+    """How long nodes keep a tombstone (the coordinator's ``SLIDESTORE_TOMBSTONE_DAYS``)."""
+    ledger: LedgerUpdate | None = None
 
 
 class Heartbeat(msgspec.Struct, frozen=True, kw_only=True):
@@ -71,10 +122,13 @@ class Heartbeat(msgspec.Struct, frozen=True, kw_only=True):
     added: tuple[BlobRef, ...] = ()
     removed: tuple[str, ...] = ()
     quarantined: tuple[str, ...] = ()
+    ledger_seq: int = 0
+    """The ``LedgerUpdate.seq`` of the last update this node stored."""
 
 
 class HeartbeatAck(msgspec.Struct, frozen=True, kw_only=True):
     state: NodeState
+    ledger: LedgerUpdate | None = None
 
 
 # -- coordinator -> node -------------------------------------------------------------
