@@ -28,7 +28,8 @@ from slidestore.analysis.model import (
     TileContext,
     TileOutput,
 )
-from slidestore.analysis.registry import get_model, models, params_schema
+from slidestore.analysis import models
+from slidestore.analysis.registry import get_model, params_schema
 
 if TYPE_CHECKING:
     from slidestore.analysis.engine import run

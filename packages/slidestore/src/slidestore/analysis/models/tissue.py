@@ -106,6 +106,15 @@ def _area(ring: list[list[float]]) -> float:
     return float(abs(np.dot(xs, np.roll(ys, 1)) - np.dot(ys, np.roll(xs, 1))) / 2)
 
 
+def _clip(feature: dict[str, Any], width: int, height: int) -> dict[str, Any]:
+    # A level whose size was rounded up reaches up to a pixel beyond level 0's edge.
+    rings = [
+        [[min(max(x, 0.0), width), min(max(y, 0.0), height)] for x, y in ring]
+        for ring in feature["geometry"]["coordinates"]
+    ]
+    return {**feature, "geometry": {"type": "Polygon", "coordinates": rings}}
+
+
 @dataclass(frozen=True)
 class TissueModel:
     name: str = "tissue"
@@ -213,7 +222,7 @@ class TissueModel:
             tissue, total, threshold, downsample = (float(v) for v in output.arrays["stats"])
             tissue_pixels += int(tissue)
             mask_pixels += int(total)
-            features.extend(output.features)
+            features.extend(_clip(f, slide.width, slide.height) for f in output.features)
             rows.extend(output.rows)
         fraction = tissue_pixels / mask_pixels if mask_pixels else 0.0
         area_px = tissue_pixels * downsample**2
