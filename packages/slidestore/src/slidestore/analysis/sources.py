@@ -9,7 +9,8 @@ keeps it (``open_source``). Every source presents the slide's power-of-two zarr 
 
 from __future__ import annotations
 
-import functools
+import collections
+import threading
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -140,6 +141,10 @@ class LocalSpec:
 
     path: str
 
+    @property
+    def key(self) -> tuple[str, ...]:
+        return ("file", self.path)
+
     def open(self) -> PixelSource:
         return LocalSource(self.path)
 
@@ -159,6 +164,10 @@ class RemoteSpec:
     views: tuple[wire.ReplicaView, ...] = ()
     """The coordinator's replica list when known (lets a worker refresh it)."""
 
+    @property
+    def key(self) -> tuple[str, ...]:
+        return ("blob", self.blob_id, *self.urls)
+
     def open(self) -> PixelSource:
         # On a storage node's worker the blob file itself is read (no HTTP, no copy).
         from slidestore.analysis.locality import local_blob_path
@@ -172,10 +181,25 @@ class RemoteSpec:
 SourceSpec = LocalSpec | RemoteSpec
 
 
-@functools.lru_cache(maxsize=8)
+_open: collections.OrderedDict[tuple[str, ...], PixelSource] = collections.OrderedDict()
+_open_lock = threading.Lock()
+OPEN_SOURCES = 8
+
+
 def open_source(spec: SourceSpec) -> PixelSource:
     """The worker process's open source for ``spec`` (opened once, then reused)."""
-    return spec.open()
+    key = spec.key
+    with _open_lock:
+        found = _open.get(key)
+        if found is not None:
+            _open.move_to_end(key)
+            return found
+    source = spec.open()
+    with _open_lock:
+        _open[key] = source
+        while len(_open) > OPEN_SOURCES:
+            _open.popitem(last=False)
+    return source
 
 
 def spec_for(slide: object) -> SourceSpec:
