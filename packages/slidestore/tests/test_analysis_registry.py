@@ -76,7 +76,7 @@ def test_a_lab_plugin_registers_through_its_entry_point(lab_plugin: str) -> None
     assert "tissue" in found
     # A plugin that cannot be imported is left out of the list, and named when asked for.
     assert "lab-broken" not in found
-    with pytest.raises(AnalysisError, match="lab-broken.*cannot be loaded"):
+    with pytest.raises(AnalysisError, match=r"lab-broken.*cannot be loaded"):
         analysis.get_model("lab-broken")
     model = analysis.get_model("lab-counter")
     assert type(model).__module__ == lab_plugin
@@ -87,7 +87,7 @@ def test_a_lab_plugin_registers_through_its_entry_point(lab_plugin: str) -> None
 
 
 def test_unknown_model_is_named_with_the_registered_ones() -> None:
-    with pytest.raises(UnknownModel, match="no model named 'nope'.*tissue") as caught:
+    with pytest.raises(UnknownModel, match=r"no model named .nope.*tissue") as caught:
         analysis.get_model("nope")
     assert isinstance(caught.value, LookupError) and isinstance(caught.value, SlidestoreError)
     with pytest.raises(UnknownModel):

@@ -35,7 +35,9 @@ def rasterize(features: list[dict[str, Any]], width: int, height: int, step: flo
 
 @pytest.fixture(scope="module")
 def sample_result(analysis_client: Any) -> analysis.AnalysisResult:
-    return analysis.run("tissue", open_slide(sample_slide_path()), client=analysis_client, progress=False)
+    return analysis.run(
+        "tissue", open_slide(sample_slide_path()), client=analysis_client, progress=False
+    )
 
 
 def test_sample_fraction_matches_a_plain_threshold_on_the_thumbnail(sample_result: Any) -> None:
@@ -46,7 +48,8 @@ def test_sample_fraction_matches_a_plain_threshold_on_the_thumbnail(sample_resul
     assert sample_result.summary["tissue_fraction"] == pytest.approx(plain.mean(), abs=0.05)
     mm2 = slide.metadata.width * slide.metadata.height * 0.499**2 / 1e6
     assert sample_result.summary["tissue_area_mm2"] == pytest.approx(
-        sample_result.summary["tissue_fraction"] * mm2, rel=2e-3  # level 1 rounds its size up
+        sample_result.summary["tissue_fraction"] * mm2,
+        rel=2e-3,  # level 1 rounds its size up
     )
 
 
@@ -58,7 +61,7 @@ def test_sample_polygons_are_level0_with_holes_and_measurements(sample_result: A
         for ring in rings:
             xs, ys = zip(*ring, strict=True)
             assert ring[0] == ring[-1]
-            assert 0 <= min(xs) and max(xs) <= 2220 and 0 <= min(ys) and max(ys) <= 2967
+            assert min(xs) >= 0 and max(xs) <= 2220 and min(ys) >= 0 and max(ys) <= 2967
         props = feature["properties"]
         assert props["class"] == "tissue" and props["score"] == 1.0
         # At least min_area_um2 (10 000 µm²) each.
@@ -104,7 +107,10 @@ def test_generated_slide_finds_its_islands(analysis_client: Any, tmp_path: Path)
     centroids = sorted((r["centroid_x"], r["centroid_y"]) for r in result.measurements.to_pylist())
     assert len(centroids) == 2
     for (cx, cy), island in zip(centroids, sorted(field.islands, key=lambda i: i.cx), strict=True):
-        assert abs(cx - island.cx) < 0.15 * island.rx * 2 and abs(cy - island.cy) < 0.15 * island.ry * 2
+        assert (
+            abs(cx - island.cx) < 0.15 * island.rx * 2
+            and abs(cy - island.cy) < 0.15 * island.ry * 2
+        )
 
 
 def test_model_object_is_registered_and_picklable() -> None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from slidestore.analysis import models
 from slidestore.analysis.errors import (
     AnalysisError,
     BadParams,
@@ -28,7 +29,6 @@ from slidestore.analysis.model import (
     TileContext,
     TileOutput,
 )
-from slidestore.analysis import models
 from slidestore.analysis.registry import get_model, params_schema
 
 if TYPE_CHECKING:

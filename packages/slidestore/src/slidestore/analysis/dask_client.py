@@ -29,7 +29,7 @@ def _close_all() -> None:
         _clients.clear()
     for client in clients:
         cluster = client.cluster
-        client.close()
+        client.close()  # type: ignore[no-untyped-call]
         if cluster is not None:
             cluster.close()
 
@@ -45,15 +45,15 @@ def default_client() -> Client:
         if client is not None and client.status == "running":
             return client
         if address:
-            client = Client(address, set_as_default=False)
+            client = Client(address, set_as_default=False)  # type: ignore[no-untyped-call]
         else:
-            cluster = LocalCluster(
+            cluster = LocalCluster(  # type: ignore[no-untyped-call]
                 n_workers=os.cpu_count() or 1,
                 threads_per_worker=1,
                 processes=True,
                 dashboard_address=":0",
             )
-            client = Client(cluster, set_as_default=False)
+            client = Client(cluster, set_as_default=False)  # type: ignore[no-untyped-call]
         _clients[key] = client
         return client
 

@@ -84,7 +84,7 @@ def _execute(
     local_bytes = remote_bytes = 0
     pending: Iterator[TileJob] = iter(jobs)
 
-    def submit(job: TileJob) -> Future:
+    def submit(job: TileJob) -> Future[Any]:
         return client.submit(
             run_tile,
             model,
@@ -98,10 +98,10 @@ def _execute(
             **restrict,
         )
 
-    queue = as_completed(loop=client.loop)
+    queue = as_completed(loop=client.loop)  # type: ignore[no-untyped-call]
     # range first: zip stops on it without pulling a job it would then drop.
     for _, job in zip(range(window), pending, strict=False):
-        queue.add(submit(job))
+        queue.add(submit(job))  # type: ignore[no-untyped-call]
     try:
         for future in queue:
             try:
@@ -134,10 +134,10 @@ def _execute(
                 bar.update(1)
             following = next(pending, None)
             if following is not None:
-                queue.add(submit(following))
+                queue.add(submit(following))  # type: ignore[no-untyped-call]
     except BaseException:
         # Never leave tasks of an abandoned run on the cluster.
-        client.cancel(list(queue.futures))
+        client.cancel(list(queue.futures))  # type: ignore[no-untyped-call]
         raise
     missing = [i for i, out in enumerate(outputs) if out is None]
     if missing:  # cannot happen unless Dask lost a result: never pass a partial result on

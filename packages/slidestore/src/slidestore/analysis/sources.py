@@ -10,8 +10,8 @@ keeps it (``open_source``). Every source presents the slide's power-of-two zarr 
 from __future__ import annotations
 
 import collections
-import threading
 import os
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol

@@ -19,7 +19,7 @@ import numpy as np
 
 from slidestore.analysis.model import InputSpec, Reduced, SlideContext, TileContext, TileOutput
 
-__all__ = ["STATS", "TileStatsModel", "TileStatsParams", "analysis_client"]
+__all__ = ["STATS", "ReadOnlyModel", "TileStatsModel", "TileStatsParams", "analysis_client"]
 
 
 class TileStatsParams(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, frozen=True):
@@ -90,14 +90,38 @@ class TileStatsModel:
 STATS: Final = TileStatsModel()
 
 
+class NoParams(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    pass
+
+
+@dataclass(frozen=True)
+class ReadOnlyModel:
+    """Reads every planned tile and does nothing with it: the engine's own cost (benchmarks)."""
+
+    input: InputSpec = field(default_factory=lambda: InputSpec(tile_size=240, level=0))
+    name: str = "read-only"
+    version: str = "1"
+    description: str = "Reads tiles, computes nothing (benchmarks)"
+    params_type: type[NoParams] = NoParams
+
+    def process_tile(self, pixels: np.ndarray, ctx: TileContext, params: NoParams) -> TileOutput:
+        return TileOutput(
+            rows=[{"index": ctx.index, "pixels": int(pixels.shape[0] * pixels.shape[1])}]
+        )
+
+    def reduce(self, outputs: list[TileOutput], slide: SlideContext, params: NoParams) -> Reduced:
+        rows = [row for out in outputs for row in out.rows]
+        return Reduced(features=[], rows=rows, summary={"pixels": sum(r["pixels"] for r in rows)})
+
+
 def _cluster() -> Iterator[Any]:
     from distributed import Client, LocalCluster
 
     with (
-        LocalCluster(
+        LocalCluster(  # type: ignore[no-untyped-call]
             n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0"
         ) as cluster,
-        Client(cluster, set_as_default=False) as client,
+        Client(cluster, set_as_default=False) as client,  # type: ignore[no-untyped-call]
     ):
         yield client
 

@@ -62,7 +62,7 @@ def tissue_mask(
     saturation, density = _saturation_and_density(rgb)
     if saturation_threshold is None:
         finite = saturation[np.isfinite(saturation)]
-        threshold = float(threshold_otsu(finite)) if finite.size and np.ptp(finite) > 0 else 1.0
+        threshold = float(threshold_otsu(finite)) if finite.size and np.ptp(finite) > 0 else 1.0  # type: ignore[no-untyped-call]
         threshold = max(threshold, MIN_SATURATION)
     else:
         threshold = saturation_threshold
@@ -84,12 +84,12 @@ def _ring(outline: Mask, ctx: TileContext, tolerance: float) -> list[list[float]
     from skimage.measure import approximate_polygon, find_contours
 
     padded = np.pad(outline, 1)
-    contours = find_contours(padded.astype(np.float32), 0.5)
+    contours = find_contours(padded.astype(np.float32), 0.5)  # type: ignore[no-untyped-call]
     if not contours:
         return None
     contour = max(contours, key=len)  # the outer boundary is the longest of one blob's
     if tolerance > 0:
-        contour = approximate_polygon(contour, tolerance)
+        contour = approximate_polygon(contour, tolerance)  # type: ignore[no-untyped-call]
     if len(contour) < 4:
         return None
     # find_contours gives (row, col) on the padded grid with pixel centres at integers;
