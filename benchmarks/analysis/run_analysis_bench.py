@@ -109,7 +109,9 @@ def decode_figures(path: Path, region: tuple[int, int, int, int]) -> tuple[int, 
     return len(jobs), timed_loop(megapixels, decode_all), timed_loop(megapixels, openslide_all)
 
 
-def engine_rate(client: Client, path: Path, region: tuple[int, int, int, int]) -> tuple[Rate, int]:
+def engine_rate(
+    client: Client, path: Path, region: tuple[int, int, int, int]
+) -> tuple[Rate, int, float]:
     model = ReadOnlyModel(input=InputSpec(tile_size=TILE, level=0))
     # Warm the workers (imports, slide open) on a small region first.
     analysis.run(
@@ -126,7 +128,10 @@ def engine_rate(client: Client, path: Path, region: tuple[int, int, int, int]) -
     cpu_after = client.run(time.process_time)
     cpu = sum(cpu_after[w] - cpu_before[w] for w in cpu_after)
     rate = Rate(result.summary["pixels"] / 1e6, elapsed, cpu)
-    return rate, result.provenance["tiles"]["done"]
+    # MP per CPU second of the tasks' own threads (reading through the pyramid, the
+    # model), without the worker's background work (heartbeats, profiler, event loop).
+    task_rate = result.summary["pixels"] / 1e6 / result.provenance["tile_cpu_seconds"]
+    return rate, result.provenance["tiles"]["done"], task_rate
 
 
 def locality_figure(slide: Path) -> float:
@@ -220,10 +225,10 @@ def main() -> int:
     tiles, limit, openslide_rate = decode_figures(path, region)
     local1, client1 = cluster(1)
     with local1, client1:
-        rate1, done1 = engine_rate(client1, path, region)
+        rate1, done1, task_rate1 = engine_rate(client1, path, region)
     local2, client2 = cluster(2)
     with local2, client2:
-        rate2, done2 = engine_rate(client2, path, region)
+        rate2, done2, _ = engine_rate(client2, path, region)
         assert done1 == done2 == tiles, (done1, done2, tiles)
         report("tissue tiles in the band", f"{tiles} x {TILE}px")
         report("raw tiles, decoder in a tight loop (limit)", str(limit))
@@ -232,6 +237,12 @@ def main() -> int:
         report(
             "engine vs decoder limit, per core (CPU-s)",
             f"{rate1.per_cpu / limit.per_cpu:.0%}",
+            "(goal >= 70%)",
+        )
+        report("engine tasks' own threads", f"{task_rate1:.1f} MP/CPU-s")
+        report(
+            "engine tasks vs decoder limit, per core (thread CPU-s)",
+            f"{task_rate1 / limit.per_cpu:.0%}",
             "(goal >= 70%)",
         )
         report("engine vs decoder limit, wall", f"{rate1.per_wall / limit.per_wall:.0%}")

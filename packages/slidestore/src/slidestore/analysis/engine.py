@@ -80,7 +80,7 @@ def _execute(
     jobs: list[TileJob],
     overlap: int,
     bar: Any,
-) -> tuple[list[TileOutput], int, int]:
+) -> tuple[list[TileOutput], dict[str, Any]]:
     workers = client.scheduler_info()["workers"]
     threads = sum(int(w.get("nthreads", 1)) for w in workers.values()) or 1
     window = max(4, WINDOW_PER_THREAD * threads)
@@ -90,6 +90,7 @@ def _execute(
     run_id = uuid.uuid4().hex[:8]
     outputs: list[TileOutput | None] = [None] * len(jobs)
     local_bytes = remote_bytes = 0
+    cpu_seconds = 0.0
     pending: Iterator[tuple[TileJob, ...]] = iter(chunks)
 
     def failed(job: TileJob, cause: str) -> TileFailed:
@@ -126,6 +127,7 @@ def _execute(
                 if isinstance(done, TileError):
                     raise failed(jobs[done.index], done.cause)
                 outputs[done.index] = done.output
+                cpu_seconds += done.cpu_seconds
                 if done.local:
                     local_bytes += done.nbytes
                 else:
@@ -142,7 +144,8 @@ def _execute(
     missing = [i for i, out in enumerate(outputs) if out is None]
     if missing:  # cannot happen unless Dask lost a result: never pass a partial result on
         raise AnalysisError(f"{len(missing)} tiles have no result (first: {missing[0]})")
-    return [out for out in outputs if out is not None], local_bytes, remote_bytes
+    counts = {"local": local_bytes, "remote": remote_bytes, "tile_cpu_seconds": cpu_seconds}
+    return [out for out in outputs if out is not None], counts
 
 
 def _arrays_group(
@@ -209,7 +212,7 @@ def run(
     if progress and dask.dashboard_link:
         print(f"slidestore.analysis: Dask dashboard at {dask.dashboard_link}", file=sys.stderr)
     try:
-        outputs, local_bytes, remote_bytes = _execute(
+        outputs, counts = _execute(
             dask, resolved, decoded, spec, read, jobs, resolved.input.overlap, bar
         )
     finally:
@@ -249,7 +252,8 @@ def run(
         "started": started,
         "finished": _now(),
         "tiles": {"planned": len(jobs), "done": len(outputs)},
-        "bytes": {"local": local_bytes, "remote": remote_bytes},
+        "bytes": {"local": counts["local"], "remote": counts["remote"]},
+        "tile_cpu_seconds": round(counts["tile_cpu_seconds"], 3),
         "tissue_fraction": tissue_fraction,
     }
     return AnalysisResult(

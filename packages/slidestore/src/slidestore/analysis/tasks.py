@@ -7,6 +7,7 @@ the task elsewhere).
 
 from __future__ import annotations
 
+import time
 import traceback
 from dataclasses import dataclass
 from typing import Any
@@ -28,6 +29,8 @@ class TileDone:
     """Decoded pixel bytes the tile read (with overlap)."""
     local: bool
     """Read from a file on the worker's host (else over HTTP)."""
+    cpu_seconds: float
+    """CPU time of the task's thread for reading and processing the tile."""
 
 
 @dataclass(frozen=True)
@@ -76,6 +79,7 @@ def run_tile(
     job: TileJob,
     overlap: int,
 ) -> TileDone | TileError:
+    cpu = time.thread_time()
     try:
         source = open_source(spec)
         pixels, left, top = read_tile(source, read, job, overlap)
@@ -84,4 +88,4 @@ def run_tile(
             raise TypeError(f"process_tile returned {type(output).__name__}, not a TileOutput")
     except Exception as exc:  # named in TileFailed by the caller, with the tile
         return TileError(job.index, f"{type(exc).__name__}: {exc}", traceback.format_exc())
-    return TileDone(job.index, output, int(pixels.nbytes), source.local)
+    return TileDone(job.index, output, int(pixels.nbytes), source.local, time.thread_time() - cpu)
