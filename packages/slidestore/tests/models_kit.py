@@ -22,8 +22,9 @@ def box_reduce(pixels: np.ndarray, factor: int) -> np.ndarray:
     if factor == 1:
         return pixels
     h, w = pixels.shape[0] // factor, pixels.shape[1] // factor
-    block = pixels[: h * factor, : w * factor].astype(np.float32)
-    return np.rint(block.reshape(h, factor, w, factor, 3).mean(axis=(1, 3))).astype(np.uint8)
+    block = pixels[: h * factor, : w * factor].reshape(h, factor, w, factor, 3)
+    sums = block.sum(axis=(1, 3), dtype=np.uint32)
+    return ((sums + factor * factor // 2) // (factor * factor)).astype(np.uint8)
 
 
 def run_tiles(

@@ -5,13 +5,13 @@ loading and inference code on real slide pixels."""
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import msgspec
 import numpy as np
 import onnx
 import pytest
+from models_kit import run_tiles
 from onnx import TensorProto, helper, numpy_helper
 
 from slidestore import open_slide
@@ -20,9 +20,6 @@ from slidestore.analysis.models.onnx_classifier import MODEL, OnnxParams
 from slidestore.analysis.models.onnx_manifest import OnnxManifest
 from slidestore.analysis.registry import decode_params
 from slidestore.testing.qc_slide import write_array_svs
-
-sys.path.insert(0, str(Path(__file__).parent))
-from models_kit import run_tiles  # noqa: E402
 
 PATCH = 32
 WEIGHTS = np.array([[4.0, -2.0, 0.5], [-3.0, 1.0, 0.5], [0.5, 2.0, -1.0]], np.float32)
@@ -97,7 +94,7 @@ def test_per_patch_probabilities_match_the_network_by_hand(slide: Path, tmp_path
     model_path = build_model(tmp_path / "tiny.onnx")
     params = OnnxParams(model_path=str(model_path), manifest=manifest(), threshold=0.6)
     MODEL.check(params)
-    outputs, reduced, _ = run_tiles(MODEL, slide, params, tile_size=96)
+    _, reduced, _ = run_tiles(MODEL, slide, params, tile_size=96)
     with open_slide(slide) as s:
         pixels = s.read_region((0, 0), 0, (200, 150))
     padded = np.full((160, 224, 3), 255, np.uint8)
@@ -106,7 +103,10 @@ def test_per_patch_probabilities_match_the_network_by_hand(slide: Path, tmp_path
     assert heatmap.shape == (5, 7, 3)  # ceil(150 / 32), ceil(200 / 32)
     want = np.stack(
         [
-            [expected(padded[r * PATCH : (r + 1) * PATCH, c * PATCH : (c + 1) * PATCH]) for c in range(7)]
+            [
+                expected(padded[r * PATCH : (r + 1) * PATCH, c * PATCH : (c + 1) * PATCH])
+                for c in range(7)
+            ]
             for r in range(5)
         ]
     )

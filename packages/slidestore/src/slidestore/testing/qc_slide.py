@@ -78,9 +78,9 @@ def _stroke_mask(
     return result
 
 
-def render_tissue(width: int, height: int, tile_size: int = 256, seed: int = 0) -> RGB:
-    """The generator's level-0 tissue (one island), whole."""
-    field = TissueField(width, height, tile_size, load_sample(), seed, islands=1)
+def render_tissue(field: TissueField) -> RGB:
+    """The generator's level-0 tissue, whole."""
+    tile_size = field.tile_size
     out = np.empty((field.rows * tile_size, field.columns * tile_size, 3), np.uint8)
     for row in range(field.rows):
         render = field.renderer(row)
@@ -88,7 +88,7 @@ def render_tissue(width: int, height: int, tile_size: int = 256, seed: int = 0) 
             render(
                 col, out[row * tile_size : (row + 1) * tile_size, col * tile_size :][:, :tile_size]
             )
-    return out[:height, :width]
+    return out[: field.height, : field.width]
 
 
 def _inside_island(field: TissueField, box: Box) -> bool:
@@ -133,7 +133,7 @@ def write_qc_slide(
         if not _inside_island(field, area):  # pragma: no cover - depends on the seed only
             raise ValueError(f"seed {seed}: a defect would fall outside the tissue")
 
-    pixels = render_tissue(width, height, tile_size, seed)
+    pixels = render_tissue(field)
     x0, y0, x1, y1 = blur
     pad = int(4 * BLUR_SIGMA)
     # Blur with a margin, so the box's inside is blurred from real neighbours.
@@ -171,9 +171,11 @@ def write_array_svs(
     pairs = f"AppMag = 20|MPP = {mpp:.4f}|Title = slidestore qc slide"
     levels = [pixels]
     for w, h in sizes[1:]:
-        previous = levels[-1][: h * LEVEL_STEP, : w * LEVEL_STEP].astype(np.float32)
-        shrunk = previous.reshape(h, LEVEL_STEP, w, LEVEL_STEP, 3).mean(axis=(1, 3))
-        levels.append(np.rint(shrunk).astype(np.uint8))
+        previous = levels[-1][: h * LEVEL_STEP, : w * LEVEL_STEP]
+        block = previous.reshape(h, LEVEL_STEP, w, LEVEL_STEP, 3)
+        sums = block.sum(axis=(1, 3), dtype=np.uint32)
+        area = LEVEL_STEP * LEVEL_STEP
+        levels.append(((sums + area // 2) // area).astype(np.uint8))
     thumb_w, thumb_h = thumbnail_size(width, height)
     step = max(1, math.ceil(max(width / thumb_w, height / thumb_h)))
     thumb = np.ascontiguousarray(pixels[::step, ::step])

@@ -84,7 +84,7 @@ def detect(pixels: np.ndarray, mpp: float, params: NucleiParams) -> list[Nucleus
     mask &= ~small[labels]
     distance = ndimage.distance_transform_edt(mask)
     labels, _ = ndimage.label(mask)
-    peaks = peak_local_max(
+    peaks = peak_local_max(  # type: ignore[no-untyped-call]
         distance,
         min_distance=max(1, round(params.min_distance_um / mpp)),
         labels=labels,
@@ -92,9 +92,9 @@ def detect(pixels: np.ndarray, mpp: float, params: NucleiParams) -> list[Nucleus
     )
     markers = np.zeros(mask.shape, dtype=np.int32)
     markers[tuple(peaks.T)] = np.arange(1, len(peaks) + 1)
-    split = watershed(-distance, markers, mask=mask)
+    split = watershed(-distance, markers, mask=mask)  # type: ignore[no-untyped-call]
     found = []
-    for region in regionprops(split, intensity_image=density):
+    for region in regionprops(split, intensity_image=density):  # type: ignore[no-untyped-call]
         area_um2 = region.area * px_area
         if not params.min_area_um2 <= area_um2 <= params.max_area_um2:
             continue
@@ -139,7 +139,9 @@ class NucleiModel:
                     "properties": {
                         "class": "nucleus",
                         "score": float(
-                            np.clip((nucleus.haematoxylin - params.threshold) / params.threshold, 0, 1)
+                            np.clip(
+                                (nucleus.haematoxylin - params.threshold) / params.threshold, 0, 1
+                            )
                         ),
                         "measurements": {
                             "area_um2": area_um2,

@@ -48,12 +48,14 @@ class OnnxParams(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, froze
     manifest_path: Annotated[
         str | None, msgspec.Meta(description="Path of the manifest JSON (or give `manifest`).")
     ] = None
-    manifest: Annotated[
-        OnnxManifest | None, msgspec.Meta(description="The manifest inline.")
-    ] = None
+    manifest: Annotated[OnnxManifest | None, msgspec.Meta(description="The manifest inline.")] = (
+        None
+    )
     threshold: Annotated[
         float,
-        msgspec.Meta(ge=0, le=1, description="A patch joins a class's polygons at this probability."),
+        msgspec.Meta(
+            ge=0, le=1, description="A patch joins a class's polygons at this probability."
+        ),
     ] = 0.5
     batch_size: Annotated[
         int, msgspec.Meta(ge=1, le=4096, description="Patches per inference call.")
@@ -153,10 +155,14 @@ class OnnxModel:
         crop = np.full((edge, edge, 3), 255, np.uint8)  # white glass past the slide's edge
         h, w = pixels.shape[:2]
         src = pixels[max(0, ay) : min(h, ay + edge), max(0, ax) : min(w, ax + edge)]
-        crop[max(0, -ay) : max(0, -ay) + src.shape[0], max(0, -ax) : max(0, -ax) + src.shape[1]] = src
+        crop[max(0, -ay) : max(0, -ay) + src.shape[0], max(0, -ax) : max(0, -ax) + src.shape[1]] = (
+            src
+        )
         if edge == size:
             return crop
-        scaled = resize(crop, (size, size), order=1, anti_aliasing=edge > size, preserve_range=True)
+        scaled: np.ndarray = resize(  # type: ignore[no-untyped-call]
+            crop, (size, size), order=1, anti_aliasing=edge > size, preserve_range=True
+        )
         return np.rint(scaled).astype(np.uint8)
 
     @staticmethod
@@ -186,7 +192,10 @@ class OnnxModel:
         manifest = _manifest(params)
         classes = manifest.class_names
         step = _patch_step(manifest, slide.mpp, slide.read_downsample)
-        shape = (math.ceil(slide.height / step - _EPSILON), math.ceil(slide.width / step - _EPSILON))
+        shape = (
+            math.ceil(slide.height / step - _EPSILON),
+            math.ceil(slide.width / step - _EPSILON),
+        )
         heatmap = np.full((*shape, len(classes)), np.nan, np.float32)
         for output in outputs:
             cells = output.arrays["cells"]

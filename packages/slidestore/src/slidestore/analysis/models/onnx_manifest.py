@@ -77,7 +77,7 @@ def session_for(path: str) -> Any:
     """The process's ``onnxruntime.InferenceSession`` for the model at ``path`` (CPU).
 
     ``ValueError`` when the file is missing or is not an ONNX model onnxruntime loads."""
-    import onnxruntime  # noqa: PLC0415 - heavy; only workers running onnx need it
+    import onnxruntime  # heavy: loaded only by the workers that run onnx
 
     try:
         digest = _sha256(path)
@@ -95,7 +95,9 @@ def session_for(path: str) -> Any:
                     path, sess_options=options, providers=["CPUExecutionProvider"]
                 )
             except Exception as exc:  # onnxruntime raises its own untyped errors
-                raise ValueError(f"{path} is not an ONNX model onnxruntime can load: {exc}") from None
+                raise ValueError(
+                    f"{path} is not an ONNX model onnxruntime can load: {exc}"
+                ) from None
             _sessions[digest] = session
     return session
 
