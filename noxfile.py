@@ -155,3 +155,27 @@ def cluster_bench(session: nox.Session) -> None:
     fsync'd copy, tile p99 during repair, placement p99 (see benchmarks/cluster/)."""
     sync(session, "dev")
     session.run("python", "benchmarks/cluster/run_cluster_bench.py", *session.posargs)
+
+
+@nox.session(python=PYTHON)
+def analysis_bench(session: nox.Session) -> None:
+    """Analysis engine figures in one run: level-0 decode through the engine vs the decoder
+    limit and openslide, 2 workers vs 1, locality on 3 nodes, a per-tile model over the
+    60000x50000 slide (tiles/s, peak RSS per worker). See benchmarks/analysis/."""
+    sync(session, "dev")
+    session.run("python", "benchmarks/analysis/run_analysis_bench.py", *session.posargs)
+
+
+@nox.session(python=PYTHON)
+def analysis_cluster(session: nox.Session) -> None:
+    """The analysis tests across real processes (~2 min): a dask scheduler and workers on
+    three storage nodes (locality, HTTP fallback), and kill -9 of a worker mid-run."""
+    sync(session, "dev")
+    session.run(
+        "pytest",
+        "tests/test_analysis_cluster.py",
+        "-p",
+        "no:randomly",
+        *session.posargs,
+        env={"SLIDESTORE_ANALYSIS_CLUSTER": "1"},
+    )

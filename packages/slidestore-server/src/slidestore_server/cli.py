@@ -58,11 +58,19 @@ def main(argv: list[str] | None = None) -> int:
     dev.add_argument("--secret", default=None)
     sub.add_parser("demo", help="one node serving the sample slide (see demo --help)")
     sub.add_parser("secret", help="print a new cluster secret (32 random bytes)")
+    sub.add_parser(
+        "dask-worker",
+        help="Dask workers on this node's host that read its blobs locally (see --help)",
+    )
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["demo"]:
         from slidestore_server import demo
 
         return demo.main(argv[1:])
+    if argv[:1] == ["dask-worker"]:
+        from slidestore.analysis import locality
+
+        return locality.main(argv[1:])
     args = parser.parse_args(argv)
     if args.command == "secret":
         from slidestore.tokens import new_secret

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from slidestore.analysis import models
 from slidestore.analysis.errors import (
     AnalysisError,
     BadParams,
@@ -28,7 +29,7 @@ from slidestore.analysis.model import (
     TileContext,
     TileOutput,
 )
-from slidestore.analysis.registry import get_model, models, params_schema
+from slidestore.analysis.registry import get_model, params_schema
 
 if TYPE_CHECKING:
     from slidestore.analysis.engine import run

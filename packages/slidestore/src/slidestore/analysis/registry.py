@@ -6,33 +6,46 @@ pyproject.toml), so a lab adds a model by installing a package; nothing here cha
 
 from __future__ import annotations
 
-from importlib.metadata import entry_points
+import logging
+from importlib.metadata import EntryPoint, entry_points
 from typing import Any
 
 import msgspec
 
-from slidestore.analysis.errors import BadParams, UnknownModel
+from slidestore.analysis.errors import AnalysisError, BadParams, UnknownModel
 from slidestore.analysis.model import Model
 
 __all__ = ["ENTRY_POINT_GROUP", "decode_params", "get_model", "models", "params_schema"]
 
 ENTRY_POINT_GROUP = "slidestore.models"
 
+log = logging.getLogger(__name__)
+
+
+def _load(ep: EntryPoint) -> Model[Any]:
+    try:
+        model: Model[Any] = ep.load()
+    except Exception as exc:  # a plugin that fails to import is named, not a traceback
+        raise AnalysisError(f"model {ep.name!r} ({ep.value}) cannot be loaded: {exc}") from exc
+    return model
+
 
 def models() -> dict[str, Model[Any]]:
-    """Every registered model by name (entry points loaded now, so a broken plugin shows)."""
-    return {
-        ep.name: ep.load()
-        for ep in sorted(entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name)
-    }
+    """Every registered model that loads, by name; one that fails to import is logged
+    and left out (a broken lab plugin must not hide the others)."""
+    found: dict[str, Model[Any]] = {}
+    for ep in sorted(entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
+        try:
+            found[ep.name] = _load(ep)
+        except AnalysisError as exc:
+            log.warning("%s", exc)
+    return found
 
 
 def get_model(name: str) -> Model[Any]:
     """The model registered as ``name``; ``UnknownModel`` names the ones that exist."""
-    found = entry_points(group=ENTRY_POINT_GROUP, name=name)
-    for ep in found:
-        model: Model[Any] = ep.load()
-        return model
+    for ep in entry_points(group=ENTRY_POINT_GROUP, name=name):
+        return _load(ep)
     known = sorted(ep.name for ep in entry_points(group=ENTRY_POINT_GROUP))
     raise UnknownModel(f"no model named {name!r}; registered: {', '.join(known) or 'none'}")
 

@@ -96,6 +96,13 @@ class RemoteSlide:
     def thumbnail(self, size: int = 512) -> RGBArray:
         return self._run(self._core.thumbnail(size))
 
+    def analyze(self, model: Any, params: Any = None, **options: Any) -> Any:
+        """``slidestore.analysis.run(model, self, params, **options)``: an ``AnalysisResult``
+        (needs the ``analysis`` extra; Dask workers read this blob's replicas themselves)."""
+        from slidestore.analysis import run
+
+        return run(model, self, params, **options)
+
 
 class Cluster:
     """Synchronous face of :class:`AsyncCluster`; a context manager, or call :meth:`close`."""
