@@ -12,7 +12,7 @@ import pytest
 from models_kit import run_tiles
 from scipy.spatial import cKDTree
 
-from slidestore import open_slide
+from slidestore import analysis, open_slide
 from slidestore.analysis.errors import BadParams
 from slidestore.analysis.model import SlideContext, TileContext
 from slidestore.analysis.models.nuclei import MODEL, NucleiParams
@@ -183,3 +183,18 @@ def test_bad_params_are_refused(params: dict[str, Any], reason: str) -> None:
     with pytest.raises(BadParams) as caught:
         decode_params(MODEL, params)
     assert reason in caught.value.reason
+
+
+def test_engine_run_counts_every_disc_once(
+    analysis_client: Any, discs: tuple[Path, np.ndarray]
+) -> None:
+    path, centres = discs
+    result = analysis.run("nuclei", open_slide(path), client=analysis_client, progress=False)
+    found = points(result.features["features"])
+    assert len(found) == len(centres)
+    distance, _ = cKDTree(found).query(centres)
+    assert distance.max() < 1.5
+    table = result.measurements
+    assert table.num_rows == result.provenance["tiles"]["done"] == 6
+    assert sum(table.column("nuclei").to_pylist()) == len(centres)
+    assert result.summary["nuclei"] == len(centres)

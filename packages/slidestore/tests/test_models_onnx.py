@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import msgspec
 import numpy as np
@@ -14,7 +15,7 @@ import pytest
 from models_kit import run_tiles
 from onnx import TensorProto, helper, numpy_helper
 
-from slidestore import open_slide
+from slidestore import analysis, open_slide
 from slidestore.analysis.errors import BadParams
 from slidestore.analysis.models.onnx_classifier import MODEL, OnnxParams
 from slidestore.analysis.models.onnx_manifest import OnnxManifest
@@ -218,3 +219,29 @@ def test_session_is_loaded_once_per_process(tmp_path: Path) -> None:
     assert session_for(str(first)) is session_for(str(copy))  # same sha256, one session
     other = build_model(tmp_path / "c.onnx", softmax=True)
     assert session_for(str(other)) is not session_for(str(first))
+
+
+def test_engine_run_writes_the_heatmap(analysis_client: Any, slide: Path, tmp_path: Path) -> None:
+    """``analysis.run("onnx", ...)`` with the params as JSON-able dicts: the same
+    probabilities as the network by hand, and the heatmap in the result's zarr arrays."""
+    model_path = build_model(tmp_path / "tiny.onnx")
+    params = {"model_path": str(model_path), "manifest": msgspec.to_builtins(manifest())}
+    result = analysis.run("onnx", open_slide(slide), params, client=analysis_client, progress=False)
+    heatmap = np.asarray(result.arrays["heatmap"][...])
+    with open_slide(slide) as s:
+        pixels = s.read_region((0, 0), 0, (200, 150))
+    classified = ~np.isnan(heatmap[..., 0])
+    assert classified.any()
+    for r, c in zip(*np.nonzero(classified), strict=True):
+        patch = np.full((PATCH, PATCH, 3), 255, np.uint8)
+        part = pixels[r * PATCH : (r + 1) * PATCH, c * PATCH : (c + 1) * PATCH]
+        patch[: part.shape[0], : part.shape[1]] = part
+        assert np.allclose(heatmap[r, c], expected(patch), atol=1e-5)
+    assert result.measurements.num_rows == int(classified.sum())
+    assert result.provenance["params"]["model_path"] == str(model_path)
+
+
+def test_engine_refuses_a_missing_model_before_running(analysis_client: Any, slide: Path) -> None:
+    params = {"model_path": "/nonexistent/model.onnx", "manifest": msgspec.to_builtins(manifest())}
+    with pytest.raises(BadParams, match="cannot read the ONNX model"):
+        analysis.run("onnx", open_slide(slide), params, client=analysis_client, progress=False)

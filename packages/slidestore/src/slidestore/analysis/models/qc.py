@@ -134,13 +134,23 @@ class QcModel:
 
     def reduce(self, outputs: list[TileOutput], slide: SlideContext, params: QcParams) -> Reduced:
         step = params.cell * slide.read_downsample
-        shape = (math.ceil(slide.height / step), math.ceil(slide.width / step))
+        # Tiles (so cells) start at the run's region, not necessarily at a multiple of
+        # the cell: the grid starts at the first tile's offset from one.
+        first = slide.plan[0] if slide.plan else (0, 0)
+        origin = (
+            first[0] - step * math.floor(first[0] / step + 1e-6),
+            first[1] - step * math.floor(first[1] / step + 1e-6),
+        )
+        shape = (
+            math.ceil((slide.height - origin[1]) / step),
+            math.ceil((slide.width - origin[0]) / step),
+        )
         tissue = np.zeros(shape, np.float32)
         background = np.ones(shape, np.float32)
         pen = np.zeros(shape, np.float32)
         focus = np.full(shape, np.nan, np.float32)
         for output, (x, y) in zip(outputs, slide.plan, strict=True):
-            row0, col0 = round(y / step), round(x / step)
+            row0, col0 = round((y - origin[1]) / step), round((x - origin[0]) / step)
             for name, target in (
                 ("tissue", tissue),
                 ("background", background),
@@ -160,7 +170,7 @@ class QcModel:
         def features(flags: np.ndarray, cls: str, scores: np.ndarray) -> list[dict[str, Any]]:
             found = []
             for geometry, cells in grid_polygons(
-                flags, step=step, size=(slide.width, slide.height)
+                flags, step=step, size=(slide.width, slide.height), origin=origin
             ):
                 area = float(cells.sum() * cell_area)
                 measurements: dict[str, float] = {"cells": float(cells.sum()), "area_px": area}
@@ -214,6 +224,7 @@ class QcModel:
             "out_of_focus_cells": int(out_of_focus.sum()),
             "pen_cells": int(pen_marked.sum()),
             "cell_level0_px": step,
+            "grid_origin": list(origin),
             "cell_um": None if mpp is None else step * mpp,
             "thresholds": msgspec.to_builtins(params),
         }
