@@ -238,6 +238,11 @@ def test_engine_run_writes_the_heatmap(analysis_client: Any, slide: Path, tmp_pa
         patch[: part.shape[0], : part.shape[1]] = part
         assert np.allclose(heatmap[r, c], expected(patch), atol=1e-5)
     assert result.measurements.num_rows == int(classified.sum())
+    # One cell per 32-pixel patch (the engine's tiles are 1024 pixels).
+    assert result.arrays["heatmap"].attrs["level0_transform"] == {
+        "scale": [PATCH, PATCH],
+        "translate": [0.0, 0.0],
+    }
     assert result.provenance["params"]["model_path"] == str(model_path)
 
 

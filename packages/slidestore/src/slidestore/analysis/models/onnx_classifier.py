@@ -235,7 +235,13 @@ class OnnxModel:
             },
             "threshold": params.threshold,
         }
-        return Reduced(features=features, rows=rows, summary=summary, arrays={"heatmap": heatmap})
+        return Reduced(
+            features=features,
+            rows=rows,
+            summary=summary,
+            arrays={"heatmap": heatmap},
+            array_transforms={"heatmap": (step, step, 0.0, 0.0)},
+        )
 
 
 MODEL: Final = OnnxModel()
