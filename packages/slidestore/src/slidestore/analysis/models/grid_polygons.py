@@ -122,24 +122,30 @@ def grid_polygons(
     step: float,
     size: tuple[int, int],
     origin: tuple[float, float] = (0.0, 0.0),
-) -> list[tuple[dict[str, Any], np.ndarray]]:
-    """Each 4-connected group of ``True`` cells -> (GeoJSON geometry, its cell mask).
+) -> list[tuple[dict[str, Any], tuple[np.ndarray, np.ndarray]]]:
+    """Each 4-connected group of ``True`` cells -> (GeoJSON geometry, its cells as
+    ``(rows, cols)`` index arrays, ready to index a grid of scores).
 
     ``flags[row, col]`` covers level-0 pixels ``origin + (col, row) * step``, ``step``
     wide; coordinates are clipped to the slide's ``size`` (width, height). A group with
     holes gives a Polygon with inner rings; rings are closed, outer ones clockwise on
     screen (y down; counter-clockwise in GeoJSON's y-up convention).
     """
-    labels, count = ndimage.label(flags)
+    labels, _ = ndimage.label(flags)
     width, height = size
-    results: list[tuple[dict[str, Any], np.ndarray]] = []
-    for label in range(1, count + 1):
-        component = labels == label
+    results: list[tuple[dict[str, Any], tuple[np.ndarray, np.ndarray]]] = []
+    # Each group within its bounding box: the cost follows the groups, not the grid.
+    for label, box in enumerate(ndimage.find_objects(labels), start=1):
+        if box is None:
+            continue
+        top, left = box[0].start, box[1].start
+        component = labels[box] == label
+        rows, cols = np.nonzero(component)
 
-        def place(v: Vertex) -> list[float]:
+        def place(v: Vertex, left: int = left, top: int = top) -> list[float]:
             return [
-                float(min(origin[0] + v[0] * step, width)),
-                float(min(origin[1] + v[1] * step, height)),
+                float(min(origin[0] + (v[0] + left) * step, width)),
+                float(min(origin[1] + (v[1] + top) * step, height)),
             ]
 
         rings = [[place(v) for v in _simplify(ring)] for ring in _rings(_boundary_edges(component))]
@@ -161,5 +167,5 @@ def grid_polygons(
             geometry = {"type": "Polygon", "coordinates": polygons[0]}
         else:
             geometry = {"type": "MultiPolygon", "coordinates": polygons}
-        results.append((geometry, component))
+        results.append((geometry, (rows + top, cols + left)))
     return results

@@ -198,18 +198,18 @@ class OnnxModel:
         )
         heatmap = np.full((*shape, len(classes)), np.nan, np.float32)
         for output in outputs:
-            cells = output.arrays["cells"]
-            heatmap[cells[:, 0], cells[:, 1]] = output.arrays["probabilities"]
+            where = output.arrays["cells"]
+            heatmap[where[:, 0], where[:, 1]] = output.arrays["probabilities"]
         features: list[dict[str, Any]] = []
         classified = ~np.isnan(heatmap[..., 0])
         for index, name in enumerate(classes):
             probability = heatmap[..., index]
             flags = classified & (np.nan_to_num(probability) >= params.threshold)
-            for geometry, cells_mask in grid_polygons(
+            for geometry, cells in grid_polygons(
                 flags, step=step, size=(slide.width, slide.height)
             ):
-                area = float(cells_mask.sum()) * step * step
-                measurements = {"patches": float(cells_mask.sum()), "area_px": area}
+                area = len(cells[0]) * step * step
+                measurements = {"patches": float(len(cells[0])), "area_px": area}
                 if slide.mpp is not None:
                     measurements["area_um2"] = area * slide.mpp * slide.mpp
                 features.append(
@@ -218,7 +218,7 @@ class OnnxModel:
                         "geometry": geometry,
                         "properties": {
                             "class": name,
-                            "score": float(probability[cells_mask].mean()),
+                            "score": float(probability[cells].mean()),
                             "measurements": measurements,
                         },
                     }

@@ -172,8 +172,9 @@ class QcModel:
             for geometry, cells in grid_polygons(
                 flags, step=step, size=(slide.width, slide.height), origin=origin
             ):
-                area = float(cells.sum() * cell_area)
-                measurements: dict[str, float] = {"cells": float(cells.sum()), "area_px": area}
+                count = len(cells[0])
+                area = float(count * cell_area)
+                measurements: dict[str, float] = {"cells": float(count), "area_px": area}
                 if mpp is not None:
                     measurements["area_um2"] = area * mpp * mpp
                 found.append(
