@@ -185,6 +185,7 @@ def test_bad_params_are_refused(params: dict[str, Any], reason: str) -> None:
     assert reason in caught.value.reason
 
 
+@pytest.mark.slow
 def test_engine_run_counts_every_disc_once(
     analysis_client: Any, discs: tuple[Path, np.ndarray]
 ) -> None:

@@ -17,6 +17,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from slidestore import analysis, open_slide
 from slidestore.analysis.errors import BadParams
+from slidestore.analysis.model import TileContext
 from slidestore.analysis.models.onnx_classifier import MODEL, OnnxParams
 from slidestore.analysis.models.onnx_manifest import OnnxManifest
 from slidestore.analysis.registry import decode_params
@@ -30,10 +31,10 @@ MEAN = (0.5, 0.4, 0.3)
 STD = (0.25, 0.2, 0.5)
 
 
-def build_model(path: Path, *, softmax: bool = False, channels: int = 3, classes: int = 3) -> Path:
+def build_model(path: Path, *, softmax: bool = False, classes: int = 3) -> Path:
     """input (N, 3, P, P) -> ReduceMean over H, W -> (N, 3) @ W + b [-> Softmax]."""
     axes = numpy_helper.from_array(np.array([2, 3], np.int64), "axes")
-    weights = numpy_helper.from_array(WEIGHTS[:channels, :classes], "W")
+    weights = numpy_helper.from_array(WEIGHTS[:, :classes], "W")
     bias = numpy_helper.from_array(BIAS[:classes], "B")
     nodes = [
         helper.make_node("ReduceMean", ["input", "axes"], ["means"], keepdims=0),
@@ -47,7 +48,7 @@ def build_model(path: Path, *, softmax: bool = False, channels: int = 3, classes
     graph = helper.make_graph(
         nodes,
         "tiny",
-        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", channels, PATCH, PATCH])],
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", 3, PATCH, PATCH])],
         [helper.make_tensor_value_info(output, TensorProto.FLOAT, ["N", classes])],
         initializer=[axes, weights, bias],
     )
@@ -221,6 +222,7 @@ def test_session_is_loaded_once_per_process(tmp_path: Path) -> None:
     assert session_for(str(other)) is not session_for(str(first))
 
 
+@pytest.mark.slow
 def test_engine_run_writes_the_heatmap(analysis_client: Any, slide: Path, tmp_path: Path) -> None:
     """``analysis.run("onnx", ...)`` with the params as JSON-able dicts: the same
     probabilities as the network by hand, and the heatmap in the result's zarr arrays."""
@@ -246,7 +248,36 @@ def test_engine_run_writes_the_heatmap(analysis_client: Any, slide: Path, tmp_pa
     assert result.provenance["params"]["model_path"] == str(model_path)
 
 
+@pytest.mark.slow
 def test_engine_refuses_a_missing_model_before_running(analysis_client: Any, slide: Path) -> None:
     params = {"model_path": "/nonexistent/model.onnx", "manifest": msgspec.to_builtins(manifest())}
     with pytest.raises(BadParams, match="cannot read the ONNX model"):
         analysis.run("onnx", open_slide(slide), params, client=analysis_client, progress=False)
+
+
+def test_a_model_that_answers_the_wrong_shape_fails_its_tile(slide: Path, tmp_path: Path) -> None:
+    """``check`` refuses a two-class network for a three-class manifest; should a tile
+    still meet one (a network whose output shape only shows at run time), the tile
+    raises (the engine reports TileFailed) instead of returning misread probabilities."""
+    model_path = build_model(tmp_path / "two.onnx", classes=2)
+    params = OnnxParams(model_path=str(model_path), manifest=manifest())
+    with pytest.raises(BadParams, match="the manifest names 3 classes"):
+        MODEL.check(params)
+    with open_slide(slide) as s:
+        pixels = s.read_region((0, 0), 0, (64, 64))
+    ctx = TileContext(0, 0, 64, 64, 0, 0, 1.0, 0.499, 0)
+    with pytest.raises(ValueError, match="returned shape \\(4, 2\\) for 4 patches"):
+        MODEL.process_tile(pixels, ctx, params)
+
+
+def test_builtins_are_registered_with_documented_schemas() -> None:
+    registered = analysis.models()
+    for name in ("qc", "nuclei", "onnx"):
+        model = registered[name]
+        assert model.name == name
+        schema = analysis.params_schema(name)
+        definition = schema["$defs"][model.params_type.__name__]
+        assert definition["properties"], name
+    onnx_schema = analysis.params_schema("onnx")["$defs"]["OnnxParams"]
+    assert onnx_schema["required"] == ["model_path"]
+    assert "description" in onnx_schema["properties"]["threshold"]

@@ -189,6 +189,7 @@ def test_grid_polygons_merge_cells_keep_holes_and_split_corners() -> None:
     assert areas == [8, -1]
 
 
+@pytest.mark.slow
 def test_engine_run_finds_the_same_defects(analysis_client: Any, qc_slide: QcSlide) -> None:
     """``analysis.run("qc", ...)`` on the Dask cluster: the engine reads at 1 µm/px
     (resampled from level 0) and gives the same map and verdict as the direct run."""
