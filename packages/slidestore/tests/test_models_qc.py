@@ -213,5 +213,7 @@ def test_engine_run_finds_the_same_defects(analysis_client: Any, qc_slide: QcSli
     assert (pen & qc_slide.pen_mask()[::SCALE, ::SCALE][: pen.shape[0], : pen.shape[1]]).any()
     assert not ((blur | pen) & box_mask(qc_slide.clean, size)).any()
     assert result.summary["verdict"] == "warn"
+    # Fractions are of the region read, not of the whole slide: this one is mostly tissue.
+    assert result.summary["tissue_fraction"] > 0.6
     assert result.measurements.num_rows == result.provenance["tiles"]["done"] > 0
     assert result.provenance["model"] == {"name": "qc", "version": "1"}

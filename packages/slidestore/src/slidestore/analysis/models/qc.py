@@ -116,9 +116,9 @@ class QcModel:
             "y": ctx.y,
             "width": round(ctx.width * ctx.downsample),
             "height": round(ctx.height * ctx.downsample),
-            "tissue_fraction": float(core_mean(stats.tissue, core.shape, params.cell)),
-            "background_fraction": float(core_mean(stats.background, core.shape, params.cell)),
-            "pen_fraction": float(core_mean(stats.pen, core.shape, params.cell)),
+            "tissue_fraction": float(_core_mean(stats.tissue, core.shape, params.cell)),
+            "background_fraction": float(_core_mean(stats.background, core.shape, params.cell)),
+            "pen_fraction": float(_core_mean(stats.pen, core.shape, params.cell)),
             "focus": float(np.median(stats.focus[judged])) if judged.any() else None,
             "judged_cells": int(judged.sum()),
             "out_of_focus_cells": int(out_of_focus.sum()),
@@ -149,6 +149,7 @@ class QcModel:
         background = np.ones(shape, np.float32)
         pen = np.zeros(shape, np.float32)
         focus = np.full(shape, np.nan, np.float32)
+        covered = np.zeros(shape, bool)  # cells of planned tiles (a region run has fewer)
         for output, (x, y) in zip(outputs, slide.plan, strict=True):
             row0, col0 = round((y - origin[1]) / step), round((x - origin[0]) / step)
             for name, target in (
@@ -161,6 +162,7 @@ class QcModel:
                 rows = min(values.shape[0], shape[0] - row0)
                 cols = min(values.shape[1], shape[1] - col0)
                 target[row0 : row0 + rows, col0 : col0 + cols] = values[:rows, :cols]
+                covered[row0 : row0 + rows, col0 : col0 + cols] = True
         judged = tissue >= params.min_tissue
         out_of_focus = judged & (focus < params.focus_threshold)
         pen_marked = pen >= params.pen_min_fraction
@@ -196,7 +198,7 @@ class QcModel:
             pen_marked, "pen_mark", pen
         )
         n_judged = int(judged.sum())
-        not_glass = int((background < 0.9).sum())
+        not_glass = int((covered & (background < 0.9)).sum())
         oof_share = float(out_of_focus.sum() / n_judged) if n_judged else 0.0
         pen_share = float(pen_marked.sum() / not_glass) if not_glass else 0.0
         reasons = []
@@ -213,14 +215,14 @@ class QcModel:
         verdict = (
             "fail" if any(r.startswith("fail") for r in reasons) else "warn" if reasons else "pass"
         )
-        total_cells = float(tissue.size)
+        total_cells = max(1.0, float(covered.sum()))
         summary = {
             "verdict": verdict,
             "reasons": reasons,
             "out_of_focus_fraction": oof_share,
             "pen_fraction": pen_share,
-            "tissue_fraction": float(tissue.sum() / total_cells),
-            "background_fraction": float(background.sum() / total_cells),
+            "tissue_fraction": float(tissue[covered].sum() / total_cells),
+            "background_fraction": float(background[covered].sum() / total_cells),
             "judged_cells": n_judged,
             "out_of_focus_cells": int(out_of_focus.sum()),
             "pen_cells": int(pen_marked.sum()),
@@ -232,7 +234,7 @@ class QcModel:
         return Reduced(features=found, rows=[r for o in outputs for r in o.rows], summary=summary)
 
 
-def core_mean(values: np.ndarray, shape: tuple[int, ...], cell: int) -> float:
+def _core_mean(values: np.ndarray, shape: tuple[int, ...], cell: int) -> float:
     """Mean of a per-cell fraction weighted by each cell's pixel count (edge cells are
     partial)."""
     h, w = shape[0], shape[1]
