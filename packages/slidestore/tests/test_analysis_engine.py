@@ -163,3 +163,26 @@ def test_models_are_picklable_dataclasses() -> None:
 
     assert pickle.loads(pickle.dumps(STATS)) == STATS
     assert dataclasses.is_dataclass(STATS)
+
+
+def test_default_engine_and_scheduler_from_the_environment(
+    small: Path,
+    analysis_client: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from slidestore.analysis import dask_client
+
+    address = analysis_client.scheduler.address
+    monkeypatch.setenv(dask_client.SCHEDULER_ENV, address)
+    try:
+        first = analysis.run("tissue", str(small))
+        # Later runs reuse the client made by the first.
+        assert dask_client.default_client() is dask_client._clients[address]
+    finally:
+        dask_client._close_all()
+    assert first.provenance["engine"]["kind"] == "scheduler"
+    assert first.provenance["engine"]["scheduler"] == address
+    # progress=True printed the dashboard link and drew a bar.
+    err = capsys.readouterr().err
+    assert "Dask dashboard at http" in err and "tissue: 100%" in err

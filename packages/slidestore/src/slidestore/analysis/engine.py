@@ -12,6 +12,7 @@ from __future__ import annotations
 import sys
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any
 
@@ -37,12 +38,17 @@ from slidestore.analysis.provenance import file_sha256
 from slidestore.analysis.registry import decode_params, resolve_model
 from slidestore.analysis.result import AnalysisResult
 from slidestore.analysis.sources import LocalSpec, RemoteSpec, SourceSpec, spec_for
-from slidestore.analysis.tasks import TileDone, TileError, run_tile
+from slidestore.analysis.tasks import TileError, run_tiles
 
 __all__ = ["run"]
 
 WINDOW_PER_THREAD = 4
 """Tasks in flight per worker thread: enough to keep workers busy between round trips."""
+MAX_TILES_PER_TASK = 16
+TASKS_PER_THREAD = 8
+"""A task runs a few consecutive tiles (Dask's cost per task is about a millisecond of
+scheduler and worker time, as long as decoding a tile), but a run still has at least
+this many tasks per worker thread to balance and to retry cheaply."""
 
 
 def _now() -> str:
@@ -78,60 +84,54 @@ def _execute(
     workers = client.scheduler_info()["workers"]
     threads = sum(int(w.get("nthreads", 1)) for w in workers.values()) or 1
     window = max(4, WINDOW_PER_THREAD * threads)
+    per_task = max(1, min(MAX_TILES_PER_TASK, len(jobs) // (threads * TASKS_PER_THREAD)))
+    chunks = [tuple(jobs[i : i + per_task]) for i in range(0, len(jobs), per_task)]
     restrict = _locality(client, spec)
     run_id = uuid.uuid4().hex[:8]
     outputs: list[TileOutput | None] = [None] * len(jobs)
     local_bytes = remote_bytes = 0
-    pending: Iterator[TileJob] = iter(jobs)
+    pending: Iterator[tuple[TileJob, ...]] = iter(chunks)
 
-    def submit(job: TileJob) -> Future[Any]:
+    def failed(job: TileJob, cause: str) -> TileFailed:
+        x, y = round(job.ox * read.downsample), round(job.oy * read.downsample)
+        return TileFailed(job.index, x, y, cause)
+
+    def submit(chunk: tuple[TileJob, ...]) -> Future[Any]:
         return client.submit(
-            run_tile,
+            run_tiles,
             model,
             params,
             spec,
             read,
-            job,
+            chunk,
             overlap,
-            key=f"slidestore-{model.name}-{run_id}-{job.index}",
+            key=f"slidestore-{model.name}-{run_id}-{chunk[0].index}",
             pure=False,
             **restrict,
         )
 
     queue = as_completed(loop=client.loop)  # type: ignore[no-untyped-call]
-    # range first: zip stops on it without pulling a job it would then drop.
-    for _, job in zip(range(window), pending, strict=False):
-        queue.add(submit(job))  # type: ignore[no-untyped-call]
+    # range first: zip stops on it without pulling a chunk it would then drop.
+    for _, chunk in zip(range(window), pending, strict=False):
+        queue.add(submit(chunk))  # type: ignore[no-untyped-call]
     try:
         for future in queue:
             try:
-                done = future.result()
+                results = future.result()
             except Exception as exc:  # the task itself died (KilledWorker after retries)
-                index = int(str(future.key).rsplit("-", 1)[1])
-                job = jobs[index]
-                raise TileFailed(
-                    index,
-                    round(job.ox * read.downsample),
-                    round(job.oy * read.downsample),
-                    f"{type(exc).__name__}: {exc}",
-                ) from exc
-            if isinstance(done, TileError):
-                job = jobs[done.index]
-                raise TileFailed(
-                    done.index,
-                    round(job.ox * read.downsample),
-                    round(job.oy * read.downsample),
-                    done.cause,
-                )
-            assert isinstance(done, TileDone)
-            outputs[done.index] = done.output
-            if done.local:
-                local_bytes += done.nbytes
-            else:
-                remote_bytes += done.nbytes
+                first = int(str(future.key).rsplit("-", 1)[1])
+                raise failed(jobs[first], f"{type(exc).__name__}: {exc}") from exc
             future.release()
+            for done in results:
+                if isinstance(done, TileError):
+                    raise failed(jobs[done.index], done.cause)
+                outputs[done.index] = done.output
+                if done.local:
+                    local_bytes += done.nbytes
+                else:
+                    remote_bytes += done.nbytes
             if bar is not None:
-                bar.update(1)
+                bar.update(len(results))
             following = next(pending, None)
             if following is not None:
                 queue.add(submit(following))  # type: ignore[no-untyped-call]
@@ -207,6 +207,10 @@ def run(
         tissue_fraction = float(mask[0].mean())
     jobs = plan_tiles(read, resolved.input, area, mask)
     dask = client if client is not None else default_client()
+    # A big local file takes seconds to hash: do it while the workers run the tiles.
+    hashing = ThreadPoolExecutor(1, thread_name_prefix="slidestore-hash")
+    sha256 = hashing.submit(_slide_sha256, spec)
+    hashing.shutdown(wait=False)
     bar = _progress_bar(len(jobs), progress, resolved.name)
     if progress and dask.dashboard_link:
         print(f"slidestore.analysis: Dask dashboard at {dask.dashboard_link}", file=sys.stderr)
@@ -238,7 +242,7 @@ def run(
         "model": {"name": resolved.name, "version": resolved.version},
         "params": msgspec.to_builtins(decoded),
         "slide": {
-            "sha256": _slide_sha256(spec),
+            "sha256": sha256.result(),
             "source": spec.path if isinstance(spec, LocalSpec) else f"blob:{spec.blob_id}",
             "width": source.width,
             "height": source.height,

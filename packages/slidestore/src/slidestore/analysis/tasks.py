@@ -17,7 +17,7 @@ from slidestore.analysis.model import Model, TileContext, TileOutput
 from slidestore.analysis.planning import Read, TileJob, read_tile
 from slidestore.analysis.sources import SourceSpec, open_source
 
-__all__ = ["TileDone", "TileError", "run_tile"]
+__all__ = ["TileDone", "TileError", "run_tile", "run_tiles"]
 
 
 @dataclass(frozen=True)
@@ -49,6 +49,23 @@ def context_for(read: Read, job: TileJob, left: int, top: int) -> TileContext:
         mpp=read.mpp,
         index=job.index,
     )
+
+
+def run_tiles(
+    model: Model[Any],
+    params: msgspec.Struct,
+    spec: SourceSpec,
+    read: Read,
+    jobs: tuple[TileJob, ...],
+    overlap: int,
+) -> list[TileDone | TileError]:
+    """A task: a few consecutive tiles (amortizes Dask's per-task cost); stops at an error."""
+    results: list[TileDone | TileError] = []
+    for job in jobs:
+        results.append(run_tile(model, params, spec, read, job, overlap))
+        if isinstance(results[-1], TileError):
+            break
+    return results
 
 
 def run_tile(
