@@ -157,9 +157,15 @@ def _arrays_group(
         values = np.asarray(array)
         target = group.create_array(name, shape=values.shape, dtype=values.dtype)
         target[...] = values
-        # One cell per planned tile: cell (row, col) covers level-0 pixels from
-        # translate + (col, row) * scale, `scale` wide.
-        target.attrs["level0_transform"] = {"scale": [scale, scale], "translate": list(origin)}
+        # One cell per planned tile unless the model says otherwise: cell (row, col)
+        # covers level-0 pixels from translate + (col, row) * scale, `scale` wide.
+        own = reduced.array_transforms.get(name)
+        transform: dict[str, list[float]] = (
+            {"scale": [own[0], own[1]], "translate": [own[2], own[3]]}
+            if own is not None
+            else {"scale": [scale, scale], "translate": [float(v) for v in origin]}
+        )
+        target.attrs["level0_transform"] = transform
     return group
 
 

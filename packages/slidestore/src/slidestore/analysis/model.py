@@ -121,6 +121,10 @@ class Reduced:
     arrays: dict[str, np.ndarray] = field(default_factory=dict)
     """Slide-level rasters (e.g. the onnx heatmap, shape (rows, cols, classes)); the
     engine writes each to a zarr array in the result, with its level-0 transform."""
+    array_transforms: dict[str, tuple[float, float, float, float]] = field(default_factory=dict)
+    """Per array whose cells are not the planned tiles (the onnx heatmap has one per
+    patch): ``(scale_x, scale_y, translate_x, translate_y)``, cell (row, col) covering
+    level-0 pixels from ``translate + (col, row) * scale``. Absent: one cell per tile."""
 
 
 P = TypeVar("P", bound=msgspec.Struct)
