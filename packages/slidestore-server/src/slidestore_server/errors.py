@@ -55,6 +55,7 @@ STATUS: Final[dict[type[BaseException], int]] = {
     e.SourceUnavailable: 502,
     e.SourceCorrupt: 502,
     e.InvalidRequest: 400,
+    e.ReplicaCorrupt: 503,
     e.SlideClosed: 503,
     e.Busy: 503,
     e.SlidestoreError: 400,

@@ -144,6 +144,14 @@ class BlobNotFound(SlidestoreError, FileNotFoundError):
     code = "blob_not_found"
 
 
+class ReplicaCorrupt(SlidestoreError, OSError):
+    """This node's copy of a blob failed its checksums (a flipped byte, a truncated file):
+    it has been quarantined and nothing of it was served. Another replica has good bytes;
+    a client tries the next one."""
+
+    code = "replica_corrupt"
+
+
 class InsufficientStorage(SlidestoreError, OSError):
     """Accepting the bytes would eat into the node's free-space reserve."""
 
