@@ -23,6 +23,7 @@ import httpx
 import msgspec
 
 from slidestore import errors
+from slidestore.client.hedging import HedgePolicy
 from slidestore.cluster import wire
 
 TRANSIENT: Final = (httpx.TransportError,)
@@ -149,6 +150,8 @@ class Transport:
         self.retries = retries
         self.backoff = backoff
         self.max_backoff = max_backoff
+        self.hedge = HedgePolicy()
+        """Latencies of replica reads and when a slow one is hedged (``client/replicas``)."""
         self._clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, httpx.AsyncClient]
         self._clients = weakref.WeakKeyDictionary()
         self._closed = False
