@@ -5,6 +5,7 @@ leader records liveness transitions, repairs, and applies retention (docs/cluste
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 
@@ -48,7 +49,9 @@ class Loop:
                 raise
             except Exception:
                 log.exception("coordinator pass failed")
-            await asyncio.sleep(coord.settings.loop_interval)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(coord.wake.wait(), coord.settings.loop_interval)
+            coord.wake.clear()
 
     async def leader_pass(self) -> None:
         changed = await self.liveness()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -10,7 +12,7 @@ from slidestore.cluster import NodeState
 from slidestore.cluster.wire import API, Heartbeat, HeartbeatAck, Register, RegisterAck
 from slidestore.tokens import Operation
 from slidestore_server.auth import require
-from slidestore_server.coordinator import registry
+from slidestore_server.coordinator import catalog, registry
 from slidestore_server.coordinator.errors import NodeUnknown
 from slidestore_server.coordinator.http import coordinator, decode, json
 
@@ -32,6 +34,9 @@ async def register(request: Request) -> Response:
     )
 
 
+log = logging.getLogger("slidestore.coordinator.nodes")
+
+
 async def heartbeat(request: Request) -> Response:
     require(request, Operation.NODE)
     node_id = str(request.path_params["node_id"])
@@ -39,6 +44,16 @@ async def heartbeat(request: Request) -> Response:
     coord = coordinator(request)
     async with coord.engine.begin() as conn:
         await registry.heartbeat(conn, node_id, msg, coord.now(), coord.settings.replicas)
+    if msg.quarantined:
+        coord.wake.set()  # repair the corrupt copies now, not at the next tick
+        async with coord.engine.connect() as conn:
+            lost = await catalog.lost(conn, msg.quarantined)
+        for blob_id in lost:
+            log.error(
+                "blob %s is lost: every copy is corrupt and quarantined",
+                blob_id,
+                extra={"blob_id": blob_id, "node": node_id},
+            )
     return json(HeartbeatAck(state=NodeState.ALIVE))
 
 
