@@ -22,8 +22,10 @@ from typing import Any
 
 import httpx
 import msgspec
+import numpy as np
 import pytest
 
+from slidestore import open_slide
 from slidestore.cluster.model import NodeState
 from slidestore.cluster.wire import Placement, PlacementRequest
 from slidestore.testing import cached_svs
@@ -373,6 +375,147 @@ def test_a_joining_node_is_filled_by_throttled_rebalancing(
         for name, text in cluster.logs():
             print(f"---- {name} (last 40 lines)")
             print("\n".join(text.splitlines()[-40:]))
+
+
+# -- 9. a bad copy is never served: checked on every read, quarantined, repaired -----------
+
+
+def _first_tile(path: Path) -> tuple[int, int, int, int, np.ndarray]:
+    """(offset, length) of level 0's tile (0, 0) in the file, its size and its pixels."""
+    with open_slide(path) as local:
+        extent = local.tile_extent(0, 0, 0)
+        assert extent is not None
+        info = local.metadata.levels[0]
+        size = (info.tile_width, info.tile_height)
+        pixels = local.read_region((0, 0), 0, size)
+    return (*extent, *size, pixels)
+
+
+def _corrupt_answer(response: httpx.Response) -> None:
+    assert response.status_code == 503, response.text
+    assert response.json()["error"] == "replica_corrupt"
+
+
+def _quarantined(cluster: Cluster, node: int, blob_id: str) -> bool:
+    quarantine = cluster.nodes[node].data_dir / "blobs" / ".quarantine"
+    return any(p.name.startswith(blob_id) for p in quarantine.iterdir())
+
+
+def test_a_flipped_byte_in_a_tile_is_never_served(
+    make_cluster: MakeCluster, slides: Callable[[int], Path]
+) -> None:
+    cluster = make_cluster()
+    path = slides(91)
+    with cluster.client() as sdk:
+        blob_id = sdk.upload(path, wait="all", replicas=R, progress=False)
+    offset, length, width, height, expected = _first_tile(path)
+    bad, second, good = cluster.holders(blob_id)
+    urls = [cluster.nodes[i].url for i in (bad, second, good)]  # the bad copy first
+    cluster.flip_byte(bad, blob_id, offset + length // 2)
+    cluster.flip_byte(second, blob_id, offset + length // 3)
+    copies = cluster.copies_made()
+
+    # The node answers "this copy is bad" (not the tile's wrong pixels, not a 422)...
+    chunk = f"{urls[1]}/zarr/{blob_id}/0/c/0/0/0"
+    _corrupt_answer(httpx.get(chunk, headers=cluster.headers(Operation.READ), timeout=30))
+    assert _quarantined(cluster, second, blob_id)
+    # ...and the SDK, sent to the bad copy first, reads the right pixels elsewhere.
+    started = time.monotonic()
+    with cluster.client() as sdk:
+        remote = sdk.open(blob_id, replicas=urls)
+        pixels = remote.read_region((0, 0), 0, (width, height))
+        failovers = remote.store.replicas.failovers
+    np.testing.assert_array_equal(pixels, expected)
+    assert failovers >= 1
+    assert time.monotonic() - started < 10
+    assert _quarantined(cluster, bad, blob_id)
+
+    # Reported at once: repair restores R without a scrub.
+    eventually(lambda: cluster.copies_made() >= copies + 2, timeout=20)
+    print(f"repair restored R {time.monotonic() - started:.2f}s after the first bad read")
+    cluster.wait_durable(blob_id, R, timeout=20)
+    assert_every_copy_good(cluster, blob_id)
+
+
+def test_a_truncated_copy_gets_no_short_200(
+    make_cluster: MakeCluster, slides: Callable[[int], Path]
+) -> None:
+    cluster = make_cluster()
+    path = slides(92)
+    with cluster.client() as sdk:
+        blob_id = sdk.upload(path, wait="all", replicas=R, progress=False)
+    victim = cluster.holders(blob_id)[0]
+    url = f"{cluster.nodes[victim].url}/blobs/{blob_id}"
+    # The raw file needs download: a read token is refused before any byte is looked at.
+    assert httpx.get(url, headers=cluster.headers(Operation.READ)).status_code == 403
+    replica = cluster.replica_path(victim, blob_id)
+    os.chmod(replica, 0o644)
+    os.truncate(replica, path.stat().st_size // 2)
+    copies = cluster.copies_made()
+
+    answer = httpx.get(url, headers=cluster.headers(Operation.DOWNLOAD), timeout=30)
+    _corrupt_answer(answer)
+    assert _quarantined(cluster, victim, blob_id)
+    # Gone from the node: a second try is "no copy here", never bytes.
+    again = httpx.get(url, headers=cluster.headers(Operation.DOWNLOAD), timeout=30)
+    assert again.status_code == 404
+    eventually(lambda: cluster.copies_made() > copies, timeout=20)
+    cluster.wait_durable(blob_id, R, timeout=20)
+    assert_every_copy_good(cluster, blob_id)
+
+
+def test_every_copy_corrupt_is_lost(
+    make_cluster: MakeCluster, slides: Callable[[int], Path]
+) -> None:
+    cluster = make_cluster()
+    path = slides(93)
+    with cluster.client() as sdk:
+        blob_id = sdk.upload(path, wait="all", replicas=R, progress=False)
+    offset, length, *_ = _first_tile(path)
+    holders = cluster.holders(blob_id)
+    for node in holders:
+        cluster.flip_byte(node, blob_id, offset + length // 2)
+    for node in holders:
+        chunk = f"{cluster.nodes[node].url}/zarr/{blob_id}/0/c/0/0/0"
+        answer = httpx.get(chunk, headers=cluster.headers(Operation.READ), timeout=30)
+        # A repair pull may have found the copy bad first (then it is already gone).
+        assert answer.status_code in (503, 404), answer.text
+        assert answer.status_code == 404 or answer.json()["error"] == "replica_corrupt"
+        assert _quarantined(cluster, node, blob_id)
+
+    eventually(lambda: cluster.blob(blob_id).status == "lost", timeout=20)
+    status = eventually(lambda: (s := cluster.status())["blobs"]["lost"] == 1 and s, timeout=20)
+    assert status["blobs"]["under_replicated"] == 0
+    eventually(lambda: cluster.metrics().get("slidestore_cluster_blobs_lost") == 1, timeout=20)
+    logs = dict(cluster.logs())
+    lines = [ln for ln in logs["coordinator.log"].splitlines() if f"blob {blob_id} is lost" in ln]
+    assert len(lines) == 1, lines
+    assert "ERROR" in lines[0]
+
+
+def test_a_frozen_holder_does_not_stall_reads(
+    make_cluster: MakeCluster, slides: Callable[[int], Path]
+) -> None:
+    cluster = make_cluster()
+    path = slides(94)
+    with cluster.client() as sdk:
+        blob_id = sdk.upload(path, wait="all", replicas=R, progress=False)
+    *_, width, height, expected = _first_tile(path)
+    holders = cluster.holders(blob_id)
+    urls = [cluster.nodes[i].url for i in holders]  # the frozen one first
+    cluster.pause(holders[0])
+    try:
+        started = time.monotonic()
+        with cluster.client(timeout=30) as sdk:
+            remote = sdk.open(blob_id, replicas=urls)
+            pixels = remote.read_region((0, 0), 0, (width, height))
+            hedges = remote.store.replicas.hedges
+        elapsed = time.monotonic() - started
+    finally:
+        cluster.resume(holders[0])
+    np.testing.assert_array_equal(pixels, expected)
+    assert hedges >= 1
+    assert elapsed < 10, f"the read took {elapsed:.1f}s with a frozen holder"
 
 
 # -- 8. a seeded random mix of everything ------------------------------------------------

@@ -35,12 +35,34 @@ def stored_tile(
     if tile is None or not tile.passthrough:
         return tile
     native = entry.deepzoom.passthrough_level(level)
-    extent = None if native is None else entry.slide.tile_extent(native, col, row)
-    if extent is None or entry.fd is None:
+    raw = None if native is None else checked_native_tile(node, entry, native, col, row)
+    if raw is None:
         return None  # cannot check these bytes: render the tile instead
-    offset, length = extent
-    raw = node.blobs.read_checked(entry.blob_id, entry.fd, offset, offset + length)
     if not tile.data.endswith(raw.removeprefix(SOI)):
         # The slide read other bytes than the checked ones: changed between the reads.
-        raise node.blobs.corrupt(entry.blob_id, f"tile bytes at {offset} changed while read")
+        raise node.blobs.corrupt(entry.blob_id, f"tile ({col}, {row}) changed while read")
     return tile
+
+
+def checked_native_tile(
+    node: NodeState, entry: SlideEntry, native: int, col: int, row: int
+) -> bytes | None:
+    """The stored bytes of native tile (col, row), checked against the blob's sums
+    (``ReplicaCorrupt`` if they fail); None when the file stores no JPEG data for it."""
+    extent = entry.slide.tile_extent(native, col, row)
+    if extent is None or entry.fd is None:
+        return None
+    offset, length = extent
+    return node.blobs.read_checked(entry.blob_id, entry.fd, offset, offset + length)
+
+
+def checked_zarr_key(node: NodeState, entry: SlideEntry, key: str) -> bytes | None:
+    """A zarr key's bytes; a chunk of a native level only after its tile's stored bytes
+    passed their checksums (blocking: call from a worker thread)."""
+    address = entry.pyramid.chunk_address(key)
+    if address is not None:
+        level, col, row = address
+        native = entry.pyramid.levels[level].native_level
+        if native is not None:
+            checked_native_tile(node, entry, native, col, row)
+    return entry.pyramid.get_key(key)
