@@ -534,9 +534,35 @@ def test_randomized_faults(make_cluster: MakeCluster, slides: Callable[[int], Pa
     finally:
         run.stop()
     print(f"seed={seed}: {run.summary()}", flush=True)
+    print(f"seed={seed} reads: {run.reads.summary()}", flush=True)
     lost, corrupt, short = run.verify(deadline=90)
     assert (lost, corrupt, short) == ([], [], []), f"seed={seed}: {run.summary()}"
     assert run.acknowledged, f"seed={seed}: no upload was acknowledged"
+    assert run.reads.wrong_bytes == 0 and run.reads.short == 0, run.reads.summary()
+    assert run.reads.verified_bytes > 0, run.reads.summary()
+
+
+class ReadTally:
+    """What the readers got: every byte compared with the source file."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.reads = 0
+        self.verified_bytes = 0
+        self.wrong_bytes = 0
+        """Bytes a node answered 2xx with that differ from the source: must stay 0."""
+        self.short = 0
+        """2xx answers with fewer bytes than asked (a truncated copy served): must stay 0."""
+        self.corrupt_answers = 0
+        """503 replica_corrupt: a node caught its bad copy instead of serving it."""
+        self.other_failures = 0
+
+    def summary(self) -> str:
+        return (
+            f"{self.reads} reads, {self.verified_bytes} bytes verified, "
+            f"{self.wrong_bytes} wrong bytes, {self.short} short answers, "
+            f"{self.corrupt_answers} replica_corrupt answers, {self.other_failures} other failures"
+        )
 
 
 class FaultRun:
@@ -551,6 +577,11 @@ class FaultRun:
         self.events: list[str] = []
         self._stop = threading.Event()
         self._uploader = threading.Thread(target=self._upload_loop, daemon=True)
+        self.reads = ReadTally()
+        self._readers = [
+            threading.Thread(target=self._read_loop, args=(random.Random(rng.random()),))
+            for _ in range(2)
+        ]
         self._started = time.monotonic()
 
     def _log(self, what: str) -> None:
@@ -571,17 +602,55 @@ class FaultRun:
                 assert blob_id == sha256_of(path)
                 self.acknowledged[blob_id] = path
 
+    def _read_loop(self, rng: random.Random) -> None:
+        """Random ranges of random blobs from random holders (not only healthy ones),
+        each compared byte for byte with the source file."""
+        headers = self.cluster.headers(Operation.DOWNLOAD)
+        tally = self.reads
+        with httpx.Client(timeout=10) as http:
+            while not self._stop.is_set():
+                if not self.acknowledged:
+                    time.sleep(0.1)
+                    continue
+                blob_id = rng.choice(sorted(self.acknowledged))
+                source = self.acknowledged[blob_id].read_bytes()
+                node = rng.randrange(len(self.cluster.nodes))
+                start = rng.randrange(len(source))
+                end = min(len(source), start + rng.choice((1, 4096, 70_000, len(source))))
+                try:
+                    answer = http.get(
+                        f"{self.cluster.nodes[node].url}/blobs/{blob_id}",
+                        headers={**headers, "Range": f"bytes={start}-{end - 1}"},
+                    )
+                except httpx.HTTPError:
+                    with tally.lock:
+                        tally.other_failures += 1
+                    continue
+                with tally.lock:
+                    tally.reads += 1
+                    if answer.status_code == 206:
+                        got, want = answer.content, source[start:end]
+                        tally.short += len(got) < len(want)
+                        tally.wrong_bytes += sum(a != b for a, b in zip(got, want, strict=False))
+                        tally.verified_bytes += min(len(got), len(want))
+                    elif answer.status_code == 503 and "replica_corrupt" in answer.text:
+                        tally.corrupt_answers += 1
+                    elif answer.status_code != 404:  # 404: this node holds no copy
+                        tally.other_failures += 1
+
     def go(self, duration: float) -> None:
         cluster, rng = self.cluster, self.rng
         self._uploader.start()
+        for reader in self._readers:
+            reader.start()
         end = time.monotonic() + duration
         coordinator_at = time.monotonic() + duration * rng.uniform(0.3, 0.7)
-        actions = ["kill", "pause", "flip", "coordinator", "rest"]
+        actions = ["kill", "pause", "flip", "corrupt", "coordinator", "rest"]
         while time.monotonic() < end:
             if coordinator_at and time.monotonic() >= coordinator_at:
                 action, coordinator_at = "coordinator", 0.0
             else:
-                action = rng.choices(actions, weights=[3, 3, 3, 0.5, 1])[0]
+                action = rng.choices(actions, weights=[3, 3, 2, 3, 0.5, 1])[0]
             node = rng.randrange(len(cluster.nodes))
             if action == "kill":
                 self._log(f"kill -9 node{node}")
@@ -597,6 +666,8 @@ class FaultRun:
                 cluster.resume(node)
             elif action == "flip":
                 self._flip(rng)
+            elif action == "corrupt":
+                self._corrupt(rng)
             elif action == "coordinator":
                 self._log("kill -9 coordinator")
                 cluster.kill_coordinator()
@@ -626,8 +697,28 @@ class FaultRun:
             self._log(f"scrub node{node}: quarantined {[b[:12] for b in found]}")
             return
 
+    def _corrupt(self, rng: random.Random) -> None:
+        """Flip a bit or truncate one copy and leave it for the readers to find (no scrub):
+        every read of it must be refused, never answered with its bytes."""
+        cluster = self.cluster
+        for blob_id in rng.sample(sorted(self.acknowledged), min(5, len(self.acknowledged))):
+            node = rng.randrange(len(cluster.nodes))
+            path = cluster.replica_path(node, blob_id)
+            if not path.exists():
+                continue
+            size = blob_size(self, blob_id)
+            if rng.random() < 0.5:
+                self._log(f"flip a bit of {blob_id[:12]} on node{node}")
+                cluster.flip_byte(node, blob_id, offset=rng.randrange(size))
+            else:
+                self._log(f"truncate {blob_id[:12]} on node{node}")
+                os.chmod(path, 0o644)
+                os.truncate(path, rng.randrange(size))
+            return
+
     def stop(self) -> None:
-        """Faults off: every node running and unpaused, the uploader finished."""
+        """Faults off: every node running and unpaused, the uploader and readers finished,
+        and a scrub on every node for copies no reader happened to touch."""
         cluster = self.cluster
         for node in list(cluster.paused):
             cluster.resume(node)
@@ -639,6 +730,12 @@ class FaultRun:
         self._stop.set()
         self._uploader.join(timeout=180)
         assert not self._uploader.is_alive(), "an upload hung"
+        for reader in self._readers:
+            reader.join(timeout=60)
+            assert not reader.is_alive(), "a read hung"
+        cluster.wait_alive(timeout=60)
+        for node in range(len(cluster.nodes)):
+            cluster.scrub(node)
 
     def verify(self, *, deadline: float) -> tuple[list[str], list[str], list[str]]:
         """(lost, corrupt, short of R) blob ids, once every blob had ``deadline`` s."""
