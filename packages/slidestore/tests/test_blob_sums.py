@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from slidestore.blobs import BlobStore
-from slidestore.blobs.sums import CHUNK, ChunkSums, ChunkSummer
+from slidestore.blobs.sums import CHUNK, ChunkSummer, ChunkSums
 from slidestore.errors import ReplicaCorrupt
 
 
