@@ -1,6 +1,6 @@
-"""A node never answers a Deep Zoom tile it has not checked: a flipped byte in a stored
-tile is 503 ``replica_corrupt`` on the fast path (slide open) and on the route (slide not
-open yet), and the copy is quarantined at once."""
+"""A node never answers a stored tile it has not checked: a flipped byte in one is 503
+``replica_corrupt`` on the Deep Zoom fast path (slide open), on the Deep Zoom route (slide
+not open yet) and for IIIF, and the copy is quarantined at once."""
 
 from __future__ import annotations
 
@@ -29,7 +29,7 @@ def node_with_copies(
     store = BlobStore(data_dir / "blobs", reserve_bytes=0)
     # Two blobs of the same slide (a byte appended after the TIFF's end changes the id).
     data = sample_slide_path.read_bytes()
-    ids = [store.put(data), store.put(data + b"\n#2\n")]
+    ids = [store.put(data), store.put(data + b"\n#2\n"), store.put(data + b"\n#3\n")]
     node = NodeProcess(data_dir, settings={"secret": SECRET, "reserve_bytes": 0})
     node.start()
     try:
@@ -55,7 +55,7 @@ def _replica_corrupt(answer: httpx.Response) -> None:
 def test_a_flipped_tile_byte_is_refused_and_quarantined(
     node_with_copies: tuple[NodeProcess, BlobStore, list[str]], sample_slide_path: Path
 ) -> None:
-    node, store, (open_id, closed_id) = node_with_copies
+    node, store, (open_id, closed_id, iiif_id) = node_with_copies
     with open_slide(sample_slide_path) as local:
         extent = local.tile_extent(0, 1, 1)
     assert extent is not None
@@ -72,7 +72,7 @@ def test_a_flipped_tile_byte_is_refused_and_quarantined(
         # The slide is open (fast path) before its tile goes bad.
         good = http.get(f"/slides/{open_id}_files/{DEEPEST}/1_1.jpeg", headers=headers(open_id))
         assert good.status_code == 200
-        for blob_id in (open_id, closed_id):
+        for blob_id in (open_id, closed_id, iiif_id):
             _flip(store.path(blob_id), offset + length // 2)
 
         _replica_corrupt(
@@ -83,7 +83,13 @@ def test_a_flipped_tile_byte_is_refused_and_quarantined(
         _replica_corrupt(
             http.get(f"/slides/{closed_id}_files/{DEEPEST}/1_1.jpeg", params={"token": token})
         )
-        for blob_id in (open_id, closed_id):
+        # IIIF: a request for exactly that tile is its stored bytes, so they are checked.
+        _replica_corrupt(
+            http.get(
+                f"/iiif/3/{iiif_id}/240,240,240,240/max/0/default.jpg", headers=headers(iiif_id)
+            )
+        )
+        for blob_id in (open_id, closed_id, iiif_id):
             assert not store.exists(blob_id)
             assert any(p.name.startswith(blob_id) for p in store.quarantined())
             # Gone: a tile of it (even an intact one) is now "no copy here", never bytes.

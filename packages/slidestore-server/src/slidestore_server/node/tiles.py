@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import Final
 
+from slidestore.protocols import iiif
 from slidestore.protocols.deepzoom.generator import DeepZoomTile
 from slidestore.reading.jpeg import SOI
 from slidestore_server.node.responses import RENDER_VERSION
@@ -66,3 +67,19 @@ def checked_zarr_key(node: NodeState, entry: SlideEntry, key: str) -> bytes | No
         if native is not None:
             checked_native_tile(node, entry, native, col, row)
     return entry.pyramid.get_key(key)
+
+
+def checked_iiif_tile(
+    node: NodeState, entry: SlideEntry, plan: iiif.ImagePlan
+) -> iiif.RenderedImage | None:
+    """The IIIF answer when it is one stored native tile, checked; else None (render it)."""
+    stored = iiif.stored_tile(entry.pyramid, plan)
+    if stored is None:
+        return None
+    address = iiif.native_tile_address(entry.pyramid, iiif.choose_level(entry.pyramid, plan), plan)
+    raw = None if address is None else checked_native_tile(node, entry, *address)
+    if raw is None:
+        return None
+    if not stored.data.endswith(raw.removeprefix(SOI)):
+        raise node.blobs.corrupt(entry.blob_id, f"tile {address} changed while read")
+    return stored
