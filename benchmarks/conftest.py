@@ -51,6 +51,15 @@ COMPARISONS: Final = (
     ),
     Comparison("passthrough JPEG vs DZG get_tile alone", "passthrough", "dzg_deepest"),
     Comparison(
+        "checked passthrough (node: chunk CRCs) vs DZG get_tile+JPEG encode",
+        "checked_passthrough",
+        "dzg_deepest_jpeg",
+        50.0,
+    ),
+    Comparison(
+        "checked passthrough vs unchecked passthrough", "checked_passthrough", "passthrough"
+    ),
+    Comparison(
         "transcoded PNG (decode+encode) vs DZG get_tile+PNG",
         "transcoded_png",
         "dzg_deepest_png",

@@ -300,6 +300,7 @@ async def test_material_and_viewer_pages(cportal: Portal, fake: FakeCluster, blo
         ("archived", 0, "archived"),
         ("unavailable", 0, "unavailable"),
         ("deleted", 0, "unavailable"),
+        ("lost", 0, "lost"),
     ],
 )
 def test_material_status_follows_the_cluster(status: str, copies: int, expected: str) -> None:

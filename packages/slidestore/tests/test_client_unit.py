@@ -174,3 +174,21 @@ def test_aconnect_can_be_awaited() -> None:
         return cluster
 
     assert isinstance(asyncio.run(go()), AsyncCluster)
+
+
+def test_the_hedge_delay_follows_the_recent_p99_within_its_bounds() -> None:
+    from slidestore.client.hedging import HedgePolicy
+
+    policy = HedgePolicy(floor=0.05, ceiling=1.0)
+    assert policy.delay() == 0.5  # too few reads yet: half the ceiling
+    for _ in range(98):
+        policy.record(0.01)
+    policy.record(0.3)
+    policy.record(0.3)
+    assert policy.delay() == pytest.approx(0.3)  # the 99th of 100 sorted reads is the p99
+    for _ in range(256):
+        policy.record(0.001)
+    assert policy.delay() == 0.05  # never below the floor: fast reads must not all hedge
+    for _ in range(256):
+        policy.record(20.0)
+    assert policy.delay() == 1.0  # nor above the ceiling: a frozen node holds a read 1 s

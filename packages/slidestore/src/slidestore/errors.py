@@ -174,6 +174,15 @@ class BlobNotFound(SlidestoreError, FileNotFoundError):
     status = 404
 
 
+class ReplicaCorrupt(SlidestoreError, OSError):
+    """This node's copy of a blob failed its checksums (a flipped byte, a truncated file):
+    it has been quarantined and nothing of it was served. Another replica has good bytes;
+    a client tries the next one."""
+
+    code = "replica_corrupt"
+    status = 503
+
+
 class InsufficientStorage(SlidestoreError, OSError):
     """Accepting the bytes would eat into the node's free-space reserve."""
 

@@ -14,10 +14,10 @@ the victim's upload short-lived.
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import bindparam, delete, or_, select, update
+from sqlalchemy import bindparam, case, delete, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from slidestore.cluster import LivenessTimeouts, NodeState, state_at
@@ -326,6 +326,8 @@ async def view(
         status = BlobStatus.DELETED
     elif blob.archived:
         status = BlobStatus.ARCHIVED
+    elif not copies and await lost(conn, [blob_id]):
+        status = BlobStatus.LOST
     elif not any(r.state is NodeState.ALIVE for r in copies):
         status = BlobStatus.UNAVAILABLE
     elif counted < blob.target:
@@ -342,6 +344,26 @@ async def view(
         expires_at=blob.expires_at,
         archive_url=blob.archive_url,
     )
+
+
+async def lost(conn: AsyncConnection, blob_ids: Iterable[str]) -> list[str]:
+    """Those of ``blob_ids`` (live blobs) whose every known copy is quarantined."""
+    ids = list(blob_ids)
+    if not ids:
+        return []
+    healthy = func.sum(case((replicas.c.quarantined.is_(False), 1), else_=0))
+    rows = await conn.execute(
+        select(replicas.c.blob_id)
+        .join(blobs, blobs.c.blob_id == replicas.c.blob_id)
+        .where(
+            replicas.c.blob_id.in_(ids),
+            blobs.c.deleted.is_(False),
+            blobs.c.archived.is_(False),
+        )
+        .group_by(replicas.c.blob_id)
+        .having(healthy == 0)
+    )
+    return sorted(row.blob_id for row in rows)
 
 
 async def _require(conn: AsyncConnection, blob_id: str) -> Any:

@@ -5,6 +5,7 @@ leader records liveness transitions, repairs, and applies retention (docs/cluste
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
 import time
@@ -56,7 +57,9 @@ class Loop:
                 raise
             except Exception:
                 log.exception("coordinator pass failed")
-            await asyncio.sleep(coord.settings.loop_interval)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(coord.wake.wait(), coord.settings.loop_interval)
+            coord.wake.clear()
 
     async def _lead(self) -> bool:
         """Whether to lead this pass: never on a database that is not ours any more."""

@@ -24,6 +24,11 @@ class CoordinatorMetrics:
             "blobs with fewer counted copies than their target",
             registry=registry,
         )
+        self.lost = Gauge(
+            "slidestore_cluster_blobs_lost",
+            "blobs whose every copy failed its checksums (quarantined): data lost",
+            registry=registry,
+        )
         self.blobs = Gauge("slidestore_cluster_blobs", "blobs known", registry=registry)
         self.copies_in_flight = Gauge(
             "slidestore_cluster_copies_in_flight", "repair copies running", registry=registry
@@ -65,4 +70,5 @@ class CoordinatorMetrics:
         for state in NodeState:
             self.nodes.labels(state.value).set(counts["nodes"].get(state.value, 0))
         self.under_replicated.set(counts["blobs"]["under_replicated"])
+        self.lost.set(counts["blobs"].get("lost", 0))
         self.blobs.set(counts["blobs"]["total"])

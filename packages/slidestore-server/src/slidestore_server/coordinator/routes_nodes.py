@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -10,7 +12,7 @@ from slidestore.cluster import NodeState
 from slidestore.cluster.wire import API, Heartbeat, HeartbeatAck, Register, RegisterAck
 from slidestore.tokens import Operation
 from slidestore_server.auth import require
-from slidestore_server.coordinator import ledger, registry
+from slidestore_server.coordinator import catalog, ledger, registry
 from slidestore_server.coordinator.errors import NodeUnknown
 from slidestore_server.coordinator.http import coordinator, decode, json
 
@@ -36,6 +38,9 @@ async def register(request: Request) -> Response:
     )
 
 
+log = logging.getLogger("slidestore.coordinator.nodes")
+
+
 async def heartbeat(request: Request) -> Response:
     require(request, Operation.NODE)
     node_id = str(request.path_params["node_id"])
@@ -43,6 +48,16 @@ async def heartbeat(request: Request) -> Response:
     coord = coordinator(request)
     async with coord.engine.begin() as conn:
         await registry.heartbeat(conn, node_id, msg, coord.now(), coord.settings.replicas)
+    if msg.quarantined:
+        coord.wake.set()  # repair the corrupt copies now, not at the next tick
+        async with coord.engine.connect() as conn:
+            lost = await catalog.lost(conn, msg.quarantined)
+        for blob_id in lost:
+            log.error(
+                "blob %s is lost: every copy is corrupt and quarantined",
+                blob_id,
+                extra={"blob_id": blob_id, "node": node_id},
+            )
     # After the commit: on SQLite the heartbeat's transaction holds the write lock.
     async with coord.engine.connect() as conn:
         added = [ref.blob_id for ref in msg.added]

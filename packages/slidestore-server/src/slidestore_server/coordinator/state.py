@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from dataclasses import dataclass, field
 
@@ -32,6 +33,9 @@ class Coordinator:
     #: Until then (coordinator clock) the leader starts no repair copies: it has only just
     #: taken over and nodes may still be registering (see coordinator/repair.py).
     repair_held_until: float = 0.0
+    #: Set when a node reports a quarantined copy: the loop runs its next pass now
+    #: instead of at the next tick, so repair of a corrupt copy starts at once.
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
 
     async def placeable_nodes(self) -> list[NodeInfo]:
         now = self.now()

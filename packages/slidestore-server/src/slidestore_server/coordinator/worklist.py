@@ -177,12 +177,24 @@ async def counts(conn: AsyncConnection, now: float, timeouts: LivenessTimeouts) 
     ).one()
     under = _tally(now, timeouts, under_only=True).subquery()
     under_replicated = (await conn.execute(select(func.count()).select_from(under))).scalar()
+    # Lost (every copy quarantined) is its own state, not a shortage of copies.
+    healthy = func.sum(case((replicas.c.quarantined.is_(False), 1), else_=0))
+    lost_ids = (
+        select(replicas.c.blob_id)
+        .join(blobs, blobs.c.blob_id == replicas.c.blob_id)
+        .where(_live())
+        .group_by(replicas.c.blob_id)
+        .having(healthy == 0)
+        .subquery()
+    )
+    lost = int((await conn.execute(select(func.count()).select_from(lost_ids))).scalar() or 0)
     return {
         "nodes": by_state,
         "blobs": {
             "total": int(totals[0] or 0),
             "deleted": int(totals[1] or 0),
             "archived": int(totals[2] or 0),
-            "under_replicated": int(under_replicated or 0),
+            "under_replicated": max(0, int(under_replicated or 0) - lost),
+            "lost": lost,
         },
     }

@@ -5,7 +5,9 @@ The lifespan owns the resources; handlers reach them through ``app.state.node``.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncIterator, Iterable
 
 from prometheus_client import CollectorRegistry
@@ -71,6 +73,9 @@ CORS_EXPOSED = [
     "ETag",
     "Content-Range",
 ]
+
+
+log = logging.getLogger("slidestore.node")
 
 
 def build_state(settings: NodeSettings) -> NodeState:
@@ -187,6 +192,15 @@ def create_app(settings: NodeSettings) -> Starlette:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        loop = asyncio.get_running_loop()
+
+        def corrupt_copy(blob_id: str) -> None:
+            # From a read on any thread: the copy is already moved aside; drop its open
+            # slide and heartbeat now, on the loop (the agent reports the quarantine).
+            log.error("quarantined a corrupt copy", extra={"blob_id": blob_id})
+            loop.call_soon_threadsafe(state.blobs_gone, [blob_id])
+
+        state.blobs.on_quarantine = corrupt_copy
         state.renditions.start()
         background = BackgroundDuties(state)
         background.start()

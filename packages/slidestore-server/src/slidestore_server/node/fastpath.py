@@ -15,12 +15,17 @@ import re
 from typing import Final
 from urllib.parse import parse_qsl
 
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from slidestore.errors import SlidestoreError
+from slidestore.errors import ReplicaCorrupt, SlidestoreError
 from slidestore.tokens import Operation, Verifier
-from slidestore_server.node.responses import RENDER_VERSION
+from slidestore_server.errors import error_response
 from slidestore_server.node.state import NodeState
+from slidestore_server.node.tiles import MEDIA_JPEG, stored_tile, tile_etag
+
+STORED_MISS: Final = "slidestore.stored_tile_miss"
+"""Scope key: the fast path found the slide open and the tile not stored (the route
+renders it without asking again)."""
 
 _TILE: Final = re.compile(r"/slides/([0-9a-f]{64})_files/(\d{1,3})/(\d{1,9})_(\d{1,9})\.(jpe?g)")
 _FALL_THROUGH: Final = frozenset((b"if-none-match", b"origin", b"range"))
@@ -33,7 +38,7 @@ class TileFastPath:
         self.verifier = verifier
         max_age = node.settings.cache_max_age
         self._static_headers = [
-            (b"content-type", b"image/jpeg"),
+            (b"content-type", MEDIA_JPEG.encode()),
             (b"cache-control", f"public, max-age={max_age}, immutable".encode()),
             (b"access-control-allow-origin", b"*"),
         ]
@@ -63,14 +68,23 @@ class TileFastPath:
             if not self.verifier.verify(token).allows(Operation.READ, blob_id):
                 return False
             entry = self.node.slides.peek(blob_id)
-            tile = None if entry is None else entry.deepzoom.stored_tile(level, col, row, "jpeg")
+            if entry is None:
+                return False
+            tile = stored_tile(self.node, entry, level, col, row, "jpeg")
+        except ReplicaCorrupt as exc:
+            # Already quarantined: answering here keeps the client from a 404 (the route
+            # would find no blob any more) where "read another replica" is the truth.
+            scope["endpoint"] = _tile_endpoint
+            await error_response(503, exc.code, str(exc))(scope, _no_body, send)
+            return True
         except SlidestoreError:
             return False  # the route answers it, with its error body
         if tile is None:
+            scope[STORED_MISS] = True
             return False
         # The ``tile`` route's endpoint name, so metrics label both paths alike.
         scope["endpoint"] = _tile_endpoint
-        etag = f'"{blob_id}-dz-{level}-{col}-{row}-jpeg-{RENDER_VERSION}"'.encode()
+        etag = f'"{tile_etag(blob_id, level, col, row, "jpeg")}"'.encode()
         headers = [
             *self._static_headers,
             (b"etag", etag),
@@ -79,6 +93,10 @@ class TileFastPath:
         await send({"type": "http.response.start", "status": 200, "headers": headers})
         await send({"type": "http.response.body", "body": tile.data})
         return True
+
+
+async def _no_body() -> Message:
+    return {"type": "http.request", "body": b"", "more_body": False}
 
 
 def _tile_endpoint() -> None:

@@ -8,6 +8,7 @@ whatever the number of slides.
 
 from __future__ import annotations
 
+import os
 import threading
 from collections import OrderedDict
 from collections.abc import Hashable
@@ -33,9 +34,12 @@ class SlideEntry:
         tiles: LRUCache[TileKey, RGBArray],
         encoded: LRUCache[Hashable, bytes],
         renditions: Prerenderer | None = None,
+        fd: int | None = None,
     ) -> None:
         self.blob_id = blob_id
         self.slide = slide
+        self.fd = fd
+        """The blob file, open for checked reads of what the slide serves as is."""
         self._tiles = tiles
         self._encoded = encoded
         # Built here, not lazily: a cached_property is not thread-safe and these are cheap.
@@ -49,6 +53,9 @@ class SlideEntry:
     def close(self) -> None:
         self.deepzoom.close()
         self.slide.close()
+        fd, self.fd = self.fd, None
+        if fd is not None:
+            os.close(fd)
 
 
 class SlideCache:
@@ -92,8 +99,14 @@ class SlideCache:
             if entry is not None:
                 return entry
             path = self.blobs.path(blob_id)
-            slide = open_slide(path)
-            entry = SlideEntry(blob_id, slide, self.tiles, self.encoded, self.renditions)
+            self.blobs.sums(blob_id)  # the size check on open (and sums for an old blob)
+            fd = os.open(path, os.O_RDONLY)
+            try:
+                slide = open_slide(path)
+            except BaseException:
+                os.close(fd)
+                raise
+            entry = SlideEntry(blob_id, slide, self.tiles, self.encoded, self.renditions, fd)
             evicted: list[SlideEntry] = []
             with self._lock:
                 self._entries[blob_id] = entry

@@ -79,9 +79,9 @@ class LocalSource:
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         from slidestore.pyramid import PyramidOptions
-        from slidestore.reading import Slide
+        from slidestore.reading import open_slide
 
-        self.slide = Slide(path)
+        self.slide = open_slide(path)
         self.pyramid = self.slide.open_pyramid(PyramidOptions(cache_bytes=WORKER_TILE_CACHE_BYTES))
         meta = self.slide.metadata
         self.width, self.height = meta.width, meta.height

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import TracebackType
 
-from slidestore.errors import RangeNotSatisfiable, SlidestoreError
+from slidestore.blobs.sums import ChunkSums
+from slidestore.errors import RangeNotSatisfiable, ReplicaCorrupt, SlidestoreError
 
 DEFAULT_CHUNK = 1 << 20
 
@@ -17,12 +18,28 @@ class BlobRange:
 
     Opening first means a blob deleted while it is being served still streams to the end
     (POSIX keeps the inode alive). Nothing is buffered beyond one chunk.
+
+    With ``sums`` every byte is checked before it is returned: a file whose size differs
+    from the recorded one fails on open, a chunk that does not match fails its read, both
+    with :class:`ReplicaCorrupt` after calling ``on_corrupt`` (which quarantines the copy).
     """
 
-    def __init__(self, path: Path, start: int, end: int | None):
+    def __init__(
+        self,
+        path: Path,
+        start: int,
+        end: int | None,
+        *,
+        sums: ChunkSums | None = None,
+        on_corrupt: Callable[[str], ReplicaCorrupt] | None = None,
+    ):
         fd = os.open(path, os.O_RDONLY)
+        self._sums = sums
+        self._on_corrupt = on_corrupt
         try:
             self.size = os.fstat(fd).st_size
+            if sums is not None and sums.size != self.size:
+                raise self._corrupt(f"the file holds {self.size} bytes, not {sums.size}")
             stop = self.size if end is None else end
             if not 0 <= start <= stop <= self.size:
                 raise RangeNotSatisfiable(
@@ -53,11 +70,29 @@ class BlobRange:
         n = min(max_bytes, self.end - self.position)
         if n <= 0:
             return b""
-        data = os.pread(self._fd, n, self.position)
+        if self._sums is not None:
+            stop = self.position + n
+            if (
+                stop < self.end
+                and stop % self._sums.chunk
+                and stop - self.position > self._sums.chunk
+            ):
+                n -= stop % self._sums.chunk  # end on a chunk: the next read starts on one
+            checked = self._sums.read(self._fd, self.position, self.position + n)
+            if checked is None:
+                raise self._corrupt(f"bytes around {self.position} do not match their checksums")
+            data = checked
+        else:
+            data = os.pread(self._fd, n, self.position)
         if not data:
             raise SlidestoreError(f"blob shrank while being read (at byte {self.position})")
         self.position += len(data)
         return data
+
+    def _corrupt(self, why: str) -> ReplicaCorrupt:
+        if self._on_corrupt is not None:
+            return self._on_corrupt(why)
+        return ReplicaCorrupt(why)
 
     def __iter__(self) -> Iterator[bytes]:
         while chunk := self.read():

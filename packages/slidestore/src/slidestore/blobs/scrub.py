@@ -6,6 +6,10 @@ import hashlib
 import os
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from slidestore.blobs.sums import ChunkSummer
 
 _CHUNK = 1 << 20
 
@@ -34,8 +38,11 @@ class Throttle:
         return max(0.0, self._done / self.bytes_per_second - (time.monotonic() - self._start))
 
 
-def hash_file(path: Path, *, throttle: Throttle | None = None) -> str:
-    """The lowercase hex sha256 of a file, read in 1 MiB chunks."""
+def hash_file(
+    path: Path, *, throttle: Throttle | None = None, summer: ChunkSummer | None = None
+) -> str:
+    """The lowercase hex sha256 of a file, read in 1 MiB chunks (fed to ``summer`` too,
+    so one read also yields the blob's chunk checksums)."""
     h = hashlib.sha256()
     fd = os.open(path, os.O_RDONLY)
     try:
@@ -44,6 +51,8 @@ def hash_file(path: Path, *, throttle: Throttle | None = None) -> str:
         position = 0
         while chunk := os.pread(fd, _CHUNK, position):
             h.update(chunk)
+            if summer is not None:
+                summer.update(chunk)
             position += len(chunk)
             if throttle is not None:
                 throttle.account(len(chunk))

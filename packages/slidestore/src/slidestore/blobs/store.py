@@ -6,7 +6,9 @@ import contextlib
 import errno
 import fcntl
 import os
+import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Final
@@ -18,8 +20,9 @@ from slidestore.blobs.ids import check_blob_id, fanout, is_blob_id
 from slidestore.blobs.reader import DEFAULT_CHUNK, BlobRange
 from slidestore.blobs.scrub import Throttle, hash_file
 from slidestore.blobs.space import Reservation, SpaceGuard, free_bytes
+from slidestore.blobs.sums import SUFFIX, ChunkSummer, ChunkSums
 from slidestore.blobs.writer import BlobWriter
-from slidestore.errors import BlobNotFound, ChecksumMismatch
+from slidestore.errors import BlobNotFound, ChecksumMismatch, ReplicaCorrupt
 
 TEMP_DIR: Final = ".tmp"
 QUARANTINE_DIR: Final = ".quarantine"
@@ -27,6 +30,7 @@ _STALE_TEMP_SECONDS: Final = 60.0
 _HEX2: Final = frozenset(f"{i:02x}" for i in range(256))
 # link() failing with these means "this filesystem has no hard links": fall back to rename.
 _NO_LINKS: Final = frozenset({errno.EPERM, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EMLINK})
+_SUMS_CACHED: Final = 64  # sidecars in memory: 0.25 MB per GB of blob
 
 
 class BlobStats(msgspec.Struct, frozen=True, kw_only=True):
@@ -51,6 +55,11 @@ class BlobStore:
         through :meth:`writer` or :meth:`adopt`; both respect the free-space guard
         (:meth:`reserve`). Content that stops hashing to its id is moved to
         ``root/.quarantine`` by :meth:`scrub`, never silently deleted.
+
+        Every blob has per-chunk checksums in a sidecar (``abcd….sums``, see
+        :mod:`slidestore.blobs.sums`); reads through :meth:`open_range` and
+        :meth:`read_checked` verify every byte against them, and a copy that fails is
+        quarantined at once (:meth:`corrupt`), telling :attr:`on_quarantine`.
     """
 
     def __init__(
@@ -66,6 +75,10 @@ class BlobStore:
         for directory in (self.root, self.temp_dir, self.quarantine_dir):
             make_private_dirs(directory)
         self.space = SpaceGuard(self.root, reserve_bytes, free=free)
+        self.on_quarantine: Callable[[str], None] | None = None
+        """Called (from whichever thread found it) with the id of each copy quarantined."""
+        self._sums: OrderedDict[str, ChunkSums] = OrderedDict()
+        self._sums_lock = threading.Lock()
         self.remove_stale_temp_files()
 
     def __repr__(self) -> str:
@@ -93,12 +106,90 @@ class BlobStore:
             raise BlobNotFound(f"blob {blob_id} is not stored on this node") from None
 
     def open_range(self, blob_id: str, start: int = 0, end: int | None = None) -> BlobRange:
-        """Bytes ``[start, end)`` (``end`` None: to the end), read lazily in chunks."""
+        """Bytes ``[start, end)`` (``end`` None: to the end), read lazily in chunks, each
+        checked against the blob's checksums (:class:`ReplicaCorrupt` if one fails)."""
         location = self._location(blob_id)
         try:
-            return BlobRange(location, start, end)
+            sums = self.sums(blob_id)
+            return BlobRange(
+                location,
+                start,
+                end,
+                sums=sums,
+                on_corrupt=lambda why: self.corrupt(blob_id, why),
+            )
         except FileNotFoundError:
             raise BlobNotFound(f"blob {blob_id} is not stored on this node") from None
+
+    def read_checked(self, blob_id: str, fd: int, start: int, end: int) -> bytes:
+        """Bytes ``[start, end)`` of the blob open as ``fd``, checked against its sums."""
+        # No size check here (one stat a tile): it was done when ``fd``'s slide was opened,
+        # and a file cut short since reads short, which fails the check below.
+        sums = self._cached_sums(blob_id) or self.sums(blob_id)
+        data = sums.read(fd, start, end)
+        if data is None:
+            raise self.corrupt(blob_id, f"bytes [{start}, {end}) do not match their checksums")
+        return data
+
+    # -- checksums -------------------------------------------------------------------
+
+    def sums_path(self, blob_id: str) -> Path:
+        location = self._location(blob_id)
+        return location.with_name(location.name + SUFFIX)
+
+    def _cached_sums(self, blob_id: str) -> ChunkSums | None:
+        with self._sums_lock:
+            return self._sums.get(blob_id)
+
+    def sums(self, blob_id: str) -> ChunkSums:
+        """The blob's chunk checksums: from memory, its sidecar, or (a blob stored before
+        sidecars, or whose sidecar was lost) computed in one pass that also re-hashes the
+        whole file against its id — so they never vouch for bytes that were already bad.
+
+        Also the size check on open: :class:`ReplicaCorrupt` when the file's size is not
+        the one the checksums were made for.
+        """
+        with self._sums_lock:
+            sums = self._sums.get(blob_id)
+            if sums is not None:
+                self._sums.move_to_end(blob_id)
+        if sums is None:
+            sums = ChunkSums.load(self.sums_path(blob_id))
+            if sums is None:
+                sums = self._compute_sums(blob_id)
+            with self._sums_lock:
+                self._sums[blob_id] = sums
+                while len(self._sums) > _SUMS_CACHED:
+                    self._sums.popitem(last=False)
+        try:
+            size = self._location(blob_id).stat().st_size
+        except FileNotFoundError:
+            raise BlobNotFound(f"blob {blob_id} is not stored on this node") from None
+        if size != sums.size:
+            raise self.corrupt(blob_id, f"the file holds {size} bytes, not {sums.size}")
+        return sums
+
+    def _compute_sums(self, blob_id: str, throttle: Throttle | None = None) -> ChunkSums:
+        location = self._location(blob_id)
+        summer = ChunkSummer()
+        try:
+            digest = hash_file(location, throttle=throttle, summer=summer)
+        except FileNotFoundError:
+            raise BlobNotFound(f"blob {blob_id} is not stored on this node") from None
+        if digest != blob_id:
+            raise self.corrupt(blob_id, f"the file hashes to sha256 {digest}")
+        sums = summer.finish()
+        sums.dump(self.sums_path(blob_id))
+        return sums
+
+    def corrupt(self, blob_id: str, why: str) -> ReplicaCorrupt:
+        """Quarantine this copy (it failed a check) and return the error to raise."""
+        if self.quarantine(blob_id) is not None and self.on_quarantine is not None:
+            self.on_quarantine(blob_id)
+        return ReplicaCorrupt(
+            f"this node's copy of blob {blob_id} is corrupt ({why}); it has been "
+            "quarantined: read another replica"
+        )
 
     def ids(self) -> Iterator[str]:
         """Every stored blob id, in sorted order."""
@@ -141,7 +232,9 @@ class BlobStore:
         ``direct``: past the page cache where the filesystem allows (large copies)."""
         reservation = self.space.reserve(size) if size is not None else None
         try:
-            return BlobWriter(self, size, reservation, direct=direct)
+            return BlobWriter(
+                self.temp_dir, self.space, self._install, size, reservation, direct=direct
+            )
         except BaseException:
             if reservation is not None:
                 reservation.release()
@@ -173,17 +266,20 @@ class BlobStore:
         """
         blob_id = check_blob_id(expected_sha256)
         src = Path(source)
+        summer = ChunkSummer()
         if verify:
-            digest = hash_file(src)
+            digest = hash_file(src, summer=summer)
             if digest != blob_id:
                 raise ChecksumMismatch(f"the file hashes to sha256 {digest}, expected {blob_id}")
+        else:
+            _sum_file(src, summer)
         fd = os.open(src, os.O_RDONLY)
         try:
             os.fsync(fd)
         finally:
             os.close(fd)
         try:
-            self._install(src, blob_id)
+            self._install(src, blob_id, summer.finish())
         except OSError as exc:
             if exc.errno != errno.EXDEV:
                 raise
@@ -192,15 +288,20 @@ class BlobStore:
             src.unlink()
         return blob_id
 
-    def _install(self, source: Path, blob_id: str) -> None:
-        """Publish a complete, fsynced file under its id (no-op if already stored)."""
+    def _install(self, source: Path, blob_id: str, sums: ChunkSums) -> None:
+        """Publish a complete, fsynced file under its id (no-op if already stored), its
+        checksums first (a sidecar without its blob is harmless, not the reverse)."""
         dest = self._location(blob_id)
         make_dirs(dest.parent)
         os.chmod(source, 0o400)
+        sums.dump(self.sums_path(blob_id))
+        with self._sums_lock:
+            self._sums.pop(blob_id, None)
         try:
             os.link(source, dest)
         except FileExistsError:
             if dest.stat().st_size == source.stat().st_size:
+                fsync_dir(dest.parent)
                 return  # the same content is already stored: keep one copy
             # A stored copy of another size cannot be this content (truncated by a fault):
             # replace it atomically with the good one.
@@ -221,7 +322,14 @@ class BlobStore:
             location.unlink()
         except FileNotFoundError:
             raise BlobNotFound(f"blob {blob_id} is not stored on this node") from None
+        self._forget_sums(blob_id)
         fsync_dir(location.parent)
+
+    def _forget_sums(self, blob_id: str) -> None:
+        with self._sums_lock:
+            self._sums.pop(blob_id, None)
+        with contextlib.suppress(FileNotFoundError):
+            self.sums_path(blob_id).unlink()
 
     def quarantine(self, blob_id: str) -> Path | None:
         """Move a blob aside to ``.quarantine/<id>.<unix time>``; None if it was gone."""
@@ -231,6 +339,7 @@ class BlobStore:
             os.rename(location, dest)
         except FileNotFoundError:
             return None
+        self._forget_sums(blob_id)  # a new copy comes with its own
         fsync_dir(self.quarantine_dir)
         fsync_dir(location.parent)
         return dest
@@ -311,9 +420,32 @@ class BlobStore:
             throttle = Throttle(bytes_per_second)
         for blob_id in list(self.ids()) if ids is None else ids:
             location = self._location(blob_id)
+            summer = ChunkSummer()
             try:
-                digest = hash_file(location, throttle=throttle)
+                digest = hash_file(location, throttle=throttle, summer=summer)
             except FileNotFoundError:
                 continue
-            if digest != blob_id and self.quarantine(blob_id) is not None:
-                yield blob_id
+            if digest != blob_id:
+                if self.quarantine(blob_id) is not None:
+                    yield blob_id
+                continue
+            # A good copy whose sidecar is missing (stored before sidecars) or damaged
+            # gets it (re)written from the bytes just verified.
+            sums = summer.finish()
+            if ChunkSums.load(self.sums_path(blob_id)) != sums:
+                sums.dump(self.sums_path(blob_id))
+                with self._sums_lock:
+                    self._sums.pop(blob_id, None)
+
+
+def _sum_file(path: Path, summer: ChunkSummer) -> None:
+    """Feed a file's bytes to ``summer`` (an upload hashed them as they came; its chunk
+    checksums are computed here, one read, mostly from the page cache it just filled)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        position = 0
+        while chunk := os.pread(fd, DEFAULT_CHUNK, position):
+            summer.update(chunk)
+            position += len(chunk)
+    finally:
+        os.close(fd)

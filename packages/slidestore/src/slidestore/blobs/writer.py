@@ -7,17 +7,19 @@ import fcntl
 import hashlib
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING
 
 from slidestore.blobs.direct import DirectSink
 from slidestore.blobs.durable import start_writeback, write_all
-from slidestore.blobs.space import Reservation
+from slidestore.blobs.space import Reservation, SpaceGuard
+from slidestore.blobs.sums import ChunkSummer, ChunkSums
 from slidestore.errors import ChecksumMismatch, InsufficientStorage, InvalidRequest
 
-if TYPE_CHECKING:
-    from slidestore.blobs.store import BlobStore
+Publish = Callable[[Path, str, ChunkSums], None]
+"""Puts a complete, fsynced temp file in place under its id, with its checksums (the
+store's ``_install``): the writer's one way back into the store, so it needs no store."""
 
 #: Start writing to disk every this many bytes (see ``durable.start_writeback``), so the
 #: fsync in :meth:`BlobWriter.commit` finds little left to flush.
@@ -28,7 +30,7 @@ class BlobWriter:
     """Bytes on their way into a :class:`BlobStore`.
 
     The bytes go to a temp file on the store's own filesystem (so publishing is a link,
-    not a copy), hashed as they pass. :meth:`commit` fsyncs, checks the hash and publishes
+    not a copy), hashed (sha256, and per-chunk CRCs for the sidecar) as they pass. :meth:`commit` fsyncs, checks the hash and publishes
     the file under its sha256; until then no reader can see it. Leaving the ``with``
     block without committing discards everything. The temp file is ``flock``-ed for its
     whole life, which is how a restarted store tells a live writer's file from a crashed
@@ -42,20 +44,24 @@ class BlobWriter:
 
     def __init__(
         self,
-        store: BlobStore,
+        temp_dir: Path,
+        space: SpaceGuard,
+        publish: Publish,
         size: int | None,
         reservation: Reservation | None,
         *,
         direct: bool = False,
     ):
-        self._store = store
+        self._space = space
+        self._publish = publish
         self.size = size
         self._reservation = reservation
-        fd, name = tempfile.mkstemp(prefix="w-", suffix=".tmp", dir=store.temp_dir)
+        fd, name = tempfile.mkstemp(prefix="w-", suffix=".tmp", dir=temp_dir)
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         self._fd: int | None = fd
         self.temp_path = Path(name)
         self._hash = hashlib.sha256()
+        self._sums = ChunkSummer()
         self.written = 0
         self.written_back = 0  # bytes whose writeback to disk has been started
         self.blob_id: str | None = None
@@ -73,7 +79,7 @@ class BlobWriter:
             raise InvalidRequest(
                 f"blob writer declared {self.size} bytes, got at least {self.written + n}"
             )
-        if self._reservation is None and n > self._store.space.available_bytes():
+        if self._reservation is None and n > self._space.available_bytes():
             raise InsufficientStorage(
                 f"writing {n} more bytes would eat into the node's free-space reserve"
             )
@@ -82,6 +88,7 @@ class BlobWriter:
         else:
             write_all(fd, data)
         self._hash.update(data)
+        self._sums.update(data)
         self.written += n
         if self._sink is None and self.written - self.written_back >= WRITEBACK_BYTES:
             start_writeback(fd, self.written_back, self.written - self.written_back)
@@ -109,7 +116,7 @@ class BlobWriter:
             if self._sink is not None:
                 self._sink.finish()
             os.fsync(fd)
-            self._store._install(self.temp_path, digest)
+            self._publish(self.temp_path, digest, self._sums.finish())
             self.blob_id = digest
             return digest
         finally:

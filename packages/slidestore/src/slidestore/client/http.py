@@ -26,6 +26,7 @@ import msgspec
 
 from slidestore import errors
 from slidestore.client.auth import TokenProvider, provider
+from slidestore.client.hedging import HedgePolicy
 from slidestore.cluster import wire
 from slidestore.error_codes import by_code
 from slidestore.tokens import Operation
@@ -141,6 +142,8 @@ class Transport:
         self.retries = retries
         self.backoff = backoff
         self.max_backoff = max_backoff
+        self.hedge = HedgePolicy()
+        """Latencies of replica reads and when a slow one is hedged (``client/replicas``)."""
         self._clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, httpx.AsyncClient]
         self._clients = weakref.WeakKeyDictionary()
         self._closed = False

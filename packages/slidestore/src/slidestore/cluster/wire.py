@@ -222,6 +222,9 @@ class BlobStatus(enum.StrEnum):
     UNDER_REPLICATED = "under_replicated"
     UNAVAILABLE = "unavailable"
     """No replica on a live node right now."""
+    LOST = "lost"
+    """Every copy failed its checksums and is quarantined: no good bytes are left in the
+    cluster (only an archive, if any, can bring the blob back)."""
     ARCHIVED = "archived"
     DELETED = "deleted"
 

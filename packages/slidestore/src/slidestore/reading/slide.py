@@ -273,6 +273,18 @@ class Slide(ABC):
             )
         return data
 
+    def tile_extent(self, level: int, col: int, row: int) -> tuple[int, int] | None:
+        """Where a native tile's stored bytes lie in the file, ``(offset, length)``; None
+        when its tiles are not stored as JPEG or the file holds no data for it (a server
+        checks exactly these bytes before passing the tile through)."""
+        self._check_tile(level, col, row)
+        tiles = self._tiles[level]
+        if tiles is None:
+            return None
+        index = row * tiles.columns + col
+        count = int(tiles.bytecounts[index])
+        return (int(tiles.offsets[index]), count) if count else None
+
     def read_tile(self, level: int, col: int, row: int) -> RGBArray:
         """A native tile decoded, always ``(tile_height, tile_width, 3)``.
 

@@ -55,6 +55,8 @@ def status_of(material: Material, view: BlobView | None) -> str:
         return "failed" if material.error else "uploading"
     if view is not None and view.status == BlobStatus.ARCHIVED:
         return "archived"  # retention moved it to the archive; an admin may restore it
+    if view is not None and view.status == BlobStatus.LOST:
+        return "lost"  # every copy failed its checksums: only an archive can bring it back
     if view is None or view.status in (BlobStatus.DELETED, BlobStatus.UNAVAILABLE):
         return "unavailable"
     return "ready" if ready_replicas(view) >= view.target else "replicating"

@@ -259,7 +259,21 @@ function setupThreads() {
   });
   viewer.world.addHandler("add-item", (e) => tokenAtLoadTime(e.item.source));
   renewLater(ticket.expires_in * 0.75);
-  viewer.addHandler("tile-load-failed", () => { if (++failures >= 3) failover(); });
+  viewer.addHandler("tile-load-failed", (e) => {
+    if (++failures >= 3) return failover();
+    // A copy that failed its checksums (503 replica_corrupt) or is gone (404) will not get
+    // better: ask why and move to the next replica at once (once per replica).
+    const at = source;
+    const url = e.tile && e.tile.getUrl ? e.tile.getUrl() : null;
+    if (!url) return;
+    fetch(url)
+      .then((r) => (r.ok ? {} : r.json().catch(() => ({}))))
+      .then((b) => {
+        const bad = b.error === "replica_corrupt" || b.error === "blob_not_found";
+        if (bad && source === at) failover();
+      })
+      .catch(() => {});
+  });
   viewer.addHandler("open-failed", failover);
   viewer.addHandler("update-viewport", redraw);
   viewer.addHandler("animation-finish", loadAnnotations);

@@ -14,6 +14,7 @@ blob's ETag turns the request into a plain 200.
 
 from __future__ import annotations
 
+import logging
 import re
 from typing import Final
 
@@ -26,7 +27,7 @@ from starlette.types import Receive, Scope, Send
 
 from slidestore.blobs import BlobRange
 from slidestore.cluster.wire import PURPOSE_HEADER, REPLICA_PURPOSE
-from slidestore.errors import RangeNotSatisfiable
+from slidestore.errors import RangeNotSatisfiable, ReplicaCorrupt
 from slidestore.tokens import Operation
 from slidestore_server.auth import require
 from slidestore_server.errors import error_response
@@ -34,6 +35,8 @@ from slidestore_server.node.foreground import Foreground
 from slidestore_server.node.responses import etag_matches
 from slidestore_server.node.state import NodeState
 from slidestore_server.params import blob_id_param as _blob_id
+
+log = logging.getLogger("slidestore.blobs")
 
 _CHUNK: Final = 1 << 20
 _BUSY_CHUNK: Final = 256 << 10
@@ -94,6 +97,13 @@ class BlobResponse(Response):
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
+            # The first chunk is read (and checked) before the status goes out, so a copy
+            # found bad there is answered 503 replica_corrupt, not 200 and no bytes.
+            try:
+                first = await anyio.to_thread.run_sync(self.blob_range.read, _CHUNK)
+            except ReplicaCorrupt as exc:
+                await error_response(503, exc.code, str(exc))(scope, receive, send)
+                return
             await send(
                 {
                     "type": "http.response.start",
@@ -109,16 +119,21 @@ class BlobResponse(Response):
                     tasks.cancel_scope.cancel()
 
                 tasks.start_soon(watch_disconnect)
-                await self._stream(send)
+                try:
+                    await self._stream(send, first)
+                except ReplicaCorrupt:
+                    # Found bad mid-body (already quarantined): end the response short of
+                    # its Content-Length, so the client sees a broken transfer, not data.
+                    log.warning("stopped sending a corrupt copy mid-body")
                 tasks.cancel_scope.cancel()
         finally:
             self.blob_range.close()
 
-    async def _stream(self, send: Send) -> None:
+    async def _stream(self, send: Send, first: bytes) -> None:
         blob_range = self.blob_range
         size = _CHUNK
-        while blob_range.remaining > 0:
-            chunk = await anyio.to_thread.run_sync(blob_range.read, size)
+        chunk = first
+        while chunk:
             await send(
                 {"type": "http.response.body", "body": chunk, "more_body": blob_range.remaining > 0}
             )
@@ -129,6 +144,11 @@ class BlobResponse(Response):
                 await anyio.sleep(len(chunk) / self.busy_bytes_per_second)
             else:
                 size = _CHUNK
+            chunk = (
+                await anyio.to_thread.run_sync(blob_range.read, size)
+                if blob_range.remaining
+                else b""
+            )
         if blob_range.length == 0:
             await send({"type": "http.response.body", "body": b"", "more_body": False})
 

@@ -16,9 +16,11 @@ from starlette.routing import Route
 from slidestore import imaging
 from slidestore.tokens import Operation
 from slidestore_server.auth import require
+from slidestore_server.node.fastpath import STORED_MISS
 from slidestore_server.node.responses import RENDER_VERSION, etag_matches, immutable
 from slidestore_server.node.routes.common import blob_id_param, open_entry
 from slidestore_server.node.state import NodeState
+from slidestore_server.node.tiles import stored_tile, tile_etag
 
 
 async def dzi(request: Request) -> Response:
@@ -43,14 +45,18 @@ async def tile(request: Request) -> Response:
     level, col, row = int(params["level"]), int(params["col"]), int(params["row"])
     fmt = imaging.normalize_format(params["fmt"])
     node: NodeState = request.app.state.node
-    etag_key = f"{blob_id}-dz-{level}-{col}-{row}-{fmt}-{RENDER_VERSION}"
+    etag_key = tile_etag(blob_id, level, col, row, fmt)
     if etag_matches(request, f'"{etag_key}"'):
         return immutable(request, b"", "", etag_key, max_age=node.settings.cache_max_age)
-    entry = node.slides.peek(blob_id)
-    result = entry.deepzoom.stored_tile(level, col, row, fmt) if entry is not None else None
+    entry = await open_entry(node, blob_id)
+    # Asked once per request: by the fast path (it saw the slide open), else here.
+    result = (
+        None if STORED_MISS in request.scope else stored_tile(node, entry, level, col, row, fmt)
+    )
     if result is None:
-        entry = entry or await open_entry(node, blob_id)
-        result = await run_in_threadpool(entry.deepzoom.tile_with_info, level, col, row, fmt)
+        result = await run_in_threadpool(
+            entry.deepzoom.tile_with_info, level, col, row, fmt, stored=False
+        )
     return immutable(
         request,
         result.data,

@@ -11,12 +11,13 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
 from slidestore.protocols import iiif
-from slidestore.pyramid import Pyramid
 from slidestore.tokens import Operation
 from slidestore_server.auth import require
 from slidestore_server.node.responses import RENDER_VERSION, immutable
 from slidestore_server.node.routes.common import blob_id_param, open_entry
+from slidestore_server.node.slides import SlideEntry
 from slidestore_server.node.state import NodeState
+from slidestore_server.node.tiles import checked_iiif_tile
 
 _encoder = msgspec.json.Encoder()
 _CORS = {"Access-Control-Allow-Origin": "*"}
@@ -66,7 +67,7 @@ async def image(request: Request) -> Response:
     level0 = entry.pyramid.levels[0]
     plan = iiif.resolve(parsed, level0.width, level0.height, iiif.DEFAULT_LIMITS)
     canonical = plan.canonical(level0.width, level0.height)
-    rendered = await _render(node, entry.pyramid, plan)
+    rendered = await _render(node, entry, plan)
     return immutable(
         request,
         rendered.data,
@@ -77,9 +78,11 @@ async def image(request: Request) -> Response:
     )
 
 
-async def _render(node: NodeState, pyramid: Pyramid, plan: iiif.ImagePlan) -> iiif.RenderedImage:
-    """A stored native tile as is; anything else rendered within the node's render budget."""
-    stored = await run_in_threadpool(iiif.stored_tile, pyramid, plan)
+async def _render(node: NodeState, entry: SlideEntry, plan: iiif.ImagePlan) -> iiif.RenderedImage:
+    """A stored native tile as is (checked); anything else rendered within the node's
+    render budget."""
+    pyramid = entry.pyramid
+    stored = await run_in_threadpool(checked_iiif_tile, node, entry, plan)
     if stored is not None:
         return stored
     budget = node.render_budget

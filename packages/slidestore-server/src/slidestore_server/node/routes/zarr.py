@@ -17,6 +17,7 @@ from slidestore_server.auth import require
 from slidestore_server.node.responses import RENDER_VERSION, immutable
 from slidestore_server.node.routes.common import blob_id_param, open_entry
 from slidestore_server.node.state import NodeState
+from slidestore_server.node.tiles import checked_zarr_key
 
 
 async def key(request: Request) -> Response:
@@ -25,7 +26,7 @@ async def key(request: Request) -> Response:
     name = str(request.path_params["key"])
     node: NodeState = request.app.state.node
     entry = await open_entry(node, blob_id)
-    data = await run_in_threadpool(entry.pyramid.get_key, name)
+    data = await run_in_threadpool(checked_zarr_key, node, entry, name)
     if data is None:
         raise OutOfBounds(f"zarr key {name[:200]!r} does not exist in blob {blob_id}")
     media = "application/json" if name.endswith("zarr.json") else "application/octet-stream"

@@ -181,12 +181,12 @@ class DeepZoom:
         return self.tile_with_info(level, col, row, format).data
 
     def tile_with_info(
-        self, level: int, col: int, row: int, format: str | None = None
+        self, level: int, col: int, row: int, format: str | None = None, *, stored: bool = True
     ) -> DeepZoomTile:
-        """The encoded tile plus how it was obtained (passed through, prerendered, cached)."""
-        stored = self.stored_tile(level, col, row, format)
-        if stored is not None:
-            return stored
+        """The encoded tile plus how it was obtained (passed through, prerendered, cached);
+        ``stored=False``: the caller already asked :meth:`stored_tile`, render it."""
+        if stored and (tile := self.stored_tile(level, col, row, format)) is not None:
+            return tile
         fmt = self.format if format is None else imaging.normalize_format(format)
         rendered = False
 

@@ -6,6 +6,7 @@ from slidestore.protocols.iiif.info import INFO_MEDIA_TYPE, PROFILE, PROFILE_URI
 from slidestore.protocols.iiif.render import (
     RenderedImage,
     choose_level,
+    native_tile_address,
     render,
     render_bytes,
     render_pixels,
@@ -37,6 +38,7 @@ __all__ = [
     "SizeSpec",
     "choose_level",
     "info",
+    "native_tile_address",
     "parse",
     "render",
     "render_bytes",

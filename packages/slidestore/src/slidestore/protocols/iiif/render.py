@@ -65,6 +65,20 @@ def _level_box(pyramid: Pyramid, level: int, plan: ImagePlan) -> tuple[float, fl
 
 def _native_tile(pyramid: Pyramid, level: int, plan: ImagePlan) -> bytes | None:
     """The stored JPEG of the one full native tile the plan asks for, if it is one."""
+    address = native_tile_address(pyramid, level, plan)
+    if address is None:
+        return None
+    try:
+        return pyramid.slide.raw_tile(*address)
+    except PassthroughUnavailable:
+        return None  # a tile the file stores no data for: render it instead
+
+
+def native_tile_address(
+    pyramid: Pyramid, level: int, plan: ImagePlan
+) -> tuple[int, int, int] | None:
+    """(native level, col, row) of the one full native JPEG tile the plan asks for, if it
+    is one (a server checks those stored bytes before passing them through)."""
     req = plan.request
     if req.format != "jpeg" or req.quality not in ("default", "color"):
         return None
@@ -85,10 +99,7 @@ def _native_tile(pyramid: Pyramid, level: int, plan: ImagePlan) -> bytes | None:
             return None
     if (col + 1) * tw > info.width or (row + 1) * th > info.height:
         return None  # an edge tile: the stored tile carries padding beyond the image
-    try:
-        return pyramid.slide.raw_tile(native, col, row)
-    except PassthroughUnavailable:
-        return None  # a tile the file stores no data for: render it instead
+    return native, col, row
 
 
 def render_pixels(pyramid: Pyramid, plan: ImagePlan) -> npt.NDArray[np.uint8]:
