@@ -46,6 +46,7 @@ STATUS: Final[dict[type[BaseException], int]] = {
     e.UploadOffsetMismatch: 409,
     e.UploadConflict: 423,
     e.UploadTooLarge: 413,
+    e.UploadQuotaExceeded: 429,
     e.RangeNotSatisfiable: 416,
     e.UnsupportedFormat: 422,
     e.DecompressionBomb: 422,

@@ -182,6 +182,13 @@ class UploadConflict(SlidestoreError, RuntimeError):
     code = "upload_conflict"
 
 
+class UploadQuotaExceeded(SlidestoreError, PermissionError):
+    """The token already holds as many open upload sessions, or as many bytes in them, as
+    it may: finish or delete one first (or wait for an unused one to expire)."""
+
+    code = "upload_quota"
+
+
 class RangeNotSatisfiable(InvalidRequest):
     code = "range_not_satisfiable"
 

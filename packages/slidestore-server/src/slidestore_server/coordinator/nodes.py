@@ -26,6 +26,11 @@ _FLOOR_RATE = 5 << 20
 class NodeCallFailed(RuntimeError):
     """A node answered with an error (or not at all): the operation is retried later."""
 
+    def __init__(self, message: str, *, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        """The node's HTTP status, when it answered (507: it has no room)."""
+
 
 class NodeClient:
     def __init__(self, secret: str, client: httpx.AsyncClient) -> None:
@@ -58,7 +63,8 @@ class NodeClient:
             raise NodeCallFailed(f"POST {target_url}/replicas: {type(exc).__name__}") from exc
         if answer.status_code not in (200, 201):  # 201: copied now; 200: already there
             raise NodeCallFailed(
-                f"POST {target_url}/replicas answered {answer.status_code}: {answer.text[:200]}"
+                f"POST {target_url}/replicas answered {answer.status_code}: {answer.text[:200]}",
+                status=answer.status_code,
             )
         return msgspec.json.decode(answer.content, type=Replicated)
 

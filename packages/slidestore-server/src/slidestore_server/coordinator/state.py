@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from slidestore.cluster import LivenessTimeouts, NodeInfo, state_at
+from slidestore.cluster.placement import Refusals
 from slidestore_server.coordinator import registry
 from slidestore_server.coordinator.leader import Leadership
 from slidestore_server.coordinator.metrics import CoordinatorMetrics
@@ -30,6 +31,8 @@ class Coordinator:
     #: Until then (coordinator clock) the leader starts no repair copies: it has only just
     #: taken over and nodes may still be registering (see coordinator/repair.py).
     repair_held_until: float = 0.0
+    #: Nodes that just answered 507 to a copy: placement and repair pass them over.
+    refusals: Refusals = field(default_factory=Refusals)
 
     async def placeable_nodes(self) -> list[NodeInfo]:
         now = self.now()
