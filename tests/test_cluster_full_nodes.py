@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import threading
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -25,8 +25,8 @@ import httpx
 import msgspec
 import pytest
 from test_cluster_faults import (  # noqa: F401  (fixtures)
-    R,
     MakeCluster,
+    R,
     assert_every_copy_good,
     base_slide,
     database_url,
@@ -52,7 +52,7 @@ class LyingNode:
         lying = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802  (the stdlib's name)
+            def do_POST(self) -> None:
                 lying.requests[self.path.split("?")[0]] += 1
                 length = int(self.headers.get("Content-Length") or 0)
                 self.rfile.read(length)
@@ -115,9 +115,9 @@ class LyingNode:
 
 
 @pytest.fixture
-def cluster(make_cluster: MakeCluster) -> Iterator[Cluster]:
+def cluster(make_cluster: MakeCluster) -> Cluster:
     # Node 3 is small: 320 MiB of capacity with a 64 MiB reserve, promised away below.
-    yield make_cluster(per_node={3: {"capacity_bytes": 320 * MB}})
+    return make_cluster(per_node={3: {"capacity_bytes": 320 * MB}})
 
 
 def test_uploads_and_repair_pass_over_full_nodes(
