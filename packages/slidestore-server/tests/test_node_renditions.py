@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
 import signal
+import subprocess
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -97,3 +100,55 @@ def test_a_blob_that_is_not_a_slide_is_marked_and_not_retried(
             assert 400 <= r.status_code < 500
     finally:
         node.kill(signal.SIGKILL)
+
+
+@contextlib.contextmanager
+def small_tmpfs(directory: Path, size: str) -> Iterator[Path]:
+    """A tmpfs of ``size`` mounted on ``directory`` (a real disk that fills up); skips the
+    test where mounting is not allowed (not root, no CAP_SYS_ADMIN)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size},mode=0700", "tmpfs", str(directory)],
+        capture_output=True,
+        check=False,
+    )
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.decode().strip()}")
+    try:
+        yield directory
+    finally:
+        subprocess.run(["umount", "-l", str(directory)], check=False)
+
+
+def test_a_rendition_that_fills_the_disk_is_retried_once_there_is_room(
+    tmp_path: Path, generated_svs: Path
+) -> None:
+    data_dir = tmp_path / "data"
+    blob_id = BlobStore(data_dir / "blobs", reserve_bytes=0).put_file(generated_svs)
+    renditions = data_dir / "renditions"
+    with small_tmpfs(renditions, "32k"):  # a few tiles fit, the rendition does not
+        node = NodeProcess(
+            data_dir,
+            settings={"secret": SECRET, "reserve_bytes": 0, "prerender_space_retry_seconds": 1},
+        ).start()
+        admin = tokens.mint(SECRET, ops={Operation.ADMIN}, ttl=600)
+        try:
+            with httpx.Client(
+                base_url=node.url, headers={"Authorization": f"Bearer {admin}"}, timeout=30
+            ) as client:
+                deadline = time.monotonic() + 60
+                while "the disk filled up" not in node.log.read_text():
+                    assert time.monotonic() < deadline, "the renderer never ran out of space"
+                    time.sleep(0.1)
+                state = client.get(f"/slides/{blob_id}/renditions").json()["deepzoom"]
+                assert state["state"] in ("pending", "rendering"), state  # not "unsupported"
+                assert not (renditions / blob_id / "unsupported").exists()
+                # Room again: the next attempt (a second later) renders it completely.
+                subprocess.run(["mount", "-o", "remount,size=256m", str(renditions)], check=True)
+                state = wait_complete(client, blob_id)
+                assert state["state"] == "complete", state
+                assert int(str(state["tiles"])) > 0
+                r = client.get(f"/slides/{blob_id}_files/0/0_0.jpeg")
+                assert r.status_code == 200
+        finally:
+            node.kill(signal.SIGKILL)

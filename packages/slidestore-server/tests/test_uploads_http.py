@@ -167,6 +167,24 @@ def settled_offset(http: httpx.Client, location: str, timeout: float = 10) -> in
     raise TimeoutError("the upload stayed locked")
 
 
+def settled_at(http: httpx.Client, location: str, expected: int, timeout: float = 20) -> int:
+    """Wait until the upload is unlocked at ``expected`` (a request that has not reached the
+    node yet leaves it unlocked at its old offset for a moment)."""
+    deadline = time.monotonic() + timeout
+    while (offset := settled_offset(http, location, timeout)) != expected:
+        assert offset < expected, offset
+        assert time.monotonic() < deadline, f"offset {offset}, expected {expected}"
+        time.sleep(0.05)
+    return offset
+
+
+def eventually_locked(http: httpx.Client, location: str, timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
+    while patch(http, location, 10**15, b"").status_code != 423:
+        assert time.monotonic() < deadline, "no request ever held the upload"
+        time.sleep(0.02)
+
+
 # -- discovery and the real tus client ------------------------------------------------
 
 
@@ -263,9 +281,8 @@ def test_resume_after_a_dropped_connection(node: NodeProcess) -> None:
         sock = raw_partial_patch(node, path, 0, len(SLIDE), SLIDE[:700_000])
         time.sleep(0.2)
         sock.close()  # the connection drops mid-body
-        offset = settled_offset(http, location)
-        # What arrived before the drop may be kept; never more than was sent.
-        assert 0 <= offset <= 700_000
+        # Every byte that arrived before the drop is kept (no chunk checksum to wait for).
+        offset = settled_at(http, location, 700_000)
         response = patch(http, location, offset, SLIDE[offset:])
         assert response.status_code == 204, response.text
         assert response.headers["Slidestore-Blob-Id"] == SLIDE_SHA
@@ -530,6 +547,106 @@ def test_a_second_writer_on_the_same_upload_is_423(node: NodeProcess) -> None:
             assert_error(response, 423, "upload_conflict")
         finally:
             sock.close()
+
+
+def test_a_silent_body_times_out_keeps_its_bytes_and_unlocks_the_upload(
+    start_node: StartNode,
+) -> None:
+    idle = 1
+    node = start_node(upload_read_idle_seconds=idle)
+    sent = 700_000  # not a multiple of the node's 1 MiB write batches
+    with client(node) as http:
+        location = create(http, len(SLIDE), sha256=SLIDE_SHA)
+        # Headers and part of the body, then silence without FIN (a network that died).
+        sock = raw_partial_patch(node, httpx.URL(location).path, 0, len(SLIDE), SLIDE[:sent])
+        try:
+            # Unlocked within the idle timeout (and a margin for a loaded machine), and
+            # HEAD reports every byte that was sent.
+            settled_at(http, location, sent, timeout=idle + 20)
+            # The silent request itself was answered 408 with a JSON body.
+            sock.settimeout(20)
+            answer = sock.recv(65536)
+            assert answer.startswith(b"HTTP/1.1 408"), answer[:200]
+            assert b'"body_read_timeout"' in answer
+        finally:
+            sock.close()
+        resumed = patch(http, location, sent, SLIDE[sent:1_500_000])  # no 423
+        assert resumed.status_code == 204, resumed.text
+        assert int(resumed.headers["Upload-Offset"]) == 1_500_000
+    node.kill(signal.SIGKILL)  # after the acknowledgement: the offset must survive
+    node.start()
+    with client(node) as http:
+        assert offset_of(http, location) == 1_500_000
+        done = patch(http, location, 1_500_000, SLIDE[1_500_000:])
+        assert done.status_code == 204, done.text
+        assert done.headers["Slidestore-Blob-Id"] == SLIDE_SHA
+    assert blob_bytes(node, SLIDE_SHA) == SLIDE
+
+
+def test_a_silent_body_with_a_chunk_checksum_keeps_the_last_verified_offset(
+    start_node: StartNode,
+) -> None:
+    node = start_node(upload_read_idle_seconds=1)
+    with client(node) as http:
+        location = create(http, len(SLIDE))
+        assert patch(http, location, 0, SLIDE[:300_000]).status_code == 204
+        chunk = SLIDE[300_000:900_000]
+        digest = base64.b64encode(hashlib.sha256(chunk).digest()).decode()
+        sock = socket.create_connection(("127.0.0.1", node.port))
+        head = "".join(
+            f"{k}: {v}\r\n"
+            for k, v in {
+                "Host": f"127.0.0.1:{node.port}",
+                **writer_headers(node, **OCTETS),
+                "Upload-Offset": "300000",
+                "Upload-Checksum": f"sha256 {digest}",
+                "Content-Length": str(len(chunk)),
+            }.items()
+        )
+        path = httpx.URL(location).path
+        sock.sendall(f"PATCH {path} HTTP/1.1\r\n{head}\r\n".encode() + chunk[:200_000])
+        try:
+            # Locked while the chunk is being received...
+            eventually_locked(http, location)
+            # ...then unlocked; the partial chunk cannot be checked against its checksum,
+            # so the offset stays at the last verified point.
+            assert settled_offset(http, location, timeout=21) == 300_000
+        finally:
+            sock.close()
+
+
+def test_one_token_holds_a_bounded_number_of_sessions_and_bytes(start_node: StartNode) -> None:
+    node = start_node(upload_max_sessions_per_token=3)
+    secret = str(node.settings["secret"])
+    with client(node) as http:
+        locations = [create(http, 1000) for _ in range(3)]
+        refused = http.post("/uploads", headers={"Upload-Length": "1000"})
+        assert_error(refused, 429, "upload_quota")
+        assert len(upload_dirs(node)) == 3
+        # Deleting one frees its place; another token's quota is its own.
+        assert http.delete(locations[0]).status_code == 204
+        create(http, 1000)
+        other = tokens.mint(secret, ops={Operation.WRITE}, ttl=600)
+        response = httpx.post(
+            f"{node.url}/uploads",
+            headers={**TUS, "Authorization": f"Bearer {other}", "Upload-Length": "1000"},
+        )
+        assert response.status_code == 201, response.text
+    # A token minted for a size holds no more bytes than that, over all its sessions.
+    sized = tokens.mint(secret, ops={Operation.WRITE}, size=5000, ttl=600)
+    with httpx.Client(
+        base_url=node.url, headers={**TUS, "Authorization": f"Bearer {sized}"}, timeout=60
+    ) as http:
+        create(http, 3000)
+        assert_error(http.post("/uploads", headers={"Upload-Length": "3000"}), 429, "upload_quota")
+        create(http, 2000)
+    # An upload-only token (a placement's grant) is narrower: one session of its size.
+    grant = tokens.mint(secret, ops={Operation.UPLOAD}, size=1000, ttl=600)
+    with httpx.Client(
+        base_url=node.url, headers={**TUS, "Authorization": f"Bearer {grant}"}, timeout=60
+    ) as http:
+        create(http, 1000)
+        assert_error(http.post("/uploads", headers={"Upload-Length": "1000"}), 403, "grant_used")
 
 
 def test_abandoned_uploads_expire(start_node: StartNode) -> None:

@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from slidestore.cluster import NodeInfo, NodeState, NoPlacement, place, rank
-from slidestore.cluster.placement import hrw_hash, rank_key
+from slidestore.cluster.placement import Refusals, hrw_hash, rank_key
 from slidestore.errors import InvalidRequest, SlidestoreError
 
 GB = 10**9
@@ -237,3 +237,29 @@ def test_decision_time_p99_for_100_nodes_is_under_10ms() -> None:
         timings.append(time.thread_time() - started)
     p99 = statistics.quantiles(timings, n=100)[98]
     assert p99 < 0.010, f"p99 {p99 * 1e3:.2f} ms"
+
+
+def test_a_node_that_refused_for_space_is_passed_over_until_it_reports_more_room() -> None:
+    nodes = [
+        NodeInfo(node_id=f"n{i}", capacity_bytes=100 * GB, free_bytes=90 * GB, last_heartbeat=10.0)
+        for i in range(3)
+    ]
+    refusals = Refusals(seconds=30.0)
+    first = place("blob", GB, nodes, replicas=1)[0]
+    refusals.refused(next(n for n in nodes if n.node_id == first), now=11.0)
+    # Refused: another node takes it, also from a heartbeat that shows no more room.
+    assert place("blob", GB, refusals.apply(nodes, 12.0), replicas=1)[0] != first
+    assert first in refusals
+    # A heartbeat after the refusal with more free space: asked again.
+    roomier = [
+        msgspec.structs.replace(n, free_bytes=95 * GB, last_heartbeat=13.0)
+        if n.node_id == first
+        else n
+        for n in nodes
+    ]
+    assert place("blob", GB, refusals.apply(roomier, 13.5), replicas=1)[0] == first
+    assert first not in refusals
+    # Or once the memory runs out.
+    refusals.refused(next(n for n in nodes if n.node_id == first), now=20.0)
+    assert place("blob", GB, refusals.apply(nodes, 49.0), replicas=1)[0] != first
+    assert place("blob", GB, refusals.apply(nodes, 50.0), replicas=1)[0] == first

@@ -19,6 +19,7 @@ from slidestore.errors import (
     UploadExpired,
     UploadNotFound,
     UploadOffsetMismatch,
+    UploadQuotaExceeded,
     UploadTooLarge,
 )
 from slidestore.testing.clock import ManualClock as Clock
@@ -335,3 +336,43 @@ def test_malformed_upload_ids_are_not_found(uploads: UploadManager, bad: str) ->
         uploads.info(bad)
     with pytest.raises(UploadNotFound):
         uploads.open_append(bad, 0)
+
+
+def test_an_owner_holds_a_bounded_number_of_open_sessions(
+    make: Callable[..., UploadManager], clock: Clock
+) -> None:
+    uploads = make(max_sessions_per_owner=2, idle_expiry_seconds=300)
+    first = uploads.create(1000, owner="alice")
+    uploads.create(1000, owner="alice")
+    with pytest.raises(UploadQuotaExceeded):
+        uploads.create(1000, owner="alice")
+    with pytest.raises(PermissionError):  # the builtin a caller would catch
+        uploads.create(1000, owner="alice")
+    uploads.create(1000, owner="bob")  # another token's quota is its own
+    uploads.create(1000)  # an operator (no owner) is not counted
+    # A completed upload no longer counts; a terminated one neither.
+    uploads.terminate(first.id, owner="alice")
+    third = uploads.create(len(SLIDE), owner="alice")
+    uploads.append(third.id, 0, [SLIDE])
+    uploads.create(1000, owner="alice")
+    with pytest.raises(UploadQuotaExceeded):
+        uploads.create(1000, owner="alice")
+    # Sessions nobody writes to expire after minutes, and then stop counting.
+    clock.now += 301
+    uploads.create(1000, owner="alice")
+    uploads.create(1000, owner="alice")
+    with pytest.raises(UploadQuotaExceeded):
+        uploads.create(1000, owner="alice")
+
+
+def test_an_owner_holds_no_more_bytes_than_it_was_granted(
+    make: Callable[..., UploadManager],
+) -> None:
+    uploads = make()
+    uploads.create(3000, owner="carol", owner_bytes=5000)
+    with pytest.raises(UploadQuotaExceeded):
+        uploads.create(3000, owner="carol", owner_bytes=5000)
+    uploads.create(2000, owner="carol", owner_bytes=5000)
+    with pytest.raises(UploadQuotaExceeded):
+        uploads.create(1, owner="carol", owner_bytes=5000)
+    assert [info.owner for info in map(uploads.info, uploads.ids())] == ["carol", "carol"]

@@ -34,6 +34,7 @@ EXTRA_CODES: Final[dict[int, tuple[str, ...]]] = {
     400: ("client_disconnected",),
     404: ("not_found",),
     405: ("method_not_allowed",),
+    408: ("body_read_timeout",),
     412: ("unsupported_tus_version",),
     415: ("unsupported_media_type",),
 }

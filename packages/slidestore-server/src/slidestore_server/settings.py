@@ -61,6 +61,9 @@ class NodeSettings(msgspec.Struct, kw_only=True, frozen=True):
     then serve as fast as native tiles)."""
     prerender_threads: int = 1
     """SLIDESTORE_PRERENDER_THREADS: threads the background prerendering uses."""
+    prerender_space_retry_seconds: float = 60.0
+    """SLIDESTORE_PRERENDER_SPACE_RETRY_SECONDS: a rendition that did not fit on the disk
+    (or filled it) is tried again this much later."""
     busy_replica_bytes_per_second: float = 32e6
     """SLIDESTORE_BUSY_REPLICA_BYTES_PER_SECOND: how fast this node sends a blob to another
     node (repair, replication) while people are using it (a request in the last half
@@ -76,6 +79,13 @@ class NodeSettings(msgspec.Struct, kw_only=True, frozen=True):
     """SLIDESTORE_UPLOAD_IDLE_EXPIRY_SECONDS: an upload that has received no byte this long
     is discarded (with its promise of disk space); once bytes arrive,
     ``upload_expiry_seconds`` applies."""
+    upload_read_idle_seconds: float = 15.0
+    """SLIDESTORE_UPLOAD_READ_IDLE_SECONDS: a ``PATCH`` whose body sends no byte for this
+    long is ended (the client's network died without closing the connection): the bytes
+    that arrived are kept and the upload is unlocked for a resume."""
+    upload_max_sessions_per_token: int = 16
+    """SLIDESTORE_UPLOAD_MAX_SESSIONS_PER_TOKEN: open (incomplete) upload sessions one
+    token (its nonce) may hold at once; one more is refused (429 ``upload_quota``)."""
     archive_url: str | None = None
     """SLIDESTORE_ARCHIVE_URL: the archive this node may restore blobs from (the
     coordinator's ``archive_url``, an fsspec URL); ``POST /replicas`` pulls only

@@ -228,6 +228,14 @@ class UploadConflict(SlidestoreError, RuntimeError):
     status = 423
 
 
+class UploadQuotaExceeded(SlidestoreError, PermissionError):
+    """The token already holds as many open upload sessions, or as many bytes in them, as
+    it may: finish or delete one first (or wait for an unused one to expire)."""
+
+    code = "upload_quota"
+    status = 429
+
+
 class RangeNotSatisfiable(InvalidRequest):
     code = "range_not_satisfiable"
     status = 416

@@ -29,10 +29,15 @@ class NodeCallFailed(RuntimeError):
     """A node answered with an error (or not at all): the operation is retried later. The
     cause is the SDK's named error for the answer, when there was one."""
 
+    def __init__(self, message: str, *, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        """The node's HTTP status, when it answered (507: it has no room)."""
+
 
 def _failed(answer: httpx.Response, what: str) -> NodeCallFailed:
     error = response_error(answer, what)
-    failed = NodeCallFailed(str(error))
+    failed = NodeCallFailed(str(error), status=answer.status_code)
     failed.__cause__ = error
     return failed
 

@@ -17,6 +17,7 @@ import msgspec
 from slidestore.cluster import BlobReplicas, CopyTask, NodeInfo, NodeState, place, plan_repair
 from slidestore.cluster.wire import Replicate
 from slidestore_server.coordinator import catalog, registry, worklist
+from slidestore_server.coordinator.nodes import NodeCallFailed
 from slidestore_server.coordinator.state import Coordinator
 
 log = logging.getLogger("slidestore.coordinator.repair")
@@ -66,6 +67,8 @@ class Repairer:
         coord = self.coord
         now = coord.now()
         self.failed = {key: until for key, until in self.failed.items() if until > now}
+        # A target that just answered 507 looks full: the plan picks the next one.
+        nodes = coord.refusals.apply(nodes, now)
         held = self.held(nodes, now)
         # Not "rescan while held": with nothing off R that would scan every blob twice a
         # second for nothing. A node registering changes the serial, which brings the next
@@ -99,7 +102,7 @@ class Repairer:
                 source_url=by_id[task.source].url,
                 bytes_per_second=coord.settings.copy_bytes_per_second,
             )
-            self._start_copy(task, by_id[task.target].url, order)
+            self._start_copy(task, by_id[task.target], order)
         for trim in plan.trims:
             if (trim.blob_id, trim.node_id) not in self.trimming:
                 self.trimming.add((trim.blob_id, trim.node_id))
@@ -152,18 +155,18 @@ class Repairer:
             archive_url=archive_url,
             bytes_per_second=self.coord.settings.copy_bytes_per_second,
         )
-        self._start_copy(task, target.url, order)
+        self._start_copy(task, target, order)
 
-    def _start_copy(self, task: CopyTask, target_url: str, order: Replicate) -> None:
+    def _start_copy(self, task: CopyTask, target: NodeInfo, order: Replicate) -> None:
         self.in_flight[(task.blob_id, task.target)] = task
-        self._spawn(self._copy(task, target_url, order))
+        self._spawn(self._copy(task, target, order))
 
     def _spawn(self, coro: object) -> None:
         task = asyncio.ensure_future(coro)  # type: ignore[arg-type]
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _copy(self, task: CopyTask, target_url: str, order: Replicate) -> None:
+    async def _copy(self, task: CopyTask, target: NodeInfo, order: Replicate) -> None:
         coord = self.coord
         try:
             # The plan may predate a copy that just finished to this very target (its
@@ -171,7 +174,7 @@ class Repairer:
             async with coord.engine.connect() as conn:
                 if await registry.holds(conn, task.blob_id, task.target):
                     return
-            done = await coord.nodes.replicate(target_url, order)
+            done = await coord.nodes.replicate(target.url, order)
             async with coord.engine.begin() as conn:
                 await registry.add_replica(conn, task.blob_id, task.target)
             coord.metrics.bytes_copied.inc(done.copied_bytes)
@@ -181,7 +184,10 @@ class Repairer:
                 extra={"blob_id": task.blob_id, "source": task.source, "target": task.target},
             )
         except Exception as exc:
-            self.failed[(task.blob_id, task.source)] = coord.now() + FAILED_SOURCE_SECONDS
+            if isinstance(exc, NodeCallFailed) and exc.status == 507:
+                coord.refusals.refused(target, coord.now())  # the target, not the source
+            else:
+                self.failed[(task.blob_id, task.source)] = coord.now() + FAILED_SOURCE_SECONDS
             coord.metrics.copies.labels("failed").inc()
             log.warning(
                 "copy failed: %s", exc, extra={"blob_id": task.blob_id, "target": task.target}

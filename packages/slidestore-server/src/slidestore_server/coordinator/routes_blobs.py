@@ -66,7 +66,8 @@ async def placements(request: Request) -> Response:
                 ),
                 headers=_timing(time.perf_counter() - started),
             )
-        nodes = await coord.placeable_nodes()
+        # Nodes that just refused a copy for lack of space are passed over.
+        nodes = coord.refusals.apply(await coord.placeable_nodes(), now)
         # min_replicas=1: an upload goes ahead with one node down; repair adds the rest later.
         chosen = place(
             req.sha256 or uuid.uuid4().hex,

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from slidestore.cluster import LivenessTimeouts, NodeInfo, state_at
+from slidestore.cluster.placement import Refusals
 from slidestore_server.coordinator import registry
 from slidestore_server.coordinator.identity import DatabaseIdentity
 from slidestore_server.coordinator.leader import Leadership
@@ -36,6 +37,8 @@ class Coordinator:
     #: Set when a node reports a quarantined copy: the loop runs its next pass now
     #: instead of at the next tick, so repair of a corrupt copy starts at once.
     wake: asyncio.Event = field(default_factory=asyncio.Event)
+    #: Nodes that just answered 507 to a copy: placement and repair pass them over.
+    refusals: Refusals = field(default_factory=Refusals)
 
     async def placeable_nodes(self) -> list[NodeInfo]:
         now = self.now()

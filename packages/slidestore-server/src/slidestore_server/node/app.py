@@ -91,6 +91,7 @@ def build_state(settings: NodeSettings) -> NodeState:
         settings.data_dir / "renditions",
         threads=settings.prerender_threads,
         enabled=settings.prerender,
+        space_retry_seconds=settings.prerender_space_retry_seconds,
     )
     slide_cache = SlideCache(
         blob_store,
@@ -122,6 +123,7 @@ def build_state(settings: NodeSettings) -> NodeState:
             expiry_seconds=settings.upload_expiry_seconds,
             idle_expiry_seconds=settings.upload_idle_expiry_seconds,
             max_size=settings.max_upload_bytes,
+            max_sessions_per_owner=settings.upload_max_sessions_per_token,
         ),
         slides=slide_cache,
         renditions=renditions,

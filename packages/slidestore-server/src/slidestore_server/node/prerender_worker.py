@@ -4,11 +4,13 @@ the slide's Deep Zoom tiles into ``<base>/<rendition key>/``.
 The node prerenders each slide in a child process: a renderer's transient buffers (a
 Lanczos reduction reads up to 8x the tile's area) never count against the node's own
 memory, and a slide that crashes the decoder takes down only this process.
-Exit codes: 0 done, 3 not a renderable slide (the reason on stderr).
+Exit codes: 0 done, 3 not a renderable slide, 4 the disk filled up (a later attempt may
+succeed); the reason on stderr.
 """
 
 from __future__ import annotations
 
+import errno
 import sys
 from pathlib import Path
 
@@ -19,6 +21,8 @@ from slidestore.pyramid import PyramidOptions, open_pyramid
 from slidestore_server.memory import limit_malloc_arenas
 
 UNSUPPORTED_EXIT = 3
+NO_SPACE_EXIT = 4
+_DISK_FULL = frozenset({errno.ENOSPC, errno.EDQUOT})
 SOURCE_CACHE_BYTES = 32 << 20
 """Decoded source tiles kept while rendering: a strip of tiles and its halo."""
 
@@ -32,10 +36,24 @@ def main(argv: list[str]) -> int:
             pyramid = open_pyramid(slide, PyramidOptions(cache_bytes=SOURCE_CACHE_BYTES))
             deepzoom = DeepZoom(pyramid)
             prerender(deepzoom, base / deepzoom.rendition_key, threads=threads)
-    except SlidestoreError as exc:
+    except (OSError, SlidestoreError) as exc:
+        if _disk_full(exc):  # not the slide's fault: the node retries it later
+            print(f"no space: {exc}", file=sys.stderr)
+            return NO_SPACE_EXIT
+        if not isinstance(exc, SlidestoreError):
+            raise
         print(f"{type(exc).__name__}: {exc}", file=sys.stderr)
         return UNSUPPORTED_EXIT
     return 0
+
+
+def _disk_full(exc: BaseException | None) -> bool:
+    """ENOSPC/EDQUOT, also when a library re-raised it as something else."""
+    while exc is not None:
+        if isinstance(exc, OSError) and exc.errno in _DISK_FULL:
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
 
 
 if __name__ == "__main__":

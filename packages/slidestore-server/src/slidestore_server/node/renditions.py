@@ -8,6 +8,14 @@ them and the renderer's memory and any decoder crash stay out of the node. It wa
 own process and rescans the blob store every ``RESCAN_SECONDS`` for blobs that arrived
 through other workers or replication. Until a rendition is complete, tiles it does not
 hold yet are rendered on demand, with the same bytes.
+
+Renditions take disk space the upload guard must know about: before one starts, an
+estimate of its size (:data:`RENDITION_SHARE` of the slide's) must fit in the free space
+left after the reserve and every promise, and it is then promised itself (in
+``renditions/.promised``, so every worker process's guard and the heartbeats count it)
+until the child ends. A rendition that does not fit, or whose child hit ENOSPC, is
+dropped and tried again ``space_retry_seconds`` later — running out of disk says nothing
+about the slide, so it is never marked unsupported for that.
 """
 
 from __future__ import annotations
@@ -24,10 +32,11 @@ from pathlib import Path
 from typing import Final
 
 from slidestore.blobs import BlobStore
+from slidestore.errors import InsufficientStorage
 from slidestore.protocols.deepzoom import Rendition
 from slidestore.protocols.deepzoom.generator import RENDITION_VERSION
 from slidestore.protocols.deepzoom.prerender import is_complete, read_manifest
-from slidestore_server.node.prerender_worker import UNSUPPORTED_EXIT
+from slidestore_server.node.prerender_worker import NO_SPACE_EXIT, UNSUPPORTED_EXIT
 from slidestore_server.priority import lower_thread_priority
 
 log = logging.getLogger("slidestore.renditions")
@@ -36,19 +45,52 @@ RESCAN_SECONDS: Final = 5.0
 NICENESS: Final = 10
 UNSUPPORTED: Final = "unsupported"
 """Marker file: the blob is not a slide we can render (it is never retried)."""
+PROMISED: Final = ".promised"
+"""The bytes promised to the rendition in progress (absent: none)."""
+RENDITION_SHARE: Final = 0.5
+"""Estimated rendition size per byte of slide: a full Deep Zoom pyramid re-encoded as
+JPEG measured about a third of the slide; a half leaves a margin."""
+SPACE_RETRY_SECONDS: Final = 60.0
 
 
 class Prerenderer:
-    def __init__(self, blobs: BlobStore, root: Path, *, threads: int = 1, enabled: bool = True):
+    def __init__(
+        self,
+        blobs: BlobStore,
+        root: Path,
+        *,
+        threads: int = 1,
+        enabled: bool = True,
+        space_retry_seconds: float = SPACE_RETRY_SECONDS,
+    ):
         self.blobs = blobs
         self.root = root
         self.threads = max(1, threads)
         self.enabled = enabled
+        self.space_retry_seconds = space_retry_seconds
+        self._retry_at: dict[str, float] = {}  # blob -> monotonic time; short of space
+        blobs.space.add_source(self.promised_bytes)
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._lock_fd: int | None = None
         self.current: str | None = None
+
+    def promised_bytes(self) -> int:
+        """The estimate promised to the rendition in progress (whichever process runs it)."""
+        try:
+            return int((self.root / PROMISED).read_text() or 0)
+        except (FileNotFoundError, ValueError):
+            return 0
+
+    def _promise(self, nbytes: int | None) -> None:
+        path = self.root / PROMISED
+        if nbytes is None:
+            path.unlink(missing_ok=True)
+        else:
+            temp = path.with_suffix(".tmp")
+            temp.write_text(str(nbytes))
+            os.replace(temp, path)
 
     def directory(self, blob_id: str, key: str) -> Path:
         return self.root / blob_id / key
@@ -83,6 +125,7 @@ class Prerenderer:
             os.close(fd)
             return False
         self._lock_fd = fd
+        self._promise(None)  # a crashed renderer's promise: nothing is rendering now
         self._thread = threading.Thread(target=self._run, name="prerender", daemon=True)
         self._thread.start()
         return True
@@ -131,6 +174,33 @@ class Prerenderer:
             return
         if any(is_complete(d) for d in base.glob(f"*-r{RENDITION_VERSION}")):
             return
+        if time.monotonic() < self._retry_at.get(blob_id, 0.0):
+            return
+        try:
+            estimate = int(self.blobs.size(blob_id) * RENDITION_SHARE)
+        except FileNotFoundError:
+            return  # deleted meanwhile
+        try:
+            self.blobs.space.check(estimate)
+        except InsufficientStorage as exc:
+            self._short_of_space(blob_id, f"its estimated {estimate} bytes do not fit: {exc}")
+            return
+        self._promise(estimate)
+        try:
+            self._run_child(blob_id, base)
+        finally:
+            self._promise(None)
+
+    def _short_of_space(self, blob_id: str, why: str) -> None:
+        self._retry_at[blob_id] = time.monotonic() + self.space_retry_seconds
+        log.warning(
+            "not prerendering %s for now (retried in %g s): %s",
+            blob_id,
+            self.space_retry_seconds,
+            why,
+        )
+
+    def _run_child(self, blob_id: str, base: Path) -> None:
         base.mkdir(parents=True, exist_ok=True)
         self.current = blob_id
         started = time.monotonic()
@@ -157,6 +227,16 @@ class Prerenderer:
                 reason = (child.stderr.read() if child.stderr else b"").decode(errors="replace")
         finally:
             self.current = None
+        if child.returncode == NO_SPACE_EXIT:
+            # Give the space back now; the whole rendition is made again later.
+            for partial in base.iterdir():
+                if partial.is_dir():
+                    shutil.rmtree(partial, ignore_errors=True)
+                else:
+                    partial.unlink(missing_ok=True)
+            self._short_of_space(blob_id, f"the disk filled up: {reason.strip()[-300:]}")
+            return
+        self._retry_at.pop(blob_id, None)
         if child.returncode == 0:
             log.info(
                 "prerendered",

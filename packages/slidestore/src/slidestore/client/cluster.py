@@ -21,7 +21,13 @@ from slidestore.client.hashing import CHUNK_SIZE, sha256_file
 from slidestore.client.http import Transport
 from slidestore.client.replicas import fetch_blob_view
 from slidestore.client.slide import AsyncRemoteSlide
-from slidestore.client.tus import GrantSpent, PrimaryUnreachable, TusOptions, TusUpload
+from slidestore.client.tus import (
+    GrantSpent,
+    PrimaryFull,
+    PrimaryUnreachable,
+    TusOptions,
+    TusUpload,
+)
 from slidestore.cluster import wire
 from slidestore.tokens import Operation
 
@@ -200,8 +206,8 @@ class AsyncCluster:
 
         ``wait="primary"`` returns once the primary node committed it; ``"all"`` once the
         cluster holds all R copies. ``retries`` failed requests in a row make the primary
-        count as unreachable: the blob is then placed again without it (at most
-        :data:`MAX_PLACEMENTS` placements). ``on_offset`` sees every durable offset.
+        count as unreachable, and a primary that answers 507 at creation as full: the blob
+        is then placed again without it (at most :data:`MAX_PLACEMENTS` placements). ``on_offset`` sees every durable offset.
         """
         if wait not in ("primary", "all"):
             raise errors.InvalidRequest(f"wait must be 'primary' or 'all', got {wait!r}")
@@ -255,7 +261,7 @@ class AsyncCluster:
                 )
                 try:
                     await upload.run()
-                except PrimaryUnreachable:
+                except (PrimaryUnreachable, PrimaryFull):
                     exclude.append(placement.primary.node_id)
                     continue
                 except GrantSpent:
@@ -264,7 +270,7 @@ class AsyncCluster:
         else:
             raise errors.ClusterUnavailable(
                 f"uploading {file.name}: no primary took it after {MAX_PLACEMENTS} placements "
-                f"(unreachable: {', '.join(exclude)})"
+                f"(unreachable or full: {', '.join(exclude)})"
             )
         if wait == "all":
             await self.wait(sha256, placement.replicas, timeout=wait_timeout)

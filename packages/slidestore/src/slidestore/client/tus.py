@@ -8,8 +8,9 @@ chunk (≤ 8 MiB) is in memory.
 Connection errors, timeouts, 5xx and 423 (our own cut-off request still being finished)
 are retried with backoff after asking the node (``HEAD``) where the upload stands; an
 upload the node forgot (404/410) starts over. After ``retries`` consecutive failures
-without progress :class:`PrimaryUnreachable` is raised so the caller can place the blob
-elsewhere.
+without progress :class:`PrimaryUnreachable` is raised, and a node that has no room for
+the upload (507 at creation) raises :class:`PrimaryFull`, so the caller can place the
+blob elsewhere.
 """
 
 from __future__ import annotations
@@ -37,6 +38,11 @@ class PrimaryUnreachable(errors.ClusterUnavailable):
     """The node taking the upload stayed unreachable for ``attempts`` tries in a row."""
 
     code = "primary_unreachable"
+
+
+class PrimaryFull(errors.InsufficientStorage):
+    """The node refused to create the upload for lack of space (507): the coordinator's
+    view of its free space is stale, so the caller places the blob elsewhere."""
 
 
 def _error_code(response: httpx.Response) -> str:
@@ -153,6 +159,8 @@ class TusUpload:
         response = await self._send("POST", self.upload_url, headers=headers)
         if response.status_code == 403 and _error_code(response) == errors.GrantUsed.code:
             raise GrantSpent(f"the upload grant for {self.upload_url} already made a session")
+        if response.status_code == 507:
+            raise PrimaryFull(f"{self.upload_url} has no room for {self.size} bytes")
         if response.status_code != 201:
             raise response_error(response, f"creating an upload at {self.upload_url}")
         self.location = urljoin(self.upload_url, response.headers["Location"])

@@ -28,6 +28,8 @@ import hashlib
 import math
 from collections.abc import Collection, Iterable, Sequence
 
+import msgspec
+
 from slidestore.cluster.errors import NoPlacement
 from slidestore.cluster.model import DEFAULT_REPLICAS, NodeInfo
 from slidestore.errors import InvalidRequest
@@ -154,3 +156,44 @@ def place(
             found=len(chosen),
         )
     return tuple(chosen)
+
+
+#: How long a node that refused a write for lack of space (507) is passed over, unless a
+#: heartbeat after the refusal reports more room than it had then.
+REFUSAL_SECONDS = 30.0
+
+
+class Refusals:
+    """Nodes that answered 507 to a write, remembered briefly so that placement and repair
+    try the next node instead of the same full one again.
+
+    A node's reported free space is a heartbeat old, and a node may refuse for reasons its
+    report does not show yet (space promised a moment ago to an upload that sends nothing,
+    a rendition being made). Such a node looks full — its free space counts as 0 in
+    :meth:`apply` — until a heartbeat after the refusal reports more free space than the
+    node reported when it refused, or ``seconds`` pass.
+    """
+
+    def __init__(self, seconds: float = REFUSAL_SECONDS) -> None:
+        self.seconds = seconds
+        self._refused: dict[str, tuple[float, float, int]] = {}  # id -> (at, until, free)
+
+    def refused(self, node: NodeInfo, now: float) -> None:
+        self._refused[node.node_id] = (now, now + self.seconds, node.free_bytes)
+
+    def __contains__(self, node_id: object) -> bool:
+        return node_id in self._refused
+
+    def apply(self, nodes: Iterable[NodeInfo], now: float) -> list[NodeInfo]:
+        """``nodes``, with those still remembered as full shown without free space."""
+        out: list[NodeInfo] = []
+        for node in nodes:
+            entry = self._refused.get(node.node_id)
+            if entry is not None:
+                at, until, free = entry
+                if now >= until or (node.last_heartbeat > at and node.free_bytes > free):
+                    del self._refused[node.node_id]  # room again (or time to ask again)
+                else:
+                    node = msgspec.structs.replace(node, free_bytes=0)
+            out.append(node)
+        return out

@@ -5,8 +5,10 @@ from __future__ import annotations
 import errno
 import hashlib
 import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING
 
 from slidestore.blobs.durable import write_all
 from slidestore.errors import (
@@ -18,10 +20,26 @@ from slidestore.errors import (
 from slidestore.uploads.checksums import ChunkChecksum
 from slidestore.uploads.state import UploadInfo
 
-if TYPE_CHECKING:
-    from slidestore.uploads.manager import UploadManager
-
 _DISK_FULL = frozenset({errno.ENOSPC, errno.EDQUOT})
+
+
+@dataclass(frozen=True, kw_only=True)
+class SessionLedger:
+    """What an :class:`Appender` needs from the store of upload sessions, and no more.
+
+    The session store (:class:`~slidestore.uploads.manager.UploadManager`) hands one to
+    each appender, so the appender never reaches back into the store (and the two modules
+    do not import each other). Both callables run with the upload's lock held.
+    """
+
+    data_path: Path
+    """The upload's data file."""
+    checkpoint_bytes: int
+    """A chunk without a chunk checksum is made durable every this many bytes."""
+    advance: Callable[[UploadInfo, int, hashlib._Hash | None], UploadInfo]
+    """Record that the bytes below an offset are fsynced; returns the new durable state."""
+    finish: Callable[[UploadInfo], UploadInfo]
+    """Complete the upload if every byte has arrived (else return it unchanged)."""
 
 
 class Appender:
@@ -37,13 +55,13 @@ class Appender:
 
     def __init__(
         self,
-        manager: UploadManager,
+        ledger: SessionLedger,
         info: UploadInfo,
         lock_fd: int,
         checksum: ChunkChecksum | None,
         file_hash: hashlib._Hash | None,
     ):
-        self._manager = manager
+        self._ledger = ledger
         self.info = info
         """The durable state: what a restart would find."""
         self._lock_fd: int | None = lock_fd
@@ -54,7 +72,7 @@ class Appender:
         self.position = info.offset
         self._data_fd: int | None = None
         if info.offset < info.length:
-            fd = os.open(manager.data_path(info.id), os.O_WRONLY)
+            fd = os.open(ledger.data_path, os.O_WRONLY)
             try:
                 # Bytes past the durable offset were never acknowledged: drop them.
                 os.ftruncate(fd, info.offset)
@@ -101,7 +119,7 @@ class Appender:
         self.position += n
         if (
             self._chunk_hash is None
-            and self.position - self.info.offset >= self._manager.checkpoint_bytes
+            and self.position - self.info.offset >= self._ledger.checkpoint_bytes
         ):
             self._persist()
 
@@ -124,7 +142,7 @@ class Appender:
                     f"upload {self.upload_id} stays at offset {self.info.offset}"
                 )
             self._persist()
-            return self._manager._finish_locked(self.info)
+            return self._ledger.finish(self.info)
         finally:
             self._close()
 
@@ -148,7 +166,7 @@ class Appender:
         if self.position == self.info.offset or self._data_fd is None:
             return
         os.fsync(self._data_fd)  # the bytes first, then the offset that vouches for them
-        self.info = self._manager._advance(self.info, self.position, self._file_hash)
+        self.info = self._ledger.advance(self.info, self.position, self._file_hash)
 
     def _truncate_back(self) -> None:
         if self._data_fd is not None:

@@ -45,10 +45,11 @@ from slidestore.errors import (
     UploadExpired,
     UploadNotFound,
     UploadOffsetMismatch,
+    UploadQuotaExceeded,
     UploadTooLarge,
 )
 from slidestore.uploads import state
-from slidestore.uploads.appender import Appender
+from slidestore.uploads.appender import Appender, SessionLedger
 from slidestore.uploads.checksums import ChunkChecksum, normalize_sha256
 from slidestore.uploads.grants import GrantIndex
 from slidestore.uploads.state import UploadInfo
@@ -91,7 +92,8 @@ class UploadManager:
     :class:`UploadNotFound`, as if the session did not exist); ``owner=None`` is an
     operator's view of every session. A session that has received no byte expires
     after ``idle_expiry_seconds`` (a promise of its whole length nobody uses), one that
-    has after ``expiry_seconds`` without a new byte.
+    has after ``expiry_seconds`` without a new byte. An owner holds at most
+    ``max_sessions_per_owner`` open (incomplete, unexpired) sessions at once.
     """
 
     def __init__(
@@ -104,6 +106,7 @@ class UploadManager:
         idle_expiry_seconds: int | None = None,
         validate: Callable[[Path], None] | None = validate_slide,
         checkpoint_bytes: int = 64 << 20,
+        max_sessions_per_owner: int | None = None,
         clock: Callable[[], float] = time.time,
     ):
         self.root = Path(root)
@@ -115,6 +118,7 @@ class UploadManager:
             else min(idle_expiry_seconds, expiry_seconds)
         )
         self.max_size = max_size
+        self.max_sessions_per_owner = max_sessions_per_owner
         self.validate = validate
         self.checkpoint_bytes = checkpoint_bytes
         """A long chunk without a chunk checksum is made durable every this many bytes."""
@@ -187,9 +191,8 @@ class UploadManager:
         finally:
             os.close(fd)  # releases the lock
 
-    def promised_bytes(self) -> int:
-        """Bytes the live upload sessions (of every process) may still write."""
-        total = 0
+    def _open_sessions(self) -> Iterator[UploadInfo]:
+        """The live (incomplete, unexpired) sessions of every process."""
         now = self.clock()
         for upload_id in self.ids():
             try:
@@ -197,8 +200,30 @@ class UploadManager:
             except SlidestoreError:
                 continue  # removed or being replaced meanwhile
             if not info.complete and now <= info.expires_at:
-                total += info.remaining
-        return total
+                yield info
+
+    def promised_bytes(self) -> int:
+        """Bytes the live upload sessions (of every process) may still write."""
+        return sum(info.remaining for info in self._open_sessions())
+
+    def _check_quota(self, owner: str, length: int, owner_bytes: int | None) -> None:
+        """Refuse a session beyond the owner's count of open sessions or byte allowance
+        (caller holds the creation lock, so two creations cannot both squeeze in)."""
+        if self.max_sessions_per_owner is None and owner_bytes is None:
+            return
+        held = [info for info in self._open_sessions() if info.owner == owner]
+        if self.max_sessions_per_owner is not None and len(held) >= self.max_sessions_per_owner:
+            raise UploadQuotaExceeded(
+                f"this token already holds {len(held)} open upload sessions, the most it "
+                f"may (finish or delete one, or let an unused one expire)"
+            )
+        if owner_bytes is not None:
+            total = sum(info.length for info in held) + length
+            if total > owner_bytes:
+                raise UploadQuotaExceeded(
+                    f"this token may upload {owner_bytes} bytes; its open sessions and this "
+                    f"one would hold {total}"
+                )
 
     def _recover(self) -> None:
         """Clear what a crash left half-made; under the creation lock, because another
@@ -252,6 +277,7 @@ class UploadManager:
         *,
         owner: str | None = None,
         single_use_until: float | None = None,
+        owner_bytes: int | None = None,
     ) -> UploadInfo:
         """A new upload of ``length`` bytes; its space is reserved now (or refused now).
 
@@ -259,7 +285,9 @@ class UploadManager:
         bytes completes at once (and, since no slide is empty, fails validation).
         ``owner`` binds the session to a token nonce; with ``single_use_until`` (the
         grant's expiry) that nonce makes this one session: :class:`GrantUsed` if it
-        already made one (recorded durably, across restarts).
+        already made one (recorded durably, across restarts). ``owner_bytes`` bounds the
+        lengths of the owner's open sessions together (:class:`UploadQuotaExceeded`, like
+        one session too many).
         """
         if isinstance(length, bool) or not isinstance(length, int) or length < 0:
             raise InvalidRequest(f"upload length must be a non-negative integer, got {length!r}")
@@ -269,6 +297,9 @@ class UploadManager:
             )
         declared = normalize_sha256(sha256) if sha256 is not None else None
         with self._creation_lock():
+            if owner is not None and single_use_until is None:
+                # (A single-use grant's one session of its one size is its whole quota.)
+                self._check_quota(owner, length, owner_bytes)
             self.blobs.space.check(length)
             upload_id = secrets.token_urlsafe(18)
             if owner is None or single_use_until is None:
@@ -355,7 +386,13 @@ class UploadManager:
                     if progress is not None and progress.offset == info.offset
                     else None
                 )
-            return Appender(self, info, fd, checksum, file_hash)
+            ledger = SessionLedger(
+                data_path=self.data_path(upload_id),
+                checkpoint_bytes=self.checkpoint_bytes,
+                advance=self._advance,
+                finish=self._finish_locked,
+            )
+            return Appender(ledger, info, fd, checksum, file_hash)
         except BaseException:
             os.close(fd)
             raise
@@ -435,7 +472,7 @@ class UploadManager:
             self._last_expire = now
         return self.expire()
 
-    # -- internals used by the Appender (lock held) ----------------------------------
+    # -- handed to each Appender as its SessionLedger (lock held) ---------------------
 
     def _advance(
         self, info: UploadInfo, offset: int, file_hash: hashlib._Hash | None

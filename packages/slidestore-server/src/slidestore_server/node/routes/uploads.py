@@ -23,8 +23,14 @@ Slidestore specifics:
   need a token with the same nonce (the same token, or a renewal of it: same nonce,
   later expiry) or ``admin``; for any other token the upload does not exist (404).
 - ``Upload-Metadata`` is at most :data:`MAX_METADATA_CHARS` characters (400 beyond).
+- One token (its nonce) holds at most ``upload_max_sessions_per_token`` open sessions,
+  and when it names a size, no more bytes in them together than that size (429
+  ``upload_quota``).
 - An upload that has received no byte expires after ``upload_idle_expiry_seconds``;
   one that has, ``upload_expiry_seconds`` after its last byte.
+- A body that sends no byte for ``upload_read_idle_seconds`` ends the request (408
+  ``body_read_timeout``): the bytes that arrived are kept (without a chunk checksum)
+  and the upload is unlocked, so a resume does not meet 423.
 """
 
 from __future__ import annotations
@@ -35,7 +41,7 @@ import contextlib
 import functools
 import logging
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from email.utils import formatdate
 from typing import Final
 
@@ -176,6 +182,28 @@ def _location(request: Request, upload_id: str) -> str:
 # -- receiving bytes ------------------------------------------------------------------
 
 
+class BodyIdle(Exception):
+    """No byte of the request body arrived for ``upload_read_idle_seconds``."""
+
+
+async def _idle_bounded(chunks: AsyncIterator[bytes], idle: float) -> AsyncIterator[bytes]:
+    """The body's chunks, ending in :class:`BodyIdle` when none arrives for ``idle`` s.
+
+    A client whose network died without closing the connection sends neither bytes nor a
+    disconnect: without this the request, and the upload's lock with it, would wait for
+    the operating system to give up on the socket (many minutes)."""
+    iterator = aiter(chunks)
+    while True:
+        try:
+            with anyio.fail_after(idle):
+                chunk = await anext(iterator)
+        except StopAsyncIteration:
+            return
+        except TimeoutError:
+            raise BodyIdle(f"no body byte arrived for {idle:g} s") from None
+        yield chunk
+
+
 async def _receive(
     request: Request,
     node: NodeState,
@@ -186,11 +214,12 @@ async def _receive(
 ) -> UploadInfo:
     """Stream the request body into the upload; returns its state after the chunk.
 
-    File writes and fsyncs run in worker threads. If the client goes away midway, the
-    bytes that arrived are kept (unless a chunk checksum can no longer be verified) and
-    :class:`ClientDisconnect` propagates.
+    File writes and fsyncs run in worker threads. If the client goes away midway (or goes
+    silent: :class:`BodyIdle`), every byte that arrived is kept and made durable — unless
+    a chunk checksum can no longer be verified — and the exception propagates.
     """
     appender = await run_in_threadpool(node.uploads.open_append, upload_id, offset, checksum, owner)
+    batch = bytearray()
     try:
         declared = request.headers.get("content-length")
         if declared is not None and _DIGITS.fullmatch(declared.strip()):
@@ -201,25 +230,39 @@ async def _receive(
                     f"upload {upload_id} declared {length} bytes; a {declared}-byte chunk "
                     f"at offset {offset} would go past it"
                 )
-        batch = bytearray()
-        async for chunk in request.stream():
+        idle = node.settings.upload_read_idle_seconds
+        async for chunk in _idle_bounded(request.stream(), idle):
             batch += chunk
             if len(batch) >= _BATCH:
                 await run_in_threadpool(appender.write, batch)
                 batch = bytearray()
         if batch:
             await run_in_threadpool(appender.write, batch)
+            batch = bytearray()
         return await run_in_threadpool(appender.commit)
     finally:
         if not appender.closed:
-            # Keep what arrived even when this task is being cancelled.
+            # Keep what arrived, the batch not yet written included, even when this task
+            # is being cancelled; abort fsyncs it before recording the new offset.
             with anyio.CancelScope(shield=True):
+                if batch:
+                    with contextlib.suppress(SlidestoreError):  # it closed the appender
+                        await run_in_threadpool(appender.write, batch)
                 await run_in_threadpool(appender.abort)
 
 
 def _disconnected() -> Response:
     # Nobody will read this; answering keeps Starlette from logging a 500.
     return error_response(400, "client_disconnected", "the client closed the connection mid-body")
+
+
+def _body_idle(exc: BodyIdle) -> Response:
+    return error_response(
+        408,
+        "body_read_timeout",
+        f"{exc}; the bytes received are kept: ask HEAD for the offset and resume",
+        headers={"Connection": "close"},
+    )
 
 
 # -- endpoints ------------------------------------------------------------------------
@@ -259,6 +302,7 @@ async def create(request: Request, node: NodeState) -> Response:
             sha256,
             owner=cap.nonce,
             single_use_until=cap.exp if cap.is_upload_grant else None,
+            owner_bytes=cap.size,
         )
     )
     location = _location(request, info.id)
@@ -267,6 +311,10 @@ async def create(request: Request, node: NodeState) -> Response:
             info = await _receive(request, node, info.id, 0, checksum, cap.nonce)
         except ClientDisconnect:
             return _disconnected()
+        except BodyIdle as exc:
+            response = _body_idle(exc)
+            response.headers["Location"] = location
+            return response
         except SlidestoreError as exc:
             # The upload exists (unless completing it failed): tell the client where.
             response = await slidestore_error_handler(request, exc)
@@ -312,6 +360,9 @@ async def patch(request: Request, node: NodeState) -> Response:
     except ClientDisconnect:
         log.info("upload interrupted", extra={"upload_id": upload_id})
         return _disconnected()
+    except BodyIdle as exc:
+        log.info("upload body went silent", extra={"upload_id": upload_id})
+        return _body_idle(exc)
     if info.blob_id:
         node.blob_arrived()
         log.info(
