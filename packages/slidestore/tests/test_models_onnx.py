@@ -5,6 +5,7 @@ loading and inference code on real slide pixels."""
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -246,6 +247,25 @@ def test_engine_run_writes_the_heatmap(analysis_client: Any, slide: Path, tmp_pa
         "translate": [0.0, 0.0],
     }
     assert result.provenance["params"]["model_path"] == str(model_path)
+
+
+@pytest.mark.slow
+def test_engine_reads_at_the_manifests_mpp(
+    analysis_client: Any, slide: Path, tmp_path: Path
+) -> None:
+    """The engine asks the model what to read (``input_for``): a network trained at twice
+    the slide's µm per pixel gets patches covering twice the level-0 pixels, so the heatmap
+    has a quarter of the cells and each cell spans 2 x 32 level-0 pixels."""
+    model_path = build_model(tmp_path / "tiny.onnx")
+    params = {
+        "model_path": str(model_path),
+        "manifest": msgspec.to_builtins(manifest(target_mpp=2 * 0.499)),
+    }
+    result = analysis.run("onnx", open_slide(slide), params, client=analysis_client, progress=False)
+    transform = result.arrays["heatmap"].attrs["level0_transform"]
+    assert transform["scale"] == pytest.approx([2 * PATCH, 2 * PATCH], rel=0.01)
+    heatmap = np.asarray(result.arrays["heatmap"][...])
+    assert heatmap.shape[:2] == (math.ceil(150 / 64), math.ceil(200 / 64))
 
 
 @pytest.mark.slow

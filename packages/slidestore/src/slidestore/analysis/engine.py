@@ -35,7 +35,7 @@ from slidestore.analysis.planning import (
     tissue_plan_mask,
 )
 from slidestore.analysis.provenance import file_sha256
-from slidestore.analysis.registry import decode_params, resolve_model
+from slidestore.analysis.registry import decode_params, input_spec, resolve_model
 from slidestore.analysis.result import AnalysisResult
 from slidestore.analysis.sources import LocalSpec, RemoteSpec, SourceSpec, spec_for
 from slidestore.analysis.tasks import TileError, run_tiles
@@ -202,13 +202,14 @@ def run(
     spec = spec_for(slide)
     source = spec.open() if isinstance(spec, LocalSpec) else _client_side_source(spec)
     area = check_region(source, region)
-    read = choose_read(source, resolved.input, area[2] * area[3])
+    inputs = input_spec(resolved, decoded)
+    read = choose_read(source, inputs, area[2] * area[3])
     mask = None
     tissue_fraction = None
-    if resolved.input.tissue_only and not resolved.input.whole_image:
+    if inputs.tissue_only and not inputs.whole_image:
         mask = tissue_plan_mask(source)
         tissue_fraction = float(mask[0].mean())
-    jobs = plan_tiles(read, resolved.input, area, mask)
+    jobs = plan_tiles(read, inputs, area, mask)
     dask = client if client is not None else default_client()
     # A big local file takes seconds to hash: do it while the workers run the tiles.
     hashing = ThreadPoolExecutor(1, thread_name_prefix="slidestore-hash")
@@ -218,9 +219,7 @@ def run(
     if progress and dask.dashboard_link:
         print(f"slidestore.analysis: Dask dashboard at {dask.dashboard_link}", file=sys.stderr)
     try:
-        outputs, counts = _execute(
-            dask, resolved, decoded, spec, read, jobs, resolved.input.overlap, bar
-        )
+        outputs, counts = _execute(dask, resolved, decoded, spec, read, jobs, inputs.overlap, bar)
     finally:
         if bar is not None:
             bar.close()
@@ -229,7 +228,7 @@ def run(
         height=source.height,
         mpp=source.mpp,
         read_downsample=read.downsample,
-        tile_size=resolved.input.tile_size,
+        tile_size=inputs.tile_size,
         plan=tuple((round(j.ox * read.downsample), round(j.oy * read.downsample)) for j in jobs),
         tissue_fraction=tissue_fraction,
     )
@@ -240,7 +239,7 @@ def run(
         round(area[0] // read.downsample * read.downsample),
         round(area[1] // read.downsample * read.downsample),
     )
-    arrays = _arrays_group(reduced, resolved.input.tile_size * read.downsample, origin, arrays_path)
+    arrays = _arrays_group(reduced, inputs.tile_size * read.downsample, origin, arrays_path)
     provenance = {
         "model": {"name": resolved.name, "version": resolved.version},
         "params": msgspec.to_builtins(decoded),

@@ -147,3 +147,8 @@ class Model(Protocol[P]):
     def reduce(self, outputs: list[TileOutput], slide: SlideContext, params: P) -> Reduced:
         """``outputs`` ordered by ``ctx.index``."""
         ...
+
+    # Optional, looked up with getattr (a Protocol member would make every model define
+    # them): ``check(params) -> None`` refuses params before planning (files that do not
+    # exist, shapes that do not fit); ``input_for(params) -> InputSpec`` replaces
+    # ``input`` when what to read depends on the params (the onnx manifest's mpp, patch).

@@ -13,7 +13,7 @@ from typing import Any
 import msgspec
 
 from slidestore.analysis.errors import AnalysisError, BadParams, UnknownModel
-from slidestore.analysis.model import Model
+from slidestore.analysis.model import InputSpec, Model
 
 __all__ = ["ENTRY_POINT_GROUP", "decode_params", "get_model", "models", "params_schema"]
 
@@ -89,3 +89,13 @@ def params_schema(model: str | Model[Any]) -> dict[str, Any]:
     """The JSON schema of a model's params (what a portal form or an API publishes)."""
     schema: dict[str, Any] = msgspec.json.schema(resolve_model(model).params_type)
     return schema
+
+
+def input_spec(model: Model[Any], params: msgspec.Struct) -> InputSpec:
+    """What the engine reads for this run: ``model.input``, unless the model derives it
+    from its params (an ONNX classifier reads at its manifest's mpp and patch size)."""
+    derive = getattr(model, "input_for", None)
+    if derive is None:
+        return model.input
+    spec: InputSpec = derive(params)
+    return spec
