@@ -20,6 +20,7 @@ from slidestore.analysis.testing import STATS, TileStatsModel
 from slidestore.blobs.scrub import hash_file
 from slidestore.errors import OutOfBounds, SlidestoreError
 from slidestore.testing import sample_slide_path
+from slidestore.testing.qc_slide import write_array_svs
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -155,6 +156,22 @@ def test_bad_params_and_unsuitable_slides_are_named(small: Path, analysis_client
     deep = TileStatsModel(input=InputSpec(level=7))
     with pytest.raises(SlideUnsuitable, match="level 7"):
         analysis.run(deep, str(small), client=analysis_client)
+
+
+def test_a_slide_without_a_scale_is_refused_by_models_that_need_one(tmp_path: Path) -> None:
+    """``qc`` measures in µm: a slide that records no mpp is refused by name before any
+    work is planned; a model reading a fixed level still runs on it."""
+    pixels = np.full((300, 400, 3), 230, np.uint8)
+    pixels[100:200, 100:300] = (150, 60, 140)
+    unscaled = write_array_svs(tmp_path / "unscaled.svs", pixels, mpp=None)
+    with open_slide(unscaled) as slide:
+        assert slide.metadata.mpp_x is None
+    with pytest.raises(SlideUnsuitable, match="microns per pixel") as caught:
+        analysis.run("qc", open_slide(unscaled), progress=False)
+    assert isinstance(caught.value, ValueError)
+    assert isinstance(caught.value, SlidestoreError)
+    with pytest.raises(SlideUnsuitable, match="microns per pixel"):
+        analysis.run(TileStatsModel(input=InputSpec(target_mpp=2.0)), unscaled, progress=False)
 
 
 def test_models_are_picklable_dataclasses() -> None:

@@ -154,11 +154,12 @@ def write_array_svs(
     path: str | os.PathLike[str],
     pixels: RGB,
     *,
-    mpp: float = 0.499,
+    mpp: float | None = 0.499,
     tile_size: int = 256,
     quality: int = 90,
 ) -> Path:
-    """Write ``pixels`` (level 0, RGB) as a tiled JPEG Aperio SVS OpenSlide opens.
+    """Write ``pixels`` (level 0, RGB) as a tiled JPEG Aperio SVS OpenSlide opens
+    (``mpp=None``: without a scale).
 
     Pages in Aperio's order: level 0, a stripped thumbnail, then 4x-smaller levels (box
     filtered). Only for small slides: the whole array is in memory.
@@ -168,7 +169,9 @@ def write_array_svs(
     height, width = pixels.shape[:2]
     sizes = level_sizes(width, height, tile_size)
     head = f"{width}x{height} [0,0 {width}x{height}] ({tile_size}x{tile_size})"
-    pairs = f"AppMag = 20|MPP = {mpp:.4f}|Title = slidestore qc slide"
+    # No MPP pair at all when ``mpp`` is None: a slide that does not record its scale.
+    scale = "" if mpp is None else f"|MPP = {mpp:.4f}"
+    pairs = f"AppMag = 20{scale}|Title = slidestore qc slide"
     levels = [pixels]
     for w, h in sizes[1:]:
         previous = levels[-1][: h * LEVEL_STEP, : w * LEVEL_STEP]
