@@ -45,7 +45,7 @@ def _authorize(request: Request, blob_id: str) -> None:
     require(request, Operation.READ, blob_id)
 
 
-def _digest(text: str) -> str:
+def stable_digest(text: str) -> str:
     """A short digest that is the same in every process (``hash()`` of a str is salted
     per process, so ETags built from it changed on restarts and between nodes)."""
     return hashlib.blake2b(text.encode(), digest_size=8).hexdigest()
@@ -71,7 +71,7 @@ async def info(request: Request) -> Response:
         request,
         _encoder.encode(document),
         media,
-        f"{blob_id}-iiif-info-{RENDER_VERSION}-{_digest(document['id'])}",
+        f"{blob_id}-iiif-info-{RENDER_VERSION}-{stable_digest(document['id'])}",
         max_age=node.settings.cache_max_age,
         headers={**_CORS, "Vary": "Accept"},
     )
