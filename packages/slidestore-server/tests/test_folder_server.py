@@ -77,10 +77,17 @@ def folder(tmp_path_factory: pytest.TempPathFactory, generated_svs: Path) -> Pat
 def served(folder: Path) -> Iterator[Served]:
     env = {k: v for k, v in os.environ.items() if k != "SLIDESTORE_SECRET"}
     env["SLIDESTORE_RESCAN_SECONDS"] = "0"  # see a changed file at once
+    env["SLIDESTORE_CACHE_DIR"] = str(folder.parent / "serve-cache")
     url, proc = start(folder, env=env)
     try:
         wait_http(url + "/", proc=proc, timeout=60)
         ids = {rel: expected_id(folder, rel) for rel in ("generated.svs", "cases/a/sample.svs")}
+        # Prerendered levels go to the cache directory, never beside the slides.
+        deadline = time.monotonic() + 60
+        renditions = folder.parent / "serve-cache" / "renditions"
+        while not (renditions / ids["generated.svs"]).is_dir() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert (renditions / ids["generated.svs"]).is_dir()
         yield Served(url, folder, proc, ids)
     finally:
         proc.send_signal(signal.SIGKILL)
@@ -95,6 +102,15 @@ def test_index_lists_the_slides_by_stable_id_and_skips_other_files(served: Serve
         assert f'href="/view/{sid}"' in page.text
         assert f"/slides/{sid}/thumbnail?size=256" in page.text
     assert "notes.txt" not in page.text
+    # Read-only, no copy: the folder holds exactly what the test put there.
+    assert sorted(str(p.relative_to(served.folder)) for p in served.folder.rglob("*")) == [
+        "cases",
+        "cases/a",
+        "cases/a/sample.svs",
+        "cases/broken.svs",
+        "generated.svs",
+        "notes.txt",
+    ]
     thumb = httpx.get(f"{served.url}/slides/{served.ids['generated.svs']}/thumbnail?size=256")
     assert thumb.status_code == 200 and thumb.headers["content-type"] == "image/jpeg"
     viewer = httpx.get(f"{served.url}/view/{served.ids['cases/a/sample.svs']}")
@@ -175,6 +191,7 @@ def test_a_changed_file_gets_a_new_id_without_a_restart(
 
 def test_off_loopback_the_secret_and_read_tokens_are_required(folder: Path) -> None:
     env = {k: v for k, v in os.environ.items() if k != "SLIDESTORE_SECRET"}
+    env["SLIDESTORE_PRERENDER"] = "false"
     _, refused = start(folder, "--host", "0.0.0.0", env=env)
     out, _ = refused.communicate(timeout=60)
     assert refused.returncode == 2

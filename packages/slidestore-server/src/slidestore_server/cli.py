@@ -67,6 +67,12 @@ def main(argv: list[str] | None = None) -> int:
     folder.add_argument("--port", type=int, default=8780)
     folder.add_argument("--workers", type=int, default=1)
     folder.add_argument("--viewer-dir", default=None, help="OpenSeadragon's build directory")
+    folder.add_argument(
+        "--cache-dir", default=None, help="prerendered levels (default: the user's cache)"
+    )
+    folder.add_argument(
+        "--no-prerender", action="store_true", help="render derived levels only on demand"
+    )
     folder.add_argument("--log-level", default="warning")
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["demo"]:
@@ -158,6 +164,10 @@ def _serve_folder(parser: argparse.ArgumentParser, args: argparse.Namespace) -> 
     )
     if args.viewer_dir:
         os.environ["SLIDESTORE_VIEWER_DIR"] = args.viewer_dir
+    if args.cache_dir:
+        os.environ["SLIDESTORE_CACHE_DIR"] = args.cache_dir
+    if args.no_prerender:
+        os.environ["SLIDESTORE_PRERENDER"] = "false"
     url = f"http://{args.host}:{args.port}/"
     count = len(scan(root))
     print(f"serving {count} slides from {root} (read-only) at {url}", flush=True)

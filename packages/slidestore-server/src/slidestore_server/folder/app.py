@@ -26,6 +26,7 @@ from slidestore_server.folder.index import FolderIndex
 from slidestore_server.folder.settings import FolderSettings
 from slidestore_server.node.fastpath import TileFastPath
 from slidestore_server.node.render_budget import RenderBudget
+from slidestore_server.node.renditions import Prerenderer
 from slidestore_server.node.routes import deepzoom, iiif, slides, zarr
 from slidestore_server.node.routes.common import blob_id_param
 from slidestore_server.node.slides import SlideCache
@@ -76,6 +77,13 @@ def _path_token(scope: dict) -> bool:  # type: ignore[type-arg]
 
 def create_app(settings: FolderSettings) -> Starlette:
     index = FolderIndex(settings.serve_root, rescan_seconds=settings.rescan_seconds)
+    # The node's prerenderer, over the folder (it needs ``ids()`` and ``path(id)``).
+    renditions = Prerenderer(
+        index,  # type: ignore[arg-type]
+        settings.renditions_dir(),
+        threads=settings.prerender_threads,
+        enabled=settings.prerender,
+    )
     state = FolderState(
         settings=settings,
         index=index,
@@ -83,6 +91,7 @@ def create_app(settings: FolderSettings) -> Starlette:
             index,  # type: ignore[arg-type]  (only ``path(id)`` is used)
             max_open=settings.open_slides,
             cache_bytes=settings.tile_cache_bytes,
+            renditions=renditions if settings.prerender else None,
         ),
         render_budget=RenderBudget(
             settings.iiif_render_budget_bytes, settings.iiif_render_wait_seconds
@@ -115,9 +124,11 @@ def create_app(settings: FolderSettings) -> Starlette:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        renditions.start()
         try:
             yield
         finally:
+            renditions.stop()
             state.slides.close()
 
     routes: list[BaseRoute] = [

@@ -103,5 +103,11 @@ class FolderIndex:
             raise BlobNotFound(f"no slide {slide_id} in the served folder (moved or changed?)")
         return found
 
+    def ids(self) -> list[str]:
+        """Every slide id (what the prerenderer walks; it drops renditions of the others)."""
+        self.refresh()
+        with self._lock:
+            return list(self._slides)
+
     def path(self, slide_id: str) -> Path:
         return self.get(slide_id).path
