@@ -135,6 +135,13 @@ def load(session: nox.Session) -> None:
 
 
 @nox.session(python=PYTHON)
+def load_folder(session: nox.Session) -> None:
+    """wrk tiles/s: ``slidestore-server serve DIR`` vs a node on the same slide."""
+    sync(session, "dev")
+    session.run("python", "benchmarks/load/folder_vs_node.py", *session.posargs)
+
+
+@nox.session(python=PYTHON)
 def faults(session: nox.Session) -> None:
     """The randomized cluster fault run, long: ``nox -s faults -- [SECONDS] [SEED]``
     (default 600 s, a random seed; the seed is printed). Both databases."""

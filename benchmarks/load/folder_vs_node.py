@@ -8,17 +8,20 @@ Both servers run 2 uvicorn workers (httptools + uvloop) on one generated slide: 
 holds it as a blob (and prerenders its Deep Zoom levels, as after every upload), the folder
 server reads it in place through a symlink. Two wrk runs per server, each after an identical
 discarded warm-up: the deepest Deep Zoom level only (native tiles, passed through by both)
-and the viewer-like mix of ``run_load.py`` (60/25/10/5 over the levels; levels between the
-scanner's are prerendered on the node, rendered and cached on the folder server). The node
-gets a read token, the folder server on loopback none.
+and the viewer-like mix of ``run_load.py`` (60/25/10/5 over the levels; both prerender the
+levels between the scanner's before the runs, the folder server into its cache directory).
+The node gets a read token, the folder server on loopback none. Numbers swing with whatever
+else runs on the machine: compare the ratio, from one run.
 """
 
 from __future__ import annotations
 
 import argparse
+import random
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 from run_load import (
@@ -35,6 +38,7 @@ from run_load import (
 import slidestore
 from slidestore.blobs import BlobStore
 from slidestore.protocols.deepzoom import DeepZoom
+from slidestore.protocols.deepzoom.prerender import is_complete
 from slidestore.testing import cached_svs
 from slidestore.tokens import Operation, mint
 from slidestore_server.folder.index import scan
@@ -70,10 +74,11 @@ def main() -> int:
         scripts: dict[tuple[str, str], Path] = {}
         for name, template in templates.items():
             mixed = tile_paths(level_tiles, template, count=PATHS_PER_SERVER, seed=SEED)
-            native_only = [level_tiles[deepest]] * len(level_tiles)  # every draw: deepest size
+            cols, rows = level_tiles[deepest]
+            rng = random.Random(SEED)
             native = [
-                p.replace(f"_files/{p.split('_files/')[1].split('/')[0]}/", f"_files/{deepest}/")
-                for p in tile_paths(native_only, template, count=PATHS_PER_SERVER, seed=SEED)
+                template.format(level=deepest, col=rng.randrange(cols), row=rng.randrange(rows))
+                for _ in range(PATHS_PER_SERVER)
             ]
             scripts[name, "native"] = write_lua(native, work / f"{name}-native.lua", SEED)
             scripts[name, "mix"] = write_lua(mixed, work / f"{name}-mix.lua", SEED)
@@ -103,6 +108,13 @@ def main() -> int:
             node.start(timeout=60)
             wait_prerendered(node.url, blob_id, token, slide_path.stat().st_size)
             wait_http(folder_url + "/", proc=served, timeout=60)
+            rendition = work / "cache" / "renditions" / folder_id
+            deadline = time.monotonic() + 900
+            while not any(is_complete(d) for d in rendition.glob("*")):
+                if time.monotonic() > deadline:
+                    raise SystemExit("the folder server did not prerender within 900 s")
+                time.sleep(1)
+            print("folder server prerendered too")
             for (name, kind), script in scripts.items():
                 url = node.url if name == "node" else folder_url
                 kwargs = {"threads": args.threads, "connections": args.connections}

@@ -91,7 +91,10 @@ def _smooth_noise(rng: np.random.Generator, side: int, cell: int) -> npt.NDArray
     i = position.astype(np.int64)
     t = position - i
     rows = coarse[i] * (1 - t)[:, None] + coarse[i + 1] * t[:, None]
-    return rows[:, i] * (1 - t)[None, :] + rows[:, i + 1] * t[None, :]
+    smooth: npt.NDArray[np.float32] = (
+        rows[:, i] * (1 - t)[None, :] + rows[:, i + 1] * t[None, :]
+    ).astype(np.float32)
+    return smooth
 
 
 def _draw_tissue(rng: np.random.Generator) -> npt.NDArray[np.uint8]:
@@ -104,7 +107,7 @@ def _draw_tissue(rng: np.random.Generator) -> npt.NDArray[np.uint8]:
     stroma = np.array([232, 150, 190], np.float32)
     nucleus = np.array([95, 60, 150], np.float32)
     shade = 0.75 + 0.35 * _smooth_noise(rng, side, 48)[..., None]
-    image = np.clip(stroma * shade, 0, 255)
+    image: npt.NDArray[np.float32] = np.clip(stroma * shade, 0, 255).astype(np.float32)
     # Nuclei: small dark ellipses, denser in patches.
     density = _smooth_noise(rng, side, 128)
     for cy, cx in rng.integers(8, side - 8, size=(9000, 2)):
@@ -115,5 +118,6 @@ def _draw_tissue(rng: np.random.Generator) -> npt.NDArray[np.uint8]:
         yy, xx = np.ogrid[-ry : ry + 1, -rx : rx + 1]
         window[(yy / ry) ** 2 + (xx / rx) ** 2 <= 1] = nucleus * (0.85 + 0.3 * rng.random())
     image[~tissue] = _GLASS
-    grain = rng.normal(0, 4, size=image.shape).astype(np.float32)
-    return np.clip(image + grain, 0, 255).astype(np.uint8)
+    grain = rng.normal(0.0, 4.0, size=image.shape).astype(np.float32)
+    pixels: npt.NDArray[np.uint8] = np.clip(image + grain, 0, 255).astype(np.uint8)
+    return pixels
