@@ -105,9 +105,9 @@ def main() -> int:
         folder_url = f"http://127.0.0.1:{port}"
         results: dict[tuple[str, str], float] = {}
         try:
-            node.start(timeout=60)
+            node.start(timeout=300)
             wait_prerendered(node.url, blob_id, token, slide_path.stat().st_size)
-            wait_http(folder_url + "/", proc=served, timeout=60)
+            wait_http(folder_url + "/", proc=served, timeout=300)
             rendition = work / "cache" / "renditions" / folder_id
             deadline = time.monotonic() + 900
             while not any(is_complete(d) for d in rendition.glob("*")):
