@@ -99,6 +99,8 @@ def main() -> int:
                 str(port),
                 "--workers",
                 "2",
+                "--cache-dir",
+                str(work / "cache"),
             ],
             stdout=subprocess.DEVNULL,
         )
