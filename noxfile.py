@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import os
 import random
+import sys
 
 import nox
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import run as bootstrap  # run.py beside this file: the chromium set-up
 
 nox.options.default_venv_backend = "uv"
 nox.options.reuse_existing_virtualenvs = True
@@ -43,6 +47,9 @@ def frontend(session: nox.Session) -> None:
 @nox.session(python=PYTHON)
 def tests(session: nox.Session) -> None:
     """The whole default test suite (library, server, portal, cross-package)."""
+    # The portal's browser test drives Debian's chromium: install it or stop before anything.
+    if (problem := bootstrap.ensure_chromium()) is not None:
+        session.error(problem)
     sync(session, "dev")
     frontend(session)
     # Two xdist workers, a test file per worker at a time: most of the suite waits on real
@@ -125,6 +132,13 @@ def load(session: nox.Session) -> None:
     """wrk load test: node vs the DeepZoom baseline and the HTTP ceiling; tus upload speed."""
     sync(session, "dev")
     session.run("python", "benchmarks/load/run_load.py", *session.posargs)
+
+
+@nox.session(python=PYTHON)
+def load_folder(session: nox.Session) -> None:
+    """wrk tiles/s: ``slidestore-server serve DIR`` vs a node on the same slide."""
+    sync(session, "dev")
+    session.run("python", "benchmarks/load/folder_vs_node.py", *session.posargs)
 
 
 @nox.session(python=PYTHON)

@@ -11,7 +11,9 @@ each session's environment from ``uv.lock``.
 
 from __future__ import annotations
 
+import enum
 import os
+import shutil
 import subprocess
 import sys
 import venv
@@ -34,6 +36,59 @@ def ensure_tools() -> None:
         [str(BIN / "python"), "-m", "pip", "install", "--quiet", *REQUIREMENTS], check=True
     )
     marker.write_text(wanted)
+
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_HINT = (
+    "the portal's browser test needs Debian's chromium at /usr/bin/chromium: "
+    "run `sudo apt-get install -y chromium` (as root: `apt-get install -y chromium`), then again"
+)
+
+
+class ChromiumAction(enum.Enum):
+    NOTHING = "nothing"
+    INSTALL_AS_ROOT = "install as root"
+    INSTALL_WITH_SUDO = "install with sudo"
+    STOP = "stop"
+
+
+def chromium_action(*, present: bool, root: bool, passwordless_sudo: bool) -> ChromiumAction:
+    """What the test command does about the browser test's chromium."""
+    if present:
+        return ChromiumAction.NOTHING
+    if root:
+        return ChromiumAction.INSTALL_AS_ROOT
+    if passwordless_sudo:
+        return ChromiumAction.INSTALL_WITH_SUDO
+    return ChromiumAction.STOP
+
+
+def _passwordless_sudo() -> bool:
+    if shutil.which("sudo") is None:
+        return False
+    probe = subprocess.run(["sudo", "-n", "true"], capture_output=True, check=False)
+    return probe.returncode == 0
+
+
+def ensure_chromium(path: Path = CHROMIUM) -> str | None:
+    """Install Debian's chromium when it is missing and this user can (root or passwordless
+    sudo); else the one line saying what to install (the tests must not start then)."""
+    present = path.exists()
+    root = not present and hasattr(os, "geteuid") and os.geteuid() == 0
+    sudo = not present and not root and _passwordless_sudo()
+    action = chromium_action(present=present, root=root, passwordless_sudo=sudo)
+    if action is ChromiumAction.NOTHING:
+        return None
+    if action is ChromiumAction.STOP:
+        return CHROMIUM_HINT
+    prefix = ["sudo", "-n"] if action is ChromiumAction.INSTALL_WITH_SUDO else []
+    install = [*prefix, "apt-get", "install", "-y", "chromium"]
+    print(f"installing Debian's chromium for the browser test: {' '.join(install)}")
+    # A stale package index makes the install fail; refresh it once and retry.
+    if subprocess.run(install, check=False).returncode != 0:
+        subprocess.run([*prefix, "apt-get", "update"], check=False)
+        subprocess.run(install, check=False)
+    return None if path.exists() else f"installing chromium failed; {CHROMIUM_HINT}"
 
 
 def main(argv: list[str]) -> int:

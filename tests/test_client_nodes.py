@@ -241,6 +241,7 @@ def test_remote_slide_matches_the_local_file(
             remote.read_region((w + 10, 0), 0, (10, 10))
         thumb = remote.thumbnail(128)
         assert thumb.dtype == np.uint8 and max(thumb.shape[:2]) == 128 and thumb.shape[2] == 3
+    assert_lists_like_the_local_one(stub, slide_copy, two_nodes[1], blob_id)
 
 
 def test_pyramid_read_survives_kill_of_the_replica_being_read(
@@ -338,6 +339,45 @@ def test_async_client_reads_the_same_pixels(
     with slidestore.open_slide(slide_copy) as local:
         assert np.array_equal(pixels, local.read_region((512, 256), 0, (400, 300)))
         assert levels == len(open_pyramid(local).levels)
+
+
+def assert_lists_like_the_local_one(
+    stub: StubCoordinator, slide_copy: Path, node: NodeProcess, blob_id: str
+) -> None:
+    """Notebooks and napari list groups: keys, members and tree come from a replica."""
+
+    async def local_keys(store: Any) -> tuple[list[str], list[str], list[str]]:
+        everything = [k async for k in store.list()]
+        level0 = [k async for k in store.list_prefix("0/")]
+        top = [k async for k in store.list_dir("")]
+        return everything, level0, top
+
+    with connect(stub.url, client_token()) as cluster, slidestore.open_slide(slide_copy) as local:
+        remote = cluster.open(blob_id)
+        expected = asyncio.run(local_keys(local.pyramid.store))
+        assert asyncio.run(local_keys(remote.store)) == expected
+        assert "zarr.json" in expected[0] and "0/c/0/0/0" in expected[0]
+        group = zarr.open_group(remote.store, mode="r", zarr_format=3)
+        local_group = zarr.open_group(local.pyramid.store, mode="r", zarr_format=3)
+        names = sorted(name for name, _ in group.members())
+        assert names == sorted(name for name, _ in local_group.members())
+        assert names == [str(i) for i in range(len(local.pyramid.levels))]
+        assert sorted(remote.pyramid.array_keys()) == names
+        assert str(group.tree()) == str(local_group.tree())
+    # The listing is a read of this blob: a read token for another blob is refused.
+    other = tokens.mint(SECRET, ops={Operation.READ}, blob="ab" * 32, ttl=600)
+    refused = httpx.get(
+        f"{node.url}/zarr/{blob_id}",
+        params={"list": "dir", "prefix": ""},
+        headers={"Authorization": f"Bearer {other}"},
+    )
+    assert refused.status_code == 403
+    bad = httpx.get(
+        f"{node.url}/zarr/{blob_id}",
+        params={"list": "everything"},
+        headers={"Authorization": f"Bearer {client_token(Operation.READ)}"},
+    )
+    assert bad.status_code == 400 and bad.json()["error"]
 
 
 def test_open_by_node_urls_without_coordinator(

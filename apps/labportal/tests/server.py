@@ -38,7 +38,7 @@ class ServerProcess:
         with log.open("wb") as out:
             process = subprocess.Popen(command, env=environ, stdout=out, stderr=subprocess.STDOUT)
         server = cls(f"http://127.0.0.1:{port}", process, log)
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 90  # migrations on a loaded 2-core machine
         while time.monotonic() < deadline:
             if process.poll() is not None:
                 raise RuntimeError(f"portal exited: {log.read_text()[-3000:]}")

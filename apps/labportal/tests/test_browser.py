@@ -1,14 +1,24 @@
 """End to end in Debian's chromium (playwright): a coordinator and two nodes, the portal,
 two users. Register, team, invitation, case, upload a real slide through the page (tus to
 the node), real tiles in the viewer (still loading after the first read token expired: the
-page renews it), an annotation that survives a reload, and another team's case refused.
+page renews it), an annotation that survives a reload, a region exported from the viewer
+(PNG and TIFF), the original downloaded from the material page (only by a role that may see
+labels), a stock OpenSeadragon IIIF viewer on another origin following the capability-in-path
+``id``, and another team's case refused.
 """
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import hashlib
+import http.server
+import shutil
 import statistics
+import threading
 import time
 from collections.abc import Iterator
+from io import BytesIO
 from pathlib import Path
 from urllib.parse import parse_qs, urlparse
 
@@ -16,6 +26,7 @@ import httpx
 import pytest
 
 from slidestore import tokens
+from slidestore.testing.paths import sample_slide_path
 from slidestore.tokens import Operation
 from slidestore_server.testing import CoordinatorProcess, NodeProcess
 
@@ -23,7 +34,10 @@ from .helpers import PASSWORD
 from .server import ServerProcess
 
 CHROMIUM = Path("/usr/bin/chromium")
-SLIDE = Path(__file__).resolve().parents[4] / "shared" / "data" / "CMU-1-Small-Region.svs"
+SLIDE = sample_slide_path()
+OPENSEADRAGON = (
+    Path(__file__).resolve().parents[1] / "frontend/node_modules/openseadragon/build/openseadragon"
+)
 SECRET = tokens.new_secret()
 VIEW_TOKEN_TTL = 4  # seconds: the test outlives several tokens
 ARGS = [
@@ -150,8 +164,6 @@ def test_portal_in_a_browser(portal_url: str) -> None:
             )
             alice.wait_for_timeout(2000)  # tiles fade in
             shot = alice.locator("#osd").screenshot()
-            from io import BytesIO
-
             from PIL import Image
 
             pixels = list(Image.open(BytesIO(shot)).convert("L").getdata())
@@ -205,8 +217,117 @@ def test_portal_in_a_browser(portal_url: str) -> None:
             )
             assert remaining == 0
 
+            _export_from_the_viewer(alice)
+            material_page = alice.url.removesuffix("/view")
+            _download_the_original(alice, bob, material_page)
+            _iiif_in_a_stock_viewer_on_another_origin(alice, material_page)
+
             # Alice is not in Bob's team: his case does not exist for her.
             response = alice.goto(bob_case)
             assert response is not None and response.status == 404
         finally:
             browser.close()
+
+
+def _export_from_the_viewer(page) -> None:  # type: ignore[no-untyped-def]
+    """Anyone who may view exports what is in view: PNG as on screen, TIFF at level 1."""
+    from PIL import Image
+
+    for level, fmt, magic in (("auto", "png", b"\x89PNG"), ("1", "tiff", b"II*\x00")):
+        page.select_option("#export-level", level)
+        page.select_option("#export-format", fmt)
+        with page.expect_download(timeout=60_000) as info:
+            page.click("#export-view")
+        download = info.value
+        assert download.suggested_filename.endswith(f".{fmt}"), download.suggested_filename
+        data = Path(download.path()).read_bytes()
+        assert data.startswith(magic), data[:8]
+        with Image.open(BytesIO(data)) as image:
+            assert image.width > 16 and image.height > 16
+            assert statistics.pvariance(list(image.convert("L").getdata())) > 10
+    assert not page.locator("#error").text_content()
+
+
+def _download_the_original(alice, bob, material_page: str) -> None:  # type: ignore[no-untyped-def]
+    """The owner may have the file (labels are for admins here); a plain member may not."""
+    alice.goto(material_page)
+    link = alice.locator("#download-original")
+    expect_visible(link)
+    with alice.expect_download(timeout=60_000) as info:
+        link.click()
+    got = hashlib.sha256(Path(info.value.path()).read_bytes()).hexdigest()
+    assert got == hashlib.sha256(SLIDE.read_bytes()).hexdigest()
+    bob.goto(material_page)
+    bob.wait_for_function("() => document.querySelector('#facts dt')", timeout=20_000)
+    assert bob.locator("#download").is_hidden()
+    refused = bob.request.get(
+        material_page.replace("/materials/", "/api/materials/") + "/download", max_redirects=0
+    )
+    assert refused.status == 403, refused.text()
+
+
+def expect_visible(locator) -> None:  # type: ignore[no-untyped-def]
+    from playwright.sync_api import expect
+
+    expect(locator).to_be_visible(timeout=20_000)
+
+
+def _iiif_in_a_stock_viewer_on_another_origin(page, material_page: str) -> None:  # type: ignore[no-untyped-def]
+    """OpenSeadragon's IIIF tile source follows info.json's ``id`` (no query string): with
+    the read token in the service path, every tile loads, cross-origin."""
+    material = material_page.rsplit("/", 1)[1]
+    ticket = page.evaluate(
+        """async (id) => {
+            const csrf = document.querySelector('meta[name="csrf-token"]').content;
+            const r = await fetch(`/api/materials/${id}/view`,
+                                  {method: "POST", headers: {"X-CSRF-Token": csrf}});
+            return await r.json();
+        }""",
+        material,
+    )
+    node = ticket["dzi_urls"][0].split("/slides/")[0]
+    token = tokens.mint(SECRET, ops={Operation.READ}, blob=ticket["blob_id"], ttl=300)
+    info = f"{node}/iiif/3/t/{token}/{ticket['blob_id']}/info.json"
+    with _static_site(info) as url:
+        tiles: list[int] = []
+        page.on(
+            "response",
+            lambda r: (
+                tiles.append(r.status) if "/iiif/3/" in r.url and "/default." in r.url else None
+            ),
+        )
+        page.goto(url)
+        page.wait_for_function(
+            "() => window.viewer && viewer.world.getItemCount() === 1"
+            " && viewer.world.getItemAt(0).getFullyLoaded()",
+            timeout=60_000,
+        )
+        assert tiles and all(status == 200 for status in tiles), tiles
+        assert page.evaluate("viewer.world.getItemAt(0).source.id") == info.removesuffix(
+            "/info.json"
+        )
+
+
+@contextlib.contextmanager
+def _static_site(info_url: str) -> Iterator[str]:
+    """A page on its own origin (another port) with the portal's vendored OpenSeadragon."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="iiif-site-") as tmp:
+        root = Path(tmp)
+        shutil.copytree(OPENSEADRAGON, root / "osd")
+        (root / "index.html").write_text(
+            "<!doctype html><div id=v style='width:800px;height:600px'></div>"
+            "<script src='osd/openseadragon.min.js'></script><script>"
+            "window.viewer = OpenSeadragon({id: 'v', prefixUrl: 'osd/images/',"
+            f" crossOriginPolicy: 'Anonymous', tileSources: '{info_url}'}});</script>"
+        )
+        handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=tmp)
+        server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        thread = threading.Thread(target=server.serve_forever, daemon=True)
+        thread.start()
+        try:
+            yield f"http://127.0.0.1:{server.server_address[1]}/index.html"
+        finally:
+            server.shutdown()
+            server.server_close()

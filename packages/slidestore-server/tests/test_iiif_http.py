@@ -146,3 +146,45 @@ def test_info_etag_is_the_same_after_a_restart_with_another_hash_seed(
         assert r.status_code == 200
         etags.append(r.headers["etag"])
     assert etags[0] == etags[1]
+
+
+def _path_token(blob: str, *, ttl: float = 600, ops: set[Operation] | None = None) -> str:
+    return tokens.mint(SECRET, ops=ops or {Operation.READ}, blob=blob, ttl=ttl)
+
+
+def test_a_token_in_the_path_is_the_service_id_stock_clients_follow(budgeted: Budgeted) -> None:
+    """IIIF clients build tile URLs from info.json's ``id`` only (no query string): the
+    capability-in-path service puts the token in ``id``, so following it works."""
+    token = _path_token(budgeted.blob)
+    service = f"{budgeted.node.url}/iiif/3/t/{token}/{budgeted.blob}"
+    r = httpx.get(f"{service}/info.json", timeout=60)
+    assert r.status_code == 200, r.text
+    assert r.json()["id"] == service
+    tile = httpx.get(f"{r.json()['id']}/0,0,240,240/max/0/default.jpg", timeout=60)
+    assert tile.status_code == 200
+    assert tile.headers["content-type"] == "image/jpeg"
+    # Without the token, the same tile is refused: the path is what grants it.
+    bare = httpx.get(f"{budgeted.node.url}/iiif/3/{budgeted.blob}/0,0,240,240/max/0/default.jpg")
+    assert bare.status_code == 401
+
+
+def test_a_path_token_for_another_blob_or_expired_or_bogus_is_refused(budgeted: Budgeted) -> None:
+    other = "ab" * 32
+    cases = {
+        "another blob": (_path_token(other), 403),
+        "expired": (_path_token(budgeted.blob, ttl=-5), 401),
+        "forged": (_path_token(budgeted.blob)[:-4] + "AAAA", 401),
+        "labels, not read": (_path_token(budgeted.blob, ops={Operation.LABELS}), 403),
+    }
+    for name, (token, status) in cases.items():
+        for suffix in ("info.json", "0,0,240,240/max/0/default.jpg"):
+            r = httpx.get(
+                f"{budgeted.node.url}/iiif/3/t/{token}/{budgeted.blob}/{suffix}", timeout=60
+            )
+            assert r.status_code == status, (name, r.text)
+            assert "error" in r.json()
+    # The refusals were logged, never with the token itself.
+    log = budgeted.node.log.read_text()
+    assert "/iiif/3/t/<token>/" in log
+    for token, _ in cases.values():
+        assert token not in log

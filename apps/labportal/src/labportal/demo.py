@@ -44,7 +44,7 @@ from labportal.domain.materials.possession import Challenge, answer_from_file
 from slidestore.client import MintedTokens, aconnect
 from slidestore.client.hashing import sha256_file
 from slidestore.client.tus import TusUpload
-from slidestore.datapaths import sample_slide_path
+from slidestore.demo_slide import choose_demo_slide
 from slidestore.errors import SlidestoreError
 from slidestore.tokens import Operation
 
@@ -428,17 +428,21 @@ def main(argv: list[str] | None = None) -> int:
         default=int(os.environ.get("LABPORTAL_DEMO_PORT", 8000)),
         help="the portal's port (default 8000)",
     )
-    parser.add_argument("--slide", type=Path, default=None, help="default: the sample slide")
+    parser.add_argument(
+        "--slide", type=Path, default=None, help="default: the sample slide, else a generated one"
+    )
     parser.add_argument("--timeout", type=float, default=60, help="seconds to wait for 3 replicas")
     parser.add_argument("--check", action="store_true", help="verify over HTTP, then stop")
     args = parser.parse_args(argv)
 
     root = args.data_dir.resolve()
     try:
-        slide = (args.slide or sample_slide_path()).resolve()
+        chosen = choose_demo_slide(args.slide, root / "slides")
     except FileNotFoundError as exc:
         print(f"demo: {exc}", file=sys.stderr)
         return 2
+    print(f"slide: {chosen.describe()}", flush=True)
+    slide = chosen.path
     state = load_state(root)
     system = System(root, args.port, state["secret"])
     with _signals():

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from slidestore import tokens
 from slidestore.blobs import BlobStore
-from slidestore.datapaths import sample_slide_path
+from slidestore.demo_slide import choose_demo_slide
 from slidestore.tokens import Operation
 from slidestore_server.launcher import NodeProcess
 from slidestore_server.local_secret import secret_for
@@ -35,12 +35,21 @@ def main(argv: list[str] | None = None) -> int:
         "--port", type=int, default=int(os.environ.get("SLIDESTORE_DEMO_PORT", 8700))
     )
     parser.add_argument(
-        "--slide", type=Path, default=None, help="slide to serve (default: the sample)"
+        "--slide",
+        type=Path,
+        default=None,
+        help="slide to serve (default: the sample slide, else a generated one)",
     )
     parser.add_argument("--check", action="store_true", help="fetch one of each and exit")
     args = parser.parse_args(argv)
 
-    slide = args.slide or sample_slide_path()
+    try:
+        chosen = choose_demo_slide(args.slide, args.data_dir.parent / "slides")
+    except FileNotFoundError as exc:
+        print(f"demo: {exc}", file=sys.stderr)
+        return 2
+    print(f"slide: {chosen.describe()}", flush=True)
+    slide = chosen.path
     secret = os.environ.get("SLIDESTORE_SECRET") or secret_for(args.data_dir)
     blob_id = BlobStore(args.data_dir / "blobs", reserve_bytes=0).put_file(slide)
     node = NodeProcess(

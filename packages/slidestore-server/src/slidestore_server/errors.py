@@ -91,6 +91,15 @@ def redact_paths(detail: str, roots: list[str]) -> str:
     return detail
 
 
+_TOKEN_IN_PATH = re.compile(r"/t/[^/]+/")
+
+
+def loggable_path(path: str) -> str:
+    """``path`` without a capability carried in it (``/iiif/3/t/{token}/…``): logs are
+    read by more people than the token was handed to."""
+    return _TOKEN_IN_PATH.sub("/t/<token>/", path)
+
+
 def status_for(exc: BaseException) -> int:
     return status_of(exc)
 
@@ -115,7 +124,7 @@ async def slidestore_error_handler(request: Request, exc: Exception) -> Response
         extra={
             "status": status,
             "error": exc.code,
-            "path": request.url.path,
+            "path": loggable_path(request.url.path),
             "method": request.method,
         },
     )

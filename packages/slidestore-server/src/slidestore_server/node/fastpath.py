@@ -18,7 +18,7 @@ from urllib.parse import parse_qsl
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from slidestore.errors import ReplicaCorrupt, SlidestoreError
-from slidestore.tokens import Operation, Verifier
+from slidestore.tokens import Capability, Operation, Verifier
 from slidestore_server.errors import error_response
 from slidestore_server.node.state import NodeState
 from slidestore_server.node.tiles import MEDIA_JPEG, stored_tile, tile_etag
@@ -32,10 +32,19 @@ _FALL_THROUGH: Final = frozenset((b"if-none-match", b"origin", b"range"))
 
 
 class TileFastPath:
-    def __init__(self, app: ASGIApp, node: NodeState, verifier: Verifier) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        node: NodeState,
+        verifier: Verifier,
+        anonymous: Capability | None = None,
+    ) -> None:
         self.app = app
         self.node = node
         self.verifier = verifier
+        #: What a request without a token may do (the folder server on loopback); None:
+        #: a token is needed, as on a node.
+        self.anonymous = anonymous
         max_age = node.settings.cache_max_age
         self._static_headers = [
             (b"content-type", MEDIA_JPEG.encode()),
@@ -61,11 +70,12 @@ class TileFastPath:
                     token = credential.strip()
         if token is None and scope["query_string"]:
             token = dict(parse_qsl(scope["query_string"].decode("latin-1"))).get("token")
-        if not token:
+        if not token and self.anonymous is None:
             return False
         blob_id, level, col, row = match.group(1), *map(int, match.group(2, 3, 4))
         try:
-            if not self.verifier.verify(token).allows(Operation.READ, blob_id):
+            cap = self.verifier.verify(token) if token else self.anonymous
+            if cap is None or not cap.allows(Operation.READ, blob_id):
                 return False
             entry = self.node.slides.peek(blob_id)
             if entry is None:

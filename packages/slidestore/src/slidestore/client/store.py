@@ -6,8 +6,8 @@ and byte ranges are cut locally. Reads go through a :class:`ReplicaSet`: a node 
 refuses the connection, times out or answers 5xx is skipped for the next replica, and
 the replica list is refreshed from the coordinator when all of them failed.
 
-Listing is not offered (the node has no listing route): open the group with
-``zarr.open_group(store, mode="r", zarr_format=3)``; arrays are found from its metadata.
+Listing asks a replica for the keys (``GET /zarr/{blob_id}?list=dir|prefix``), so
+``list(remote.pyramid)``, a group's ``members()`` and ``tree()`` work as on a local slide.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ class FailoverHTTPStore(Store):
 
     supports_writes = False
     supports_deletes = False
-    supports_listing = False
+    supports_listing = True
 
     def __init__(self, replicas: ReplicaSet) -> None:
         super().__init__(read_only=True)
@@ -94,14 +94,22 @@ class FailoverHTTPStore(Store):
 
     # -- listing -----------------------------------------------------------------------
 
+    async def _listing(self, mode: str, prefix: str) -> list[str]:
+        response = await self.replicas.get(
+            f"/zarr/{self.blob_id}", params={"list": mode, "prefix": prefix}
+        )
+        assert response is not None  # not missing_ok: a missing blob raised
+        keys = response.json()["keys"]
+        return [str(key) for key in keys]
+
     async def list(self) -> AsyncIterator[str]:
-        raise NotImplementedError("FailoverHTTPStore cannot list keys")
-        yield ""  # pragma: no cover  (makes this an async generator)
+        for key in await self._listing("prefix", ""):
+            yield key
 
     async def list_prefix(self, prefix: str) -> AsyncIterator[str]:
-        raise NotImplementedError("FailoverHTTPStore cannot list keys")
-        yield ""  # pragma: no cover
+        for key in await self._listing("prefix", prefix):
+            yield key
 
     async def list_dir(self, prefix: str) -> AsyncIterator[str]:
-        raise NotImplementedError("FailoverHTTPStore cannot list keys")
-        yield ""  # pragma: no cover
+        for name in await self._listing("dir", prefix):
+            yield name

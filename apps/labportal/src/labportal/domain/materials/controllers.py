@@ -5,16 +5,18 @@ from __future__ import annotations
 import uuid
 
 import msgspec
-from litestar import Controller, delete, get, post
+from litestar import Controller, Response, delete, get, post
 from litestar.datastructures import State
 from litestar.di import NamedDependency, Provide
-from litestar.params import FromPath, JSONBody
-from litestar.status_codes import HTTP_200_OK
+from litestar.params import FromPath, FromQuery, JSONBody
+from litestar.response import Redirect
+from litestar.status_codes import HTTP_200_OK, HTTP_303_SEE_OTHER
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from labportal.cluster import Cluster
 from labportal.domain.cases.services import ensure_unlocked
 from labportal.domain.materials.convert import material_detail, material_out
+from labportal.domain.materials.export import Region, download_url, export_region
 from labportal.domain.materials.models import Material
 from labportal.domain.materials.schemas import (
     ChallengeOut,
@@ -185,3 +187,50 @@ class MaterialController(Controller):
         cluster: NamedDependency[Cluster],
     ) -> ViewOut:
         return await view_for(materials, cluster, material_id, principal.user)
+
+    @get(
+        "/download",
+        opt=READ,
+        summary="The original file: a redirect to a replica with a one-minute download token "
+        "(roles that may see labels)",
+    )
+    async def download(
+        self,
+        material_id: FromPath[uuid.UUID],
+        principal: NamedDependency[Principal],
+        materials: NamedDependency[MaterialService],
+        cluster: NamedDependency[Cluster],
+    ) -> Redirect:
+        url = await download_url(materials, cluster, material_id, principal.user)
+        return Redirect(url, status_code=HTTP_303_SEE_OTHER, headers={"Cache-Control": "no-store"})
+
+    @get(
+        "/export",
+        opt=READ,
+        summary="A region as PNG or TIFF at a pyramid level (anyone who may view; bounded size)",
+    )
+    async def export(
+        self,
+        material_id: FromPath[uuid.UUID],
+        principal: NamedDependency[Principal],
+        materials: NamedDependency[MaterialService],
+        cluster: NamedDependency[Cluster],
+        x: FromQuery[int],
+        y: FromQuery[int],
+        width: FromQuery[int],
+        height: FromQuery[int],
+        level: FromQuery[int] = 0,
+        format: FromQuery[str] = "png",
+    ) -> Response[bytes]:
+        region = Region(x=x, y=y, width=width, height=height, level=level, format=format)
+        body, media_type, filename = await export_region(
+            materials, cluster, material_id, principal.user, region
+        )
+        return Response(
+            body,
+            media_type=media_type,
+            headers={
+                "Content-Disposition": f'attachment; filename="{filename}"',
+                "Cache-Control": "private, no-store",
+            },
+        )

@@ -29,6 +29,8 @@
     list.append(li);
   }
   if (!detail.blob_id || detail.status === "unavailable") return;
+  // The raw file goes where the label does (the team's label role); the server checks again.
+  document.getElementById("download").hidden = !detail.labels_allowed;
   const view = await (await fetch(`/api/materials/${id}/view`, {
     method: "POST", headers: { "X-CSRF-Token": csrf },
   })).json();

@@ -228,6 +228,37 @@ function setupDrawing() {
   });
 }
 
+// Export what is in view (clamped to the slide) at the chosen level: "as on screen" picks the
+// level whose pixels are about the screen's. The portal bounds the size (4xx with a reason).
+function setupExport() {
+  document.getElementById("export-view").addEventListener("click", async () => {
+    const b = viewer.viewport.viewportToImageRectangle(viewer.viewport.getBounds());
+    const size = viewer.world.getItemAt(0).getContentSize();
+    const x = Math.max(0, Math.round(b.x)), y = Math.max(0, Math.round(b.y));
+    const width = Math.max(1, Math.min(size.x, Math.round(b.x + b.width)) - x);
+    const height = Math.max(1, Math.min(size.y, Math.round(b.y + b.height)) - y);
+    const chosen = document.getElementById("export-level").value;
+    const onScreen = Math.floor(Math.log2(Math.max(1, width / osd.clientWidth)));
+    const level = chosen === "auto" ? Math.max(0, onScreen) : Number(chosen);
+    const format = document.getElementById("export-format").value;
+    const q = new URLSearchParams({ x, y, width, height, level, format });
+    const r = await fetch(`/api/materials/${MATERIAL}/export?${q}`, { credentials: "same-origin" });
+    if (!r.ok) {
+      const problem = await r.json().catch(() => ({}));
+      document.getElementById("error").textContent = `export: ${problem.detail || r.statusText}`;
+      return;
+    }
+    const name = /filename="([^"]+)"/.exec(r.headers.get("content-disposition") || "");
+    const link = document.createElement("a");
+    link.href = URL.createObjectURL(await r.blob());
+    link.download = name ? name[1] : `export.${format}`;
+    document.body.append(link);
+    link.click();
+    link.remove();
+    setTimeout(() => URL.revokeObjectURL(link.href), 60000);
+  });
+}
+
 function setupThreads() {
   document.getElementById("thread-form")?.addEventListener("submit", async (e) => {
     e.preventDefault();
@@ -289,4 +320,5 @@ function setupThreads() {
   document.getElementById("viewer-source").textContent = `replica 1 of ${ticket.dzi_urls.length}`;
   setupDrawing();
   setupThreads();
+  setupExport();
 })();
