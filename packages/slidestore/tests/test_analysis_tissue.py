@@ -12,9 +12,9 @@ from skimage.draw import polygon as fill_polygon
 
 from slidestore import analysis, open_slide
 from slidestore.analysis.models.tissue import MODEL, TissueParams
+from slidestore.synthetic.sample import load_sample
+from slidestore.synthetic.tissue import TissueField
 from slidestore.testing import cached_svs, sample_slide_path
-from slidestore.testing.sample import load_sample
-from slidestore.testing.tissue import TissueField
 
 pytestmark = pytest.mark.timeout(180)
 

@@ -13,9 +13,9 @@ import tifffile
 
 import slidestore
 from slidestore import imaging
+from slidestore.synthetic.tiff_writer import Tag, TiffTooLargeError, TiffWriter
 from slidestore.testing import cached_svs, level_sizes, thumbnail_size, write_svs
 from slidestore.testing.fixtures import GENERATED_SVS_SIZE
-from slidestore.testing.tiff_writer import Tag, TiffTooLargeError, TiffWriter
 
 Pixels = npt.NDArray[np.uint8]
 

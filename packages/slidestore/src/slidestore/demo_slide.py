@@ -47,7 +47,7 @@ def choose_demo_slide(explicit: Path | None, cache_dir: Path) -> DemoSlide:
         if not explicit.is_file():
             raise FileNotFoundError(f"--slide {explicit}: no such file")
         return DemoSlide(explicit.resolve(), "given")
-    from slidestore.testing.paths import sample_slide_path
+    from slidestore.datapaths import sample_slide_path
 
     try:
         return DemoSlide(sample_slide_path().resolve(), "sample")
@@ -57,7 +57,7 @@ def choose_demo_slide(explicit: Path | None, cache_dir: Path) -> DemoSlide:
 
 def generated_demo_slide(cache_dir: Path) -> Path:
     """The generated demo slide in ``cache_dir``, written (atomically) if missing."""
-    from slidestore.testing.svs import write_svs
+    from slidestore.synthetic.svs import write_svs
 
     target = cache_dir / GENERATED_NAME
     if target.is_file():

@@ -6,10 +6,10 @@ label and macro); :func:`cached_svs` generates one once per parameter set into a
 cache. ``slidestore.testing.fixtures`` holds pytest fixtures built on them.
 """
 
-from slidestore.testing.aperio import level_sizes, thumbnail_size
+from slidestore.synthetic.aperio import level_sizes, thumbnail_size
+from slidestore.synthetic.svs import SvsSpec, write_spec, write_svs
 from slidestore.testing.cache import SvsOptions, cached_svs
 from slidestore.testing.paths import sample_slide_path, shared_data_dir, slide_cache_dir
-from slidestore.testing.svs import SvsSpec, write_spec, write_svs
 
 __all__ = [
     "SvsOptions",

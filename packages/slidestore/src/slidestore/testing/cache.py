@@ -20,8 +20,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Final, TypedDict, Unpack
 
+from slidestore.synthetic.svs import Progress, SvsSpec, write_spec
 from slidestore.testing.paths import sample_slide_path, slide_cache_dir
-from slidestore.testing.svs import Progress, SvsSpec, write_spec
 
 log = logging.getLogger(__name__)
 

@@ -16,8 +16,8 @@ from typing import Final
 
 import pytest
 
+from slidestore.synthetic.svs import write_svs
 from slidestore.testing import paths
-from slidestore.testing.svs import write_svs
 
 GENERATED_SVS_SIZE: Final = (3072, 2560)
 """Three levels (3072x2560, 768x640, 192x160) with exact 4x / 16x downsamples, partial

@@ -1,6 +1,6 @@
 """A small Aperio slide with known quality defects, for the ``qc`` model's tests.
 
-The tissue is the synthetic generator's (:class:`slidestore.testing.tissue.TissueField`:
+The tissue is the synthetic generator's (:class:`slidestore.synthetic.tissue.TissueField`:
 one island of real CMU-1 tissue on glass), rendered whole in memory (the slide is small),
 then spoiled in known places: a rectangle blurred as a scanner out of focus would
 (Gaussian, ``BLUR_SIGMA`` level-0 pixels) and a blue pen stroke (a thick line of ink laid
@@ -21,9 +21,9 @@ import numpy as np
 import tifffile
 from scipy import ndimage
 
-from slidestore.testing.aperio import LEVEL_STEP, LIBRARY, level_sizes, thumbnail_size
-from slidestore.testing.sample import RGB, load_sample
-from slidestore.testing.tissue import RIM, TissueField
+from slidestore.synthetic.aperio import LEVEL_STEP, LIBRARY, level_sizes, thumbnail_size
+from slidestore.synthetic.sample import RGB, load_sample
+from slidestore.synthetic.tissue import RIM, TissueField
 
 BLUR_SIGMA: Final = 6.0
 """Gaussian sigma of the blurred rectangle, level-0 pixels (≈3 µm: clearly out of focus)."""

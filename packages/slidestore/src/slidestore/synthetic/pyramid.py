@@ -24,9 +24,9 @@ from typing import BinaryIO, Protocol
 import numpy as np
 import numpy.typing as npt
 
-from slidestore.testing.aperio import LEVEL_STEP
-from slidestore.testing.rgb_jpeg import RgbJpegEncoder
-from slidestore.testing.sample import RGB
+from slidestore.synthetic.aperio import LEVEL_STEP
+from slidestore.synthetic.rgb_jpeg import RgbJpegEncoder
+from slidestore.synthetic.sample import RGB
 
 Renderer = Callable[[int, RGB], "int | None"]
 """Draws level-0 tile ``col`` of one row into the given view; may return a glass variant

@@ -15,19 +15,19 @@ from datetime import datetime
 from pathlib import Path
 from typing import BinaryIO, Final
 
-from slidestore.testing import associated, strips
-from slidestore.testing.aperio import (
+from slidestore.synthetic import associated, strips
+from slidestore.synthetic.aperio import (
     LEVEL_STEP,
     ScanInfo,
     associated_description,
     level_sizes,
     thumbnail_size,
 )
-from slidestore.testing.pyramid import LevelTiles, PyramidBuilder, Spool
-from slidestore.testing.rgb_jpeg import RgbJpegEncoder
-from slidestore.testing.sample import RGB, load_sample
-from slidestore.testing.tiff_writer import Tag, TiffWriter
-from slidestore.testing.tissue import GRID, TissueField
+from slidestore.synthetic.pyramid import LevelTiles, PyramidBuilder, Spool
+from slidestore.synthetic.rgb_jpeg import RgbJpegEncoder
+from slidestore.synthetic.sample import RGB, load_sample
+from slidestore.synthetic.tiff_writer import Tag, TiffWriter
+from slidestore.synthetic.tissue import GRID, TissueField
 
 DEFAULT_TILE_SIZE: Final = 240
 DEFAULT_QUALITY: Final = 30
@@ -105,7 +105,7 @@ def write_svs(
     """Write a synthetic Aperio SVS of ``width`` x ``height`` pixels to ``path``.
 
     The slide holds 1..3 islands (or ``islands``) of real tissue from ``sample`` (default
-    CMU-1-Small-Region.svs, see :func:`slidestore.testing.paths.sample_slide_path`) on
+    CMU-1-Small-Region.svs, see :func:`slidestore.datapaths.sample_slide_path`) on
     white glass, laid out from ``seed``; the same arguments give the same bytes.
     ``levels=None`` adds 4x-smaller levels until one fits in about two tiles.
     ``bigtiff=None`` writes BigTIFF only when the file would not fit a classic TIFF.

@@ -13,9 +13,9 @@ import imagecodecs
 import numpy as np
 import numpy.typing as npt
 
-from slidestore.testing.rgb_jpeg import RgbJpegEncoder
-from slidestore.testing.sample import RGB
-from slidestore.testing.tiff_writer import Tag, TiffWriter
+from slidestore.synthetic.rgb_jpeg import RgbJpegEncoder
+from slidestore.synthetic.sample import RGB
+from slidestore.synthetic.tiff_writer import Tag, TiffWriter
 
 JPEG_ROWS_PER_STRIP: Final = 16
 LZW_STRIP_BYTES: Final = 8192

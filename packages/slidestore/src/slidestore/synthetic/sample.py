@@ -18,7 +18,7 @@ import numpy as np
 import numpy.typing as npt
 import openslide
 
-from slidestore.testing.paths import sample_slide_path
+from slidestore.datapaths import sample_slide_path
 
 RGB = npt.NDArray[np.uint8]
 

@@ -13,7 +13,7 @@ from typing import Final
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from slidestore.testing.sample import RGB
+from slidestore.synthetic.sample import RGB
 
 LABEL_SIZE: Final = (387, 463)
 MACRO_SIZE: Final = (1280, 431)

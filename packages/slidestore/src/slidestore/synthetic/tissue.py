@@ -21,7 +21,7 @@ from typing import Final
 import numpy as np
 import numpy.typing as npt
 
-from slidestore.testing.sample import RGB, SampleTissue
+from slidestore.synthetic.sample import RGB, SampleTissue
 
 GRID: Final = 16
 """Spacing of the signed-distance samples, in level-0 pixels (divides every tile size)."""
