@@ -77,7 +77,7 @@ def folder(tmp_path_factory: pytest.TempPathFactory, generated_svs: Path) -> Pat
 def served(folder: Path) -> Iterator[Served]:
     env = {k: v for k, v in os.environ.items() if k != "SLIDESTORE_SECRET"}
     env["SLIDESTORE_RESCAN_SECONDS"] = "0"  # see a changed file at once
-    env["SLIDESTORE_CACHE_DIR"] = str(folder.parent / "serve-cache")
+    env["SLIDESTORE_RENDER_CACHE_DIR"] = str(folder.parent / "serve-cache")
     url, proc = start(folder, env=env)
     try:
         wait_http(url + "/", proc=proc, timeout=60)

@@ -173,7 +173,7 @@ def _serve_folder(parser: argparse.ArgumentParser, args: argparse.Namespace) -> 
     if args.viewer_dir:
         os.environ["SLIDESTORE_VIEWER_DIR"] = args.viewer_dir
     if args.cache_dir:
-        os.environ["SLIDESTORE_CACHE_DIR"] = args.cache_dir
+        os.environ["SLIDESTORE_RENDER_CACHE_DIR"] = args.cache_dir
     if args.no_prerender:
         os.environ["SLIDESTORE_PRERENDER"] = "false"
     url = f"http://{args.host}:{args.port}/"

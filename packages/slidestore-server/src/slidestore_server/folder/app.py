@@ -17,6 +17,7 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from slidestore import tokens
+from slidestore.blobs.space import SpaceGuard
 from slidestore.errors import Forbidden
 from slidestore.tokens import ALL_BLOBS, Capability, Operation
 from slidestore_server.auth import bearer, capability
@@ -33,6 +34,8 @@ from slidestore_server.node.slides import SlideCache
 
 #: What a request without a token may do on loopback: read every slide, nothing more.
 ANONYMOUS_TTL = 100 * 365 * 86400
+RENDER_RESERVE_BYTES = 1 << 30
+"""Free space the render cache's disk keeps: prerendering never fills a user's disk."""
 
 
 @dataclass
@@ -44,6 +47,11 @@ class FolderState:
     index: FolderIndex
     slides: SlideCache
     render_budget: RenderBudget
+
+    @property
+    def blobs(self) -> FolderIndex:
+        """The node's read path checks stored bytes through ``blobs`` (here: unchecked)."""
+        return self.index
 
 
 def default_viewer_dir() -> Path:
@@ -77,10 +85,15 @@ def _path_token(scope: dict) -> bool:  # type: ignore[type-arg]
 
 def create_app(settings: FolderSettings) -> Starlette:
     index = FolderIndex(settings.serve_root, rescan_seconds=settings.rescan_seconds)
+    # Prerendered levels go to the cache directory: the prerenderer checks their estimated
+    # size fits there (leaving RENDER_RESERVE_BYTES free) before it starts one.
+    renditions_dir = settings.renditions_dir()
+    renditions_dir.mkdir(parents=True, exist_ok=True)
+    index.space = SpaceGuard(renditions_dir, RENDER_RESERVE_BYTES)
     # The node's prerenderer, over the folder (it needs ``ids()`` and ``path(id)``).
     renditions = Prerenderer(
-        index,  # type: ignore[arg-type]
-        settings.renditions_dir(),
+        index,
+        renditions_dir,
         threads=settings.prerender_threads,
         enabled=settings.prerender,
     )

@@ -22,7 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
-from slidestore.errors import BlobNotFound
+from slidestore.blobs.space import SpaceGuard
+from slidestore.errors import BlobNotFound, SlideReadError
 
 SLIDE_EXTENSIONS: Final = frozenset(
     (".svs", ".tif", ".tiff", ".ndpi", ".vms", ".vmu", ".scn", ".mrxs", ".svslide", ".bif")
@@ -71,6 +72,8 @@ class FolderIndex:
         #: Called with the ids a walk no longer finds (the app closes their open slides).
         self.on_removed: Callable[[list[str]], None] = lambda ids: None
         self.rescan_seconds = rescan_seconds
+        #: Space of the render cache, for the prerenderer (the app points it there).
+        self.space = SpaceGuard(root, 0)
         self._lock = threading.Lock()
         self._slides = scan(self.root)
         self._scanned = time.monotonic()
@@ -111,3 +114,22 @@ class FolderIndex:
 
     def path(self, slide_id: str) -> Path:
         return self.get(slide_id).path
+
+    def size(self, slide_id: str) -> int:
+        return self.path(slide_id).stat().st_size
+
+    # What the node's checked read path asks of a blob store. A folder's files were never
+    # ingested, so there are no checksums to hold them to: bytes are served as read, and a
+    # file that changes under a read is a read error (its id changes with it anyway).
+
+    def sums(self, slide_id: str) -> None:
+        self.get(slide_id)
+
+    def read_checked(self, slide_id: str, fd: int, start: int, end: int) -> bytes:
+        data = os.pread(fd, end - start, start)
+        if len(data) != end - start:
+            raise self.corrupt(slide_id, f"bytes [{start}, {end}) are past its end")
+        return data
+
+    def corrupt(self, slide_id: str, why: str) -> SlideReadError:
+        return SlideReadError(f"slide {slide_id} changed while it was read ({why})")

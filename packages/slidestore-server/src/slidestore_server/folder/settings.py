@@ -32,17 +32,17 @@ class FolderSettings(msgspec.Struct, kw_only=True, frozen=True):
     prerender: bool = True
     """SLIDESTORE_PRERENDER: render the Deep Zoom levels between the scanner's in the
     background, as a node does after an upload, so every level serves like a native tile.
-    Written to ``cache_dir`` (about a fifth to a third of a slide's size), never beside it."""
+    Written to ``render_cache_dir`` (about a fifth to a third of a slide's size), never beside it."""
     prerender_threads: int = 1
-    cache_dir: str = ""
-    """SLIDESTORE_CACHE_DIR: where prerendered levels go (default
+    render_cache_dir: str = ""
+    """SLIDESTORE_RENDER_CACHE_DIR: where prerendered levels go (default
     ``$XDG_CACHE_HOME/slidestore/serve/<digest of the folder path>``)."""
     rescan_seconds: float = 5.0
     """The folder is walked again at most this often (on the index page or an unknown id)."""
 
     def renditions_dir(self) -> Path:
-        if self.cache_dir:
-            return Path(self.cache_dir).expanduser() / "renditions"
+        if self.render_cache_dir:
+            return Path(self.render_cache_dir).expanduser() / "renditions"
         base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
         digest = hashlib.sha256(str(self.serve_root.resolve()).encode()).hexdigest()[:16]
         return base / "slidestore" / "serve" / digest / "renditions"

@@ -262,6 +262,63 @@ def document() -> dict[str, Any]:
                     },
                 }
             },
+            "/iiif/3/t/{token}/{blob_id}/info.json": {
+                "get": {
+                    # The capability is in the path (stock IIIF viewers follow only `id`).
+                    "security": [],
+                    "parameters": [_path_param("token", {"type": "string"}), BLOB],
+                    "responses": {
+                        "200": _json("IIIF image information", {"type": "object"}),
+                        **READ_ERRORS,
+                    },
+                }
+            },
+            "/iiif/3/t/{token}/{blob_id}/{region}/{size}/{rotation}/{quality}.{format}": {
+                "get": {
+                    "security": [],
+                    "parameters": [
+                        _path_param("token", {"type": "string"}),
+                        BLOB,
+                        _path_param("region", {"type": "string"}),
+                        _path_param("size", {"type": "string"}),
+                        _path_param("rotation", {"type": "string"}),
+                        _path_param("quality", {"type": "string"}),
+                        _path_param("format", {"type": "string"}),
+                    ],
+                    "responses": {
+                        "200": _image("IIIF image"),
+                        **READ_ERRORS,
+                        **_errors(503),
+                    },
+                }
+            },
+            "/zarr/{blob_id}": {
+                "get": {
+                    "parameters": [
+                        BLOB,
+                        {
+                            "name": "list",
+                            "in": "query",
+                            "required": True,
+                            "schema": {"type": "string", "enum": ["dir", "prefix"]},
+                        },
+                        {"name": "prefix", "in": "query", "schema": {"type": "string"}},
+                    ],
+                    "responses": {
+                        "200": _json(
+                            "the names below `prefix` (dir) or the keys starting with it",
+                            {
+                                "type": "object",
+                                "properties": {
+                                    "keys": {"type": "array", "items": {"type": "string"}}
+                                },
+                                "required": ["keys"],
+                            },
+                        ),
+                        **READ_ERRORS,
+                    },
+                }
+            },
             "/zarr/{blob_id}/{key}": {
                 "get": {
                     "parameters": [BLOB, _path_param("key", {"type": "string"})],
@@ -296,7 +353,7 @@ def document() -> dict[str, Any]:
                         "201": {"description": "created"},
                         # 422: an empty upload (Upload-Length: 0) completes at once and
                         # must open as a slide.
-                        **_errors(400, 401, 403, 412, 413, 422, 507),
+                        **_errors(400, 401, 403, 412, 413, 422, 429, 507),
                     },
                 },
             },

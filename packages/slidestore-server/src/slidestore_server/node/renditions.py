@@ -28,10 +28,11 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Final
+from typing import Final, Protocol
 
-from slidestore.blobs import BlobStore
+from slidestore.blobs.space import SpaceGuard
 from slidestore.errors import InsufficientStorage
 from slidestore.protocols.deepzoom import Rendition
 from slidestore.protocols.deepzoom.generator import RENDITION_VERSION
@@ -53,10 +54,21 @@ JPEG measured about a third of the slide; a half leaves a margin."""
 SPACE_RETRY_SECONDS: Final = 60.0
 
 
+class RenditionSource(Protocol):
+    """What the prerenderer needs of the slides it renders: a node's blob store, or the
+    folder server's index of a folder."""
+
+    space: SpaceGuard  # where the renditions go: their estimate must fit before a start
+
+    def ids(self) -> Iterable[str]: ...
+    def path(self, blob_id: str) -> Path: ...
+    def size(self, blob_id: str) -> int: ...
+
+
 class Prerenderer:
     def __init__(
         self,
-        blobs: BlobStore,
+        blobs: RenditionSource,
         root: Path,
         *,
         threads: int = 1,
