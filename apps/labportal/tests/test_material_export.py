@@ -79,6 +79,7 @@ async def test_export_is_bounded_and_checked_before_rendering(
         ({"width": 0, "height": 16}, "invalid_region"),
         ({"width": 16, "height": 16, "level": 99}, "invalid_region"),
         ({"x": 5000, "width": 16, "height": 16}, "invalid_region"),  # beyond 2220 px
+        ({"width": 16}, "invalid_region"),  # no height
     ):
         r = await viewer.get(url, params={"x": 0, "y": 0, **params})
         assert problem(r, 400)["code"] == code, params

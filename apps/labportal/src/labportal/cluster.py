@@ -146,6 +146,14 @@ class Cluster:
             log.warning("no replica served the challenge ranges of %s: %s", view.blob_id, exc)
             raise ClusterUnavailable("no replica of the slide answered; try again") from None
 
+    async def region_image(
+        self, view: BlobView, region: tuple[int, int, int, int], size: tuple[int, int]
+    ) -> bytes:
+        """A level-0 region rendered as PNG at ``size`` by a replica; the node's refusal of
+        the region is passed on as its problem document."""
+        with _mapped(f"region of {view.blob_id}"):
+            return await self.sdk.region_image(view, region, size, "png")
+
     async def slide_info(self, view: BlobView) -> dict[str, Any] | None:
         """``/slides/{id}/info`` from the first replica that answers (None: none did)."""
         return await self.sdk.slide_info(view)

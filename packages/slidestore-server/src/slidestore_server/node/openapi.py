@@ -72,6 +72,10 @@ REPLICATED = {
 }
 READ_ERRORS = _errors(400, 401, 403, 404, 422)
 FORMAT = {"type": "string", "enum": ["jpeg", "jpg", "png", "webp"]}
+IIIF_IMAGE = [
+    _path_param(name, {"type": "string"})
+    for name in ("region", "size", "rotation", "quality", "format")
+]
 TUS_RESUMABLE = {
     "name": "Tus-Resumable",
     "in": "header",
@@ -247,14 +251,7 @@ def document() -> dict[str, Any]:
             },
             "/iiif/3/{blob_id}/{region}/{size}/{rotation}/{quality}.{format}": {
                 "get": {
-                    "parameters": [
-                        BLOB,
-                        _path_param("region", {"type": "string"}),
-                        _path_param("size", {"type": "string"}),
-                        _path_param("rotation", {"type": "string"}),
-                        _path_param("quality", {"type": "string"}),
-                        _path_param("format", {"type": "string"}),
-                    ],
+                    "parameters": [BLOB, *IIIF_IMAGE],
                     "responses": {
                         "200": _image("IIIF image"),
                         **READ_ERRORS,
@@ -276,15 +273,7 @@ def document() -> dict[str, Any]:
             "/iiif/3/t/{token}/{blob_id}/{region}/{size}/{rotation}/{quality}.{format}": {
                 "get": {
                     "security": [],
-                    "parameters": [
-                        _path_param("token", {"type": "string"}),
-                        BLOB,
-                        _path_param("region", {"type": "string"}),
-                        _path_param("size", {"type": "string"}),
-                        _path_param("rotation", {"type": "string"}),
-                        _path_param("quality", {"type": "string"}),
-                        _path_param("format", {"type": "string"}),
-                    ],
+                    "parameters": [_path_param("token", {"type": "string"}), BLOB, *IIIF_IMAGE],
                     "responses": {
                         "200": _image("IIIF image"),
                         **READ_ERRORS,

@@ -146,6 +146,17 @@ class AsyncCluster:
         """The slide's normalized metadata from a replica (None: no replica answered)."""
         return await direct.slide_info(self.transport, view)
 
+    async def region_image(
+        self,
+        view: wire.BlobView,
+        region: tuple[int, int, int, int],
+        size: tuple[int, int],
+        fmt: str = "png",
+    ) -> bytes:
+        """A level-0 region of the slide rendered at ``size`` by one of its replicas (a
+        ``read`` token on that blob)."""
+        return await direct.region_image(self.transport, view, region, size, fmt)
+
     async def health(self, *, nodes: bool = True, timeout: float = 3.0) -> health.Health:
         """Whether a coordinator answers and (``nodes``) a live storage node does too."""
         return await health.check(self.transport, nodes=nodes, timeout=timeout)

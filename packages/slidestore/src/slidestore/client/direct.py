@@ -14,7 +14,7 @@ from typing import Any
 import msgspec
 
 from slidestore import errors
-from slidestore.client.http import TRANSIENT, Transport
+from slidestore.client.http import TRANSIENT, Transport, response_error
 from slidestore.client.replicas import readable_urls
 from slidestore.cluster import wire
 from slidestore.tokens import Operation
@@ -71,3 +71,37 @@ async def slide_info(transport: Transport, view: wire.BlobView) -> dict[str, Any
             except msgspec.DecodeError:
                 continue
     return None
+
+
+async def region_image(
+    transport: Transport,
+    view: wire.BlobView,
+    region: tuple[int, int, int, int],
+    size: tuple[int, int],
+    fmt: str = "png",
+) -> bytes:
+    """A level-0 ``region`` (x, y, width, height) of the slide rendered at ``size`` (IIIF,
+    with a ``read`` token on this blob), from the first replica that renders it.
+
+    A replica that is down, busy or has a bad copy is passed over; a refusal of the request
+    itself (4xx) is raised as its named error; :class:`~slidestore.errors.ClusterUnavailable`
+    when no replica rendered it.
+    """
+    x, y, width, height = region
+    path = f"/iiif/3/{view.blob_id}/{x},{y},{width},{height}/{size[0]},{size[1]}/0/default.{fmt}"
+    headers = transport.headers(ops={Operation.READ}, blob=view.blob_id)
+    failures: list[str] = []
+    for url in readable_urls(view.replicas):
+        try:
+            response = await transport.client().get(url + path, headers=headers)
+        except TRANSIENT as exc:
+            failures.append(f"{url}: {type(exc).__name__}")
+            continue
+        if response.status_code == 200:
+            return response.content
+        if response.status_code < 500:
+            raise response_error(response, f"GET {path}")
+        failures.append(f"{url}: HTTP {response.status_code}")
+    raise errors.ClusterUnavailable(
+        f"no replica of blob {view.blob_id} rendered the region ({'; '.join(failures) or 'none'})"
+    )

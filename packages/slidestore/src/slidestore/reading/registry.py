@@ -76,6 +76,10 @@ def choose_reader(path: Path) -> type[Slide]:
         reader = reader_class(name)
         if reader.supported(path):
             return reader
+    if not path.exists():
+        # Gone while the readers looked (a node quarantining a bad copy moves it away):
+        # that is a missing file, not a foreign format.
+        raise SlideNotFound(f"{path}: no such file")
     raise UnsupportedFormat(
         f"{path}: not a slide format any reader recognizes (tried {', '.join(names)})"
     )

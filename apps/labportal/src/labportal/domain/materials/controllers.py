@@ -215,14 +215,16 @@ class MaterialController(Controller):
         principal: NamedDependency[Principal],
         materials: NamedDependency[MaterialService],
         cluster: NamedDependency[Cluster],
-        x: FromQuery[int],
-        y: FromQuery[int],
-        width: FromQuery[int],
-        height: FromQuery[int],
+        # Optional here and required below: a caller without credentials hears 401, not
+        # which parameters a route takes.
+        x: FromQuery[int | None] = None,
+        y: FromQuery[int | None] = None,
+        width: FromQuery[int | None] = None,
+        height: FromQuery[int | None] = None,
         level: FromQuery[int] = 0,
         format: FromQuery[str] = "png",
     ) -> Response[bytes]:
-        region = Region(x=x, y=y, width=width, height=height, level=level, format=format)
+        region = Region.required(x=x, y=y, width=width, height=height, level=level, format=format)
         body, media_type, filename = await export_region(
             materials, cluster, material_id, principal.user, region
         )

@@ -21,12 +21,10 @@ import uuid
 from dataclasses import dataclass
 from typing import Final
 
-import httpx
-
 from labportal.cluster import Cluster
 from labportal.domain.accounts.models import User
 from labportal.domain.materials.services import MaterialService
-from labportal.errors import Conflict, Forbidden, Problem, ServiceUnavailable
+from labportal.errors import Conflict, Forbidden, Problem
 from slidestore import tokens
 from slidestore.cluster.wire import BlobView
 from slidestore.tokens import Operation
@@ -55,6 +53,21 @@ class Region:
     """The output is the region downsampled by ``2**level``."""
     format: str
 
+    @classmethod
+    def required(
+        cls,
+        *,
+        x: int | None,
+        y: int | None,
+        width: int | None,
+        height: int | None,
+        level: int,
+        format: str,
+    ) -> Region:
+        if x is None or y is None or width is None or height is None:
+            raise BadExport("x, y, width and height are required (level-0 pixels)")
+        return cls(x=x, y=y, width=width, height=height, level=level, format=format)
+
     @property
     def output_size(self) -> tuple[int, int]:
         scale = 2**self.level
@@ -80,10 +93,14 @@ class Region:
             )
 
 
-def _replicas(view: BlobView | None) -> list[str]:
+def _stored(view: BlobView | None) -> BlobView:
     if view is None or not view.replicas:
         raise Conflict("this slide is not stored yet (or has no replica)", code="not_ready")
-    ordered = sorted(view.replicas, key=lambda r: r.state != "alive")
+    return view
+
+
+def _replicas(view: BlobView | None) -> list[str]:
+    ordered = sorted(_stored(view).replicas, key=lambda r: r.state != "alive")
     return [r.url.rstrip("/") for r in ordered]
 
 
@@ -124,14 +141,12 @@ async def export_region(
     region.check(size)
     blob_id = access.material.blob_id
     view = await cluster.blob(blob_id) if blob_id else None
-    replicas = _replicas(view)
-    token = cluster.view_token(blob_id, str(user.id))  # type: ignore[arg-type]
     out_w, out_h = region.output_size
-    path = (
-        f"/iiif/3/{blob_id}/{region.x},{region.y},{region.width},{region.height}"
-        f"/{out_w},{out_h}/0/default.png"
+    png = await cluster.region_image(
+        _stored(view),
+        (region.x, region.y, region.width, region.height),
+        (out_w, out_h),
     )
-    png = await _fetch(replicas, path, token)
     name = re.sub(r"[^A-Za-z0-9._-]+", "_", access.material.name.rsplit(".", 1)[0])[:100]
     stem = f"{name}-x{region.x}-y{region.y}-l{region.level}"
     if region.format == "png":
@@ -142,34 +157,3 @@ async def export_region(
         out = io.BytesIO()
         image.save(out, format="TIFF", compression="tiff_deflate")
     return out.getvalue(), FORMATS["tiff"], f"{stem}.tiff"
-
-
-async def _fetch(replicas: list[str], path: str, token: str) -> bytes:
-    """The first replica's answer; a node that is down or 5xx is skipped, a 4xx is the
-    caller's problem and passed on."""
-    async with httpx.AsyncClient(timeout=120) as client:
-        for base in replicas:
-            try:
-                response = await client.get(
-                    base + path, headers={"Authorization": f"Bearer {token}"}
-                )
-            except httpx.HTTPError:
-                continue
-            if response.status_code == 200:
-                return response.content
-            if response.status_code < 500:
-                body = (
-                    response.json()
-                    if response.headers.get("content-type", "").startswith("application/json")
-                    else {}
-                )
-                raise BadExport(
-                    str(
-                        body.get("detail")
-                        or f"the node refused the region ({response.status_code})"
-                    ),
-                    code=str(body.get("error") or "invalid_region"),
-                )
-    raise ServiceUnavailable(
-        "no replica could render the region; try again", code="cluster_unavailable"
-    )
