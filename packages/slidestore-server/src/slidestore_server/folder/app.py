@@ -84,12 +84,15 @@ def _path_token(scope: dict) -> bool:  # type: ignore[type-arg]
 
 
 def create_app(settings: FolderSettings) -> Starlette:
-    index = FolderIndex(settings.serve_root, rescan_seconds=settings.rescan_seconds)
     # Prerendered levels go to the cache directory: the prerenderer checks their estimated
     # size fits there (leaving RENDER_RESERVE_BYTES free) before it starts one.
     renditions_dir = settings.renditions_dir()
     renditions_dir.mkdir(parents=True, exist_ok=True)
-    index.space = SpaceGuard(renditions_dir, RENDER_RESERVE_BYTES)
+    index = FolderIndex(
+        settings.serve_root,
+        space=SpaceGuard(renditions_dir, RENDER_RESERVE_BYTES),
+        rescan_seconds=settings.rescan_seconds,
+    )
     # The node's prerenderer, over the folder (it needs ``ids()`` and ``path(id)``).
     renditions = Prerenderer(
         index,

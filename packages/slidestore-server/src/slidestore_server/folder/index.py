@@ -67,13 +67,14 @@ class FolderIndex:
     """What :class:`~slidestore_server.node.slides.SlideCache` needs of a blob store
     (``path(id)``), over the folder's slides."""
 
-    def __init__(self, root: Path, *, rescan_seconds: float = 5.0) -> None:
+    def __init__(self, root: Path, *, space: SpaceGuard, rescan_seconds: float = 5.0) -> None:
         self.root = root.resolve()
         #: Called with the ids a walk no longer finds (the app closes their open slides).
         self.on_removed: Callable[[list[str]], None] = lambda ids: None
         self.rescan_seconds = rescan_seconds
-        #: Space of the render cache, for the prerenderer (the app points it there).
-        self.space = SpaceGuard(root, 0)
+        #: Space of the render cache (not of the folder): the prerenderer's estimate of a
+        #: rendition must fit there before it starts.
+        self.space = space
         self._lock = threading.Lock()
         self._slides = scan(self.root)
         self._scanned = time.monotonic()
