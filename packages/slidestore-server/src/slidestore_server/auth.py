@@ -54,6 +54,13 @@ def require_upload(conn: HTTPConnection) -> Capability:
     return cap
 
 
+def check_partial_grant(cap: Capability, length: int) -> None:
+    """An ``upload`` grant's partial uploads are pieces of its one upload: none larger than
+    it (together they are bounded by the upload manager's quota of the grant's size)."""
+    if cap.is_upload_grant and (cap.size is None or length > cap.size):
+        raise Forbidden(f"this upload token is for {cap.size} bytes, not a part of {length}")
+
+
 def check_upload_grant(cap: Capability, length: int, sha256: str | None) -> None:
     """An ``upload`` grant makes one upload of the size (and content) it was minted for."""
     if not cap.is_upload_grant:

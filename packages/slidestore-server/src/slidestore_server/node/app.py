@@ -64,6 +64,7 @@ CORS_EXPOSED = [
     "Upload-Length",
     "Upload-Expires",
     "Upload-Metadata",
+    "Upload-Concat",
     "Tus-Resumable",
     "Tus-Version",
     "Tus-Extension",

@@ -327,8 +327,15 @@ def document() -> dict[str, Any]:
                         {
                             "name": "Upload-Length",
                             "in": "header",
-                            "required": True,
+                            # Required, except on a final upload (Upload-Concat: final;...).
+                            "required": False,
                             "schema": {"type": "integer", "minimum": 0},
+                        },
+                        {
+                            "name": "Upload-Concat",
+                            "in": "header",
+                            "required": False,
+                            "schema": {"type": "string"},
                         },
                         TUS_RESUMABLE,
                         {

@@ -54,6 +54,10 @@ class GrantIndex:
             raise GrantUsed("this upload grant was already used to create an upload")
         write_atomic(path, _encoder.encode(GrantRecord(upload_id=upload_id, expires_at=expires_at)))
 
+    def claimed(self, nonce: str) -> bool:
+        """Whether the grant ``nonce`` already made its upload."""
+        return self._path(nonce).exists()
+
     def release(self, nonce: str) -> None:
         """Forget a claim whose session could not be made."""
         with contextlib.suppress(FileNotFoundError):

@@ -26,7 +26,7 @@ import secrets
 import shutil
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
@@ -38,6 +38,8 @@ from slidestore.blobs.durable import fsync_dir, make_private_dirs
 from slidestore.errors import (
     ChecksumMismatch,
     DecompressionBomb,
+    Forbidden,
+    GrantUsed,
     InvalidRequest,
     SlidestoreError,
     UnsupportedFormat,
@@ -48,11 +50,11 @@ from slidestore.errors import (
     UploadQuotaExceeded,
     UploadTooLarge,
 )
-from slidestore.uploads import state
+from slidestore.uploads import concat, state
 from slidestore.uploads.appender import Appender, SessionLedger
 from slidestore.uploads.checksums import ChunkChecksum, normalize_sha256
 from slidestore.uploads.grants import GrantIndex
-from slidestore.uploads.state import UploadInfo
+from slidestore.uploads.state import FINAL, PARTIAL, UploadInfo
 from slidestore.uploads.validate import validate_slide
 
 _UPLOAD_ID: Final = re.compile(r"[A-Za-z0-9_-]{16,64}")
@@ -278,8 +280,14 @@ class UploadManager:
         owner: str | None = None,
         single_use_until: float | None = None,
         owner_bytes: int | None = None,
+        partial: bool = False,
     ) -> UploadInfo:
         """A new upload of ``length`` bytes; its space is reserved now (or refused now).
+
+        ``partial`` makes a tus partial upload: a piece of a later :meth:`concatenate`,
+        never validated or stored on its own. A single-use grant's partial uploads are
+        bounded together by ``owner_bytes`` (the grant's size) and do not use the grant:
+        the final upload does, and once it has, the grant makes no more partial uploads.
 
         ``sha256`` is the whole file's digest, checked at completion. An upload of 0
         bytes completes at once (and, since no slide is empty, fails validation).
@@ -297,13 +305,17 @@ class UploadManager:
             )
         declared = normalize_sha256(sha256) if sha256 is not None else None
         with self._creation_lock():
-            if owner is not None and single_use_until is None:
+            if partial and owner is not None and self.grants.claimed(owner):
+                raise GrantUsed("this upload grant already made its final upload")
+            if owner is not None and (single_use_until is None or partial):
                 # (A single-use grant's one session of its one size is its whole quota.)
                 self._check_quota(owner, length, owner_bytes)
             self.blobs.space.check(length)
             upload_id = secrets.token_urlsafe(18)
-            if owner is None or single_use_until is None:
-                return self._create_checked(upload_id, length, metadata, declared, owner)
+            if owner is None or single_use_until is None or partial:
+                return self._create_checked(
+                    upload_id, length, metadata, declared, owner, PARTIAL if partial else None
+                )
             self.grants.claim(owner, single_use_until, upload_id)
             try:
                 return self._create_checked(upload_id, length, metadata, declared, owner)
@@ -319,6 +331,8 @@ class UploadManager:
         metadata: Mapping[str, bytes] | None,
         declared: str | None,
         owner: str | None,
+        kind: str | None = None,
+        parts: tuple[str, ...] = (),
     ) -> UploadInfo:
         now = self.clock()
         info = UploadInfo(
@@ -330,6 +344,8 @@ class UploadManager:
             updated_at=now,
             expires_at=now + self.idle_expiry_seconds,
             owner=owner,
+            concat=kind,
+            parts=parts,
         )
         # Build the directory aside and rename it in: an upload exists completely or not.
         staging = self.root / f"{_NEW}{upload_id}"
@@ -343,9 +359,97 @@ class UploadManager:
         fsync_dir(self.root)
         with self._mutex:
             self._progress[upload_id] = _Progress(0, hashlib.sha256())
-        if length == 0:
+        if length == 0 and kind is None:
             return self.finish(upload_id)
         return info
+
+    # -- tus concatenation -----------------------------------------------------------
+
+    def part_lengths(self, parts: Sequence[str], owner: str | None = None) -> list[int]:
+        """The lengths of the partial uploads a final upload would be made of."""
+        return [self._load_owned(upload_id, owner).length for upload_id in parts]
+
+    def concatenate(
+        self,
+        parts: Sequence[str],
+        metadata: Mapping[str, bytes] | None = None,
+        sha256: str | bytes | None = None,
+        *,
+        owner: str | None = None,
+        single_use_until: float | None = None,
+    ) -> UploadInfo:
+        """The final upload made of the complete partial uploads ``parts``, in order: its
+        bytes are copied (and hashed) once, the parts removed, and it completes like any
+        upload (declared sha256, validation, into the blob store).
+
+        Asking again for the same parts resumes a final upload that a crash or a cut
+        connection interrupted (also after its grant was used for it).
+        """
+        parts = tuple(parts)
+        if not parts or len(set(parts)) != len(parts):
+            raise InvalidRequest("a final upload names one or more distinct partial uploads")
+        declared = normalize_sha256(sha256) if sha256 is not None else None
+        fds: list[int] = []
+        try:
+            infos: list[UploadInfo] = []
+            for upload_id in parts:
+                fd, info = self._locked_live(upload_id, owner)
+                fds.append(fd)
+                if not info.partial:
+                    raise InvalidRequest(f"upload {upload_id} is not a partial upload")
+                if info.offset < info.length:
+                    raise InvalidRequest(
+                        f"partial upload {upload_id} has {info.offset} of its {info.length} bytes"
+                    )
+                infos.append(info)
+            total = sum(info.length for info in infos)
+            if total > self.max_size:
+                raise UploadTooLarge(
+                    f"the parts hold {total} bytes, past this node's limit of {self.max_size}"
+                )
+            final = self._final_session(parts, total, metadata, declared, owner, single_use_until)
+            fd = self._lock(final.id)
+            fds.append(fd)
+            with self._mutex:
+                first = self._progress.get(parts[0])
+            first_hash = (
+                first.hash if first is not None and first.offset == infos[0].length else None
+            )
+            digest = concat.concatenate(
+                self.data_path(final.id),
+                [(self.data_path(info.id), info.length) for info in infos],
+                first_hash=first_hash,
+            )
+            final = self._advance(final, total, digest)
+            for info in infos:
+                self._remove(info.id)
+            return self._finish_locked(final)
+        finally:
+            for fd in fds:
+                os.close(fd)
+
+    def _final_session(
+        self,
+        parts: tuple[str, ...],
+        length: int,
+        metadata: Mapping[str, bytes] | None,
+        declared: str | None,
+        owner: str | None,
+        single_use_until: float | None,
+    ) -> UploadInfo:
+        """The final upload's session: the one an interrupted request left, or a new one
+        (its whole length promised, the grant used)."""
+        with self._creation_lock():
+            for info in self._open_sessions():
+                if info.concat == FINAL and info.parts == parts and info.owner == owner:
+                    return info
+            self.blobs.space.check(length)
+            upload_id = secrets.token_urlsafe(18)
+            if owner is not None and single_use_until is not None:
+                self.grants.claim(owner, single_use_until, upload_id)
+            return self._create_checked(
+                upload_id, length, metadata, declared, owner, FINAL, parts
+            )
 
     def info(self, upload_id: str, owner: str | None = None) -> UploadInfo:
         """The upload's current record; :class:`UploadNotFound` or :class:`UploadExpired`."""
@@ -375,6 +479,10 @@ class UploadManager:
         """
         fd, info = self._locked_live(upload_id, owner)
         try:
+            if info.concat == FINAL:
+                raise Forbidden(
+                    f"upload {upload_id} is a final upload: its bytes come from its parts"
+                )
             if offset != info.offset:
                 raise UploadOffsetMismatch(
                     f"upload {upload_id} is at offset {info.offset}, the chunk starts at {offset}"
@@ -490,7 +598,7 @@ class UploadManager:
         return new
 
     def _finish_locked(self, info: UploadInfo) -> UploadInfo:
-        if info.complete or info.offset < info.length:
+        if info.complete or info.offset < info.length or info.partial:
             return info
         upload_id = info.id
         data = self.data_path(upload_id)

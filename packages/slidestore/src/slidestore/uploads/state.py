@@ -10,6 +10,10 @@ from slidestore.blobs.durable import write_atomic
 from slidestore.errors import SlidestoreError, UploadNotFound
 
 
+PARTIAL = "partial"
+FINAL = "final"
+
+
 class UploadInfo(msgspec.Struct, frozen=True, kw_only=True):
     id: str
     length: int
@@ -31,10 +35,19 @@ class UploadInfo(msgspec.Struct, frozen=True, kw_only=True):
     """The nonce of the token that created the session: only tokens with that nonce (a
     renewal of it) may see or write it. None (sessions from before owners): nobody but
     callers that do not name an owner (operators)."""
+    concat: str | None = None
+    """tus concatenation: ``"partial"`` (a piece of a later final upload: never validated
+    or stored on its own), ``"final"`` (made from partial uploads), or None."""
+    parts: tuple[str, ...] = ()
+    """A final upload's partial uploads, in order."""
 
     @property
     def complete(self) -> bool:
         return self.blob_id is not None
+
+    @property
+    def partial(self) -> bool:
+        return self.concat == PARTIAL
 
     @property
     def remaining(self) -> int:

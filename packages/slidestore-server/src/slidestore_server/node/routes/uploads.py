@@ -1,5 +1,5 @@
 """Resumable uploads over tus 1.0 (core, creation, creation-with-upload, checksum,
-termination, expiration) at ``/uploads``.
+termination, expiration, concatenation) at ``/uploads``.
 
 The bytes stream from the socket to the upload's data file in batches of at most 1 MiB
 (never a whole body in memory). An acknowledged ``Upload-Offset`` is always durable:
@@ -28,6 +28,13 @@ Slidestore specifics:
   ``upload_quota``).
 - An upload that has received no byte expires after ``upload_idle_expiry_seconds``;
   one that has, ``upload_expiry_seconds`` after its last byte.
+- Concatenation: a large file goes up as several ``Upload-Concat: partial`` uploads in
+  parallel, then ``POST`` with ``Upload-Concat: final;<url> <url> ...`` (no
+  ``Upload-Length``) joins them, in order, and completes like any upload (sha256,
+  validation, ``Slidestore-Blob-Id``) in that request; asking again resumes a final
+  that was cut off. An ``upload`` grant's partial uploads may together hold at most its
+  size; the final must have its size and content, uses the grant, and after it the
+  grant makes no more parts.
 - A body that sends no byte for ``upload_read_idle_seconds`` ends the request (408
   ``body_read_timeout``): the bytes that arrived are kept (without a chunk checksum)
   and the upload is unlocked, so a resume does not meet 423.
@@ -54,12 +61,15 @@ from starlette.routing import BaseRoute, Route
 from slidestore.errors import InvalidRequest, SlidestoreError, UploadConflict, UploadTooLarge
 from slidestore.tokens import Capability, Operation
 from slidestore.uploads import CHUNK_ALGORITHMS, ChunkChecksum, UploadInfo, normalize_sha256
-from slidestore_server.auth import check_upload_grant, require_upload
+from slidestore.uploads.concat import parse_final
+from slidestore_server.auth import check_partial_grant, check_upload_grant, require_upload
 from slidestore_server.errors import error_response, slidestore_error_handler
 from slidestore_server.node.state import NodeState
 
 TUS_VERSION: Final = "1.0.0"
-TUS_EXTENSIONS: Final = "creation,creation-with-upload,checksum,termination,expiration"
+TUS_EXTENSIONS: Final = (
+    "creation,creation-with-upload,checksum,termination,expiration,concatenation"
+)
 OFFSET_CONTENT_TYPE: Final = "application/offset+octet-stream"
 BLOB_ID_HEADER: Final = "Slidestore-Blob-Id"
 log = logging.getLogger("slidestore.uploads")
@@ -156,16 +166,21 @@ def parse_checksum(header: str | None) -> ChunkChecksum | None:
     return ChunkChecksum(algorithm.lower(), _b64(encoded.strip(), "the Upload-Checksum digest"))
 
 
-def _upload_headers(info: UploadInfo) -> dict[str, str]:
+def _upload_headers(info: UploadInfo, request: Request | None = None) -> dict[str, str]:
     headers = {
         "Upload-Offset": str(info.offset),
         "Upload-Length": str(info.length),
         "Cache-Control": "no-store",
     }
+    if info.partial:
+        headers["Upload-Concat"] = "partial"
+    elif info.concat is not None and request is not None:
+        urls = " ".join(_location(request, part) for part in info.parts)
+        headers["Upload-Concat"] = f"final;{urls}"
     if info.complete:
         assert info.blob_id is not None
         headers[BLOB_ID_HEADER] = info.blob_id
-    else:
+    elif not (info.partial and info.offset == info.length):
         headers["Upload-Expires"] = formatdate(info.expires_at, usegmt=True)
     return headers
 
@@ -280,15 +295,69 @@ async def options(request: Request, node: NodeState) -> Response:
     )
 
 
+def _concat_kind(request: Request) -> str | None:
+    header = request.headers.get("upload-concat")
+    if header is None:
+        return None
+    kind = header.split(";", 1)[0].strip().lower()
+    if kind not in ("partial", "final"):
+        raise InvalidRequest(f"Upload-Concat must be 'partial' or 'final;<urls>', got {header[:60]!r}")
+    return kind
+
+
+def _declared_sha256(metadata: dict[str, bytes]) -> str | None:
+    declared = metadata.get(SHA256_METADATA_KEY)
+    return normalize_sha256(declared) if declared is not None else None
+
+
+async def create_final(request: Request, node: NodeState, cap: Capability) -> Response:
+    """Join complete partial uploads into the final upload and complete it."""
+    if "upload-length" in request.headers:
+        raise InvalidRequest("a final upload has no Upload-Length: its parts make its length")
+    try:
+        parts = parse_final(request.headers["upload-concat"])
+    except ValueError as exc:
+        raise InvalidRequest(str(exc)) from None
+    metadata = parse_metadata(request.headers.get("upload-metadata"))
+    sha256 = _declared_sha256(metadata)
+    lengths = await run_in_threadpool(node.uploads.part_lengths, parts, cap.nonce)
+    check_upload_grant(cap, sum(lengths), sha256)
+    info = await run_in_threadpool(
+        functools.partial(
+            node.uploads.concatenate,
+            parts,
+            metadata,
+            sha256,
+            owner=cap.nonce,
+            single_use_until=cap.exp if cap.is_upload_grant else None,
+        )
+    )
+    if info.complete:
+        node.blob_arrived()
+        log.info(
+            "upload complete",
+            extra={"upload_id": info.id, "blob_id": info.blob_id, "bytes": info.length},
+        )
+    headers = _upload_headers(info, request)
+    headers["Location"] = _location(request, info.id)
+    return Response(status_code=201, headers=headers)
+
+
 async def create(request: Request, node: NodeState) -> Response:
     cap = require_upload(request)
+    kind = _concat_kind(request)
+    if kind == "final":
+        return await create_final(request, node, cap)
     if "upload-defer-length" in request.headers:
         raise InvalidRequest("Upload-Defer-Length is not supported: declare Upload-Length")
     length = _int_header(request, "upload-length")
     metadata = parse_metadata(request.headers.get("upload-metadata"))
-    declared = metadata.get(SHA256_METADATA_KEY)
-    sha256 = normalize_sha256(declared) if declared is not None else None
-    check_upload_grant(cap, length, sha256)
+    sha256 = _declared_sha256(metadata)
+    partial = kind == "partial"
+    if partial:
+        check_partial_grant(cap, length)
+    else:
+        check_upload_grant(cap, length, sha256)
     with_body = (
         request.headers.get("content-type", "").split(";")[0].strip().lower() == OFFSET_CONTENT_TYPE
     )
@@ -303,6 +372,7 @@ async def create(request: Request, node: NodeState) -> Response:
             owner=cap.nonce,
             single_use_until=cap.exp if cap.is_upload_grant else None,
             owner_bytes=cap.size,
+            partial=partial,
         )
     )
     location = _location(request, info.id)
@@ -322,7 +392,7 @@ async def create(request: Request, node: NodeState) -> Response:
             return response
     if info.complete:
         node.blob_arrived()
-    headers = _upload_headers(info)
+    headers = _upload_headers(info, request)
     headers["Location"] = location
     return Response(status_code=201, headers=headers)
 
@@ -331,13 +401,14 @@ async def head(request: Request, node: NodeState) -> Response:
     owner = _owner(require_upload(request))
     upload_id = str(request.path_params["upload_id"])
     info = await run_in_threadpool(node.uploads.info, upload_id, owner)
-    if info.offset == info.length and not info.complete:
+    if info.offset == info.length and not info.complete and not info.partial:
         # The completing PATCH was cut off after its bytes were durable: complete now.
         # (UploadConflict: the completing request is still running; report what is durable.)
         with contextlib.suppress(UploadConflict):
             info = await run_in_threadpool(node.uploads.finish, upload_id, owner)
-            node.blob_arrived()
-    headers = _upload_headers(info)
+            if info.complete:
+                node.blob_arrived()
+    headers = _upload_headers(info, request)
     if info.metadata:
         headers["Upload-Metadata"] = encode_metadata(info.metadata)
     return Response(status_code=200, headers=headers)
@@ -369,7 +440,7 @@ async def patch(request: Request, node: NodeState) -> Response:
             "upload complete",
             extra={"upload_id": upload_id, "blob_id": info.blob_id, "bytes": info.length},
         )
-    return Response(status_code=204, headers=_upload_headers(info))
+    return Response(status_code=204, headers=_upload_headers(info, request))
 
 
 async def terminate(request: Request, node: NodeState) -> Response:
