@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import os
 import shutil
 import signal
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+import msgspec
 import pytest
 from client_harness import SECRET, StubCoordinator, client_token, replica
 
@@ -232,3 +234,30 @@ def test_async_client_upload_and_info(
     blob_id, view = asyncio.run(go())
     assert blob_id == sha256_of(slide_copy) and view.blob_id == blob_id
     assert node_has(node, blob_id)
+
+
+def test_a_large_file_goes_up_in_parallel_parts_joined_by_the_node(
+    stub: StubCoordinator, node: NodeProcess, slide_copy: Path, tmp_path: Path
+) -> None:
+    # A slide followed by filler is still a slide (OpenSlide reads by offsets): 40 MiB
+    # makes two parts of at least MIN_PART.
+    big = tmp_path / "big.svs"
+    with big.open("wb") as out:
+        out.write(slide_copy.read_bytes())
+        out.write(os.urandom((40 << 20) - slide_copy.stat().st_size))
+    stub.targets = [wire.Target(node_id="n1", url=node.url)]
+    offsets: list[int] = []
+    with slidestore.connect(stub.url, client_token()) as cluster:
+        blob_id = cluster.upload(big, progress=False, parts=4, on_offset=offsets.append)
+    assert blob_id == sha256_of(big) and node_has(node, blob_id)
+    assert offsets == sorted(offsets) and offsets[-1] == big.stat().st_size
+    finals = [
+        msgspec.json.decode(state.read_bytes())
+        for state in (node.data_dir / "uploads").glob("*/state.json")
+    ]
+    assert [(f["concat"], len(f["parts"]), f["blob_id"]) for f in finals] == [("final", 2, blob_id)]
+    with (
+        slidestore.connect(stub.url, client_token()) as cluster,
+        pytest.raises(errors.InvalidRequest, match="parts"),
+    ):
+        cluster.upload(big, progress=False, parts=0)

@@ -42,8 +42,11 @@ def bearer(token: str, **extra: str) -> dict[str, str]:
 
 
 def sha_metadata(digest: str = SLIDE_SHA) -> str:
-    return "filename " + base64.b64encode(b"s.svs").decode() + ",sha256 " + (
-        base64.b64encode(digest.encode()).decode()
+    return (
+        "filename "
+        + base64.b64encode(b"s.svs").decode()
+        + ",sha256 "
+        + (base64.b64encode(digest.encode()).decode())
     )
 
 

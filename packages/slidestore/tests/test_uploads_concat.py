@@ -187,10 +187,16 @@ def test_an_interrupted_final_is_resumed_by_asking_again(uploads: UploadManager)
         parts, sha256=SLIDE_SHA, owner="resume-nonce-001", single_use_until=until
     )
     assert final.id == stalled.id and final.blob_id == SLIDE_SHA
+    # The answer was lost: asking again names the same blob (the parts are gone by now).
+    assert uploads.part_lengths(parts, "resume-nonce-001") == [len(SLIDE)]
+    again = uploads.concatenate(
+        parts, sha256=SLIDE_SHA, owner="resume-nonce-001", single_use_until=until
+    )
+    assert again.id == final.id and again.blob_id == SLIDE_SHA
 
 
 def test_parse_final_header() -> None:
     assert parse_final("final;/uploads/abc http://n:1/uploads/def/") == ["abc", "def"]
     for bad in ("partial", "final;", "final", "final;/uploads/a /uploads/a"):
-        with pytest.raises(ValueError):
+        with pytest.raises(ValueError, match="final"):
             parse_final(bad)

@@ -28,6 +28,7 @@ from slidestore.client.tus import (
     TusOptions,
     TusUpload,
 )
+from slidestore.client.tus_parallel import ParallelUpload, part_ranges
 from slidestore.cluster import wire
 from slidestore.tokens import Operation
 
@@ -40,6 +41,8 @@ _nodes_decoder = msgspec.json.Decoder(list[wire.NodeView])
 
 MAX_PLACEMENTS = 3
 """Placements tried per upload (each new one excludes the primaries that failed)."""
+DEFAULT_PARTS = 4
+"""Partial uploads sent at once for a large file (tus concatenation)."""
 WAIT_POLL = 30.0
 """Seconds one ``…/wait`` long poll may take before we ask again."""
 
@@ -212,14 +215,20 @@ class AsyncCluster:
         chunk_size: int = CHUNK_SIZE,
         wait_timeout: float = 600.0,
         on_offset: Callable[[int], None] | None = None,
+        parts: int = DEFAULT_PARTS,
     ) -> str:
         """Store the slide at ``path``; returns its blob id (the file's sha256, hex).
 
         ``wait="primary"`` returns once the primary node committed it; ``"all"`` once the
         cluster holds all R copies. ``retries`` failed requests in a row make the primary
         count as unreachable, and a primary that answers 507 at creation as full: the blob
-        is then placed again without it (at most :data:`MAX_PLACEMENTS` placements). ``on_offset`` sees every durable offset.
+        is then placed again without it (at most :data:`MAX_PLACEMENTS` placements).
+        ``on_offset`` sees every durable offset (over all parts). A file of at least two
+        :data:`~slidestore.client.tus_parallel.MIN_PART` goes up as up to ``parts`` tus
+        partial uploads at once, which the node joins (``parts=1``: one stream).
         """
+        if isinstance(parts, bool) or not isinstance(parts, int) or not 1 <= parts <= 16:
+            raise errors.InvalidRequest(f"parts must be 1..16, got {parts!r}")
         if wait not in ("primary", "all"):
             raise errors.InvalidRequest(f"wait must be 'primary' or 'all', got {wait!r}")
         if not 0 < chunk_size <= CHUNK_SIZE:
@@ -260,16 +269,30 @@ class AsyncCluster:
                     if on_offset is not None:
                         on_offset(offset)
 
-                upload = TusUpload(
-                    self.transport.client(),
-                    placement.upload_url,
-                    placement.token,
-                    file,
-                    size=size,
-                    sha256=sha256,
-                    options=options,
-                    progress=report,
-                )
+                upload: TusUpload | ParallelUpload
+                if len(part_ranges(size, parts)) > 1:
+                    upload = ParallelUpload(
+                        self.transport.client(),
+                        placement.upload_url,
+                        placement.token,
+                        file,
+                        size=size,
+                        sha256=sha256,
+                        parts=parts,
+                        options=options,
+                        progress=report,
+                    )
+                else:
+                    upload = TusUpload(
+                        self.transport.client(),
+                        placement.upload_url,
+                        placement.token,
+                        file,
+                        size=size,
+                        sha256=sha256,
+                        options=options,
+                        progress=report,
+                    )
                 try:
                     await upload.run()
                 except (PrimaryUnreachable, PrimaryFull):

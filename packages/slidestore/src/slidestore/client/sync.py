@@ -18,7 +18,7 @@ from typing import Any, Self
 import zarr
 
 from slidestore.client.auth import TokenProvider
-from slidestore.client.cluster import AsyncCluster, Wait
+from slidestore.client.cluster import DEFAULT_PARTS, AsyncCluster, Wait
 from slidestore.client.hashing import CHUNK_SIZE
 from slidestore.client.slide import AsyncRemoteSlide, RemoteSlideInfo
 from slidestore.client.store import FailoverHTTPStore
@@ -152,6 +152,7 @@ class Cluster:
         chunk_size: int = CHUNK_SIZE,
         wait_timeout: float = 600.0,
         on_offset: Callable[[int], None] | None = None,
+        parts: int = DEFAULT_PARTS,
     ) -> str:
         return self._run(
             self._core.upload(
@@ -164,6 +165,7 @@ class Cluster:
                 chunk_size=chunk_size,
                 wait_timeout=wait_timeout,
                 on_offset=on_offset,
+                parts=parts,
             )
         )
 

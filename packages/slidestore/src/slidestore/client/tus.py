@@ -92,11 +92,18 @@ class TusUpload:
         sha256: str,
         options: TusOptions | None = None,
         progress: Callable[[int], None] | None = None,
+        start: int = 0,
+        partial: bool = False,
     ) -> None:
         self.client = client
         self.upload_url = upload_url
         self.path = os.fspath(path)
         self.size = size
+        """Bytes this upload sends: the file's ``size`` bytes from ``start``."""
+        self.start = start
+        self.partial = partial
+        """A tus partial upload (a piece of a :class:`~slidestore.client.tus_parallel.ParallelUpload`):
+        complete when every byte is there, without a blob of its own."""
         self.sha256 = sha256
         self.options = options or TusOptions()
         self.progress = progress
@@ -149,13 +156,13 @@ class TusUpload:
     # -- the protocol --------------------------------------------------------------------
 
     async def _create(self) -> None:
-        headers = {
-            **self.headers,
-            "Upload-Length": str(self.size),
-            "Upload-Metadata": metadata_header(
+        headers = {**self.headers, "Upload-Length": str(self.size)}
+        if self.partial:
+            headers["Upload-Concat"] = "partial"
+        else:
+            headers["Upload-Metadata"] = metadata_header(
                 {"filename": os.path.basename(self.path), "sha256": self.sha256}
-            ),
-        }
+            )
         response = await self._send("POST", self.upload_url, headers=headers)
         if response.status_code == 403 and _error_code(response) == errors.GrantUsed.code:
             raise GrantSpent(f"the upload grant for {self.upload_url} already made a session")
@@ -182,7 +189,10 @@ class TusUpload:
         """Send the next chunk; False when the offset must be asked for again."""
         assert self.location is not None
         data = await asyncio.to_thread(
-            read_at, fd, self.offset, min(self.options.chunk_size, self.size - self.offset)
+            read_at,
+            fd,
+            self.start + self.offset,
+            min(self.options.chunk_size, self.size - self.offset),
         )
         if not data:
             raise errors.ChecksumMismatch(f"{self.path} shrank below {self.size} bytes mid-upload")
@@ -207,11 +217,17 @@ class TusUpload:
             return False
         raise response_error(response, f"PATCH {self.location}")
 
+    def _done(self) -> bool:
+        if self.partial:
+            return self.location is not None and self.offset >= self.size
+        return self.blob_id is not None
+
     async def run(self) -> str:
+        """Send the bytes; the blob id (a partial upload: its URL, once it is complete)."""
         fd = os.open(self.path, os.O_RDONLY)
         try:
             need_head = False
-            while self.blob_id is None:
+            while not self._done():
                 try:
                     if self.location is None:
                         await self._create()
@@ -221,7 +237,7 @@ class TusUpload:
                         # lost is finished by this HEAD and reports the blob id.)
                         await self._head()
                         need_head = False
-                        if self.offset >= self.size and self.blob_id is None:
+                        if self.offset >= self.size and not self._done():
                             await self._failed("upload has every byte but is not committed")
                     else:
                         need_head = not await self._patch(fd)
@@ -229,6 +245,9 @@ class TusUpload:
                     need_head = True
         finally:
             os.close(fd)
+        if self.partial:
+            assert self.location is not None
+            return self.location
         if self.blob_id != self.sha256:
             raise errors.ChecksumMismatch(
                 f"{self.path}: the node committed blob {self.blob_id}, expected {self.sha256}"

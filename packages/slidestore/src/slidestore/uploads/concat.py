@@ -24,7 +24,7 @@ def parse_final(header: str) -> list[str]:
     last path segment; absolute or relative URLs alike). Raises ``ValueError``."""
     kind, _, urls = header.partition(";")
     if kind.strip().lower() != "final":
-        raise ValueError("not a final upload")
+        raise ValueError("not a final upload: Upload-Concat: final;<url> ...")
     ids = [url.rstrip("/").rsplit("/", 1)[-1] for url in urls.split()]
     if not ids or any(not upload_id for upload_id in ids):
         raise ValueError("a final upload names its partial uploads: final;<url> <url> ...")
@@ -61,9 +61,7 @@ def concatenate(
                 while position < length:
                     n = os.preadv(src, [view[: min(COPY_BUFFER, length - position)]], position)
                     if n <= 0:
-                        raise SlidestoreError(
-                            f"{path} is shorter than its recorded {length} bytes"
-                        )
+                        raise SlidestoreError(f"{path} is shorter than its recorded {length} bytes")
                     chunk = view[:n]
                     digest.update(chunk)
                     done = 0

@@ -366,8 +366,29 @@ class UploadManager:
     # -- tus concatenation -----------------------------------------------------------
 
     def part_lengths(self, parts: Sequence[str], owner: str | None = None) -> list[int]:
-        """The lengths of the partial uploads a final upload would be made of."""
+        """The lengths of the partial uploads a final upload would be made of (of the
+        final itself, if it exists already: its parts are gone once it completed)."""
+        existing = self._existing_final(tuple(parts), owner)
+        if existing is not None:
+            return [existing.length]
         return [self._load_owned(upload_id, owner).length for upload_id in parts]
+
+    def _existing_final(self, parts: tuple[str, ...], owner: str | None) -> UploadInfo | None:
+        """The owner's live final upload of exactly ``parts``, complete or not."""
+        now = self.clock()
+        for upload_id in self.ids():
+            try:
+                info = self._load(upload_id)
+            except SlidestoreError:
+                continue
+            if (
+                info.concat == FINAL
+                and info.parts == parts
+                and info.owner == owner
+                and now <= info.expires_at
+            ):
+                return info
+        return None
 
     def concatenate(
         self,
@@ -389,6 +410,9 @@ class UploadManager:
         if not parts or len(set(parts)) != len(parts):
             raise InvalidRequest("a final upload names one or more distinct partial uploads")
         declared = normalize_sha256(sha256) if sha256 is not None else None
+        done = self._existing_final(parts, owner)
+        if done is not None and done.complete:
+            return done  # asked again after the answer was lost
         fds: list[int] = []
         try:
             infos: list[UploadInfo] = []
@@ -440,16 +464,14 @@ class UploadManager:
         """The final upload's session: the one an interrupted request left, or a new one
         (its whole length promised, the grant used)."""
         with self._creation_lock():
-            for info in self._open_sessions():
-                if info.concat == FINAL and info.parts == parts and info.owner == owner:
-                    return info
+            existing = self._existing_final(parts, owner)
+            if existing is not None:
+                return existing
             self.blobs.space.check(length)
             upload_id = secrets.token_urlsafe(18)
             if owner is not None and single_use_until is not None:
                 self.grants.claim(owner, single_use_until, upload_id)
-            return self._create_checked(
-                upload_id, length, metadata, declared, owner, FINAL, parts
-            )
+            return self._create_checked(upload_id, length, metadata, declared, owner, FINAL, parts)
 
     def info(self, upload_id: str, owner: str | None = None) -> UploadInfo:
         """The upload's current record; :class:`UploadNotFound` or :class:`UploadExpired`."""

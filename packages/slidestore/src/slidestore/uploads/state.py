@@ -9,7 +9,6 @@ import msgspec
 from slidestore.blobs.durable import write_atomic
 from slidestore.errors import SlidestoreError, UploadNotFound
 
-
 PARTIAL = "partial"
 FINAL = "final"
 

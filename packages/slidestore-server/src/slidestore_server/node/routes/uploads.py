@@ -301,7 +301,9 @@ def _concat_kind(request: Request) -> str | None:
         return None
     kind = header.split(";", 1)[0].strip().lower()
     if kind not in ("partial", "final"):
-        raise InvalidRequest(f"Upload-Concat must be 'partial' or 'final;<urls>', got {header[:60]!r}")
+        raise InvalidRequest(
+            f"Upload-Concat must be 'partial' or 'final;<urls>', got {header[:60]!r}"
+        )
     return kind
 
 
