@@ -60,6 +60,7 @@ FRONTEND = Path(__file__).parents[2] / "frontend"
 VENDOR = {  # URL path -> directory inside frontend/node_modules (see frontend/package.json)
     "/vendor/openseadragon": "openseadragon/build/openseadragon",
     "/vendor/tus": "tus-js-client/dist",
+    "/vendor/hash-wasm": "hash-wasm/dist",
 }
 
 

@@ -1,11 +1,15 @@
-// Attach a slide: the portal places it, the browser sends the bytes straight to the
-// primary node over tus (resumable, 8 MiB chunks), then tells the portal the blob id with
-// the proof that it holds the file (the answer to the portal's challenge: sha256 of the
-// nonce and the file's bytes at the challenge's ranges; see materials/possession.py).
+// Attach a slide: the browser hashes the file (sha256, any size, in a Web Worker), the
+// portal places it — or, when the cluster already holds those bytes, links them without
+// a byte sent — and the browser sends the bytes straight to the primary node over tus
+// (resumable, 8 MiB chunks; a large file as PARTS partial uploads at once, which the node
+// joins), then tells the portal the blob id with the proof that it holds the file (the
+// answer to the portal's challenge: sha256 of the nonce and the file's bytes at the
+// challenge's ranges; see materials/possession.py).
 "use strict";
 
 const BLOB_ID_HEADER = "Slidestore-Blob-Id";
-const HASH_LIMIT = 256 * 1024 * 1024; // hash in the browser only what fits in memory
+const PARTS = 4; // partial uploads at once for a large file (tus concatenation)
+const PART_MIN = 16 * 1024 * 1024; // a smaller part is not worth its own connection
 
 function api(url, body) {
   const csrf = document.querySelector('meta[name="csrf-token"]').content;
@@ -21,10 +25,27 @@ function api(url, body) {
   });
 }
 
-async function sha256Hex(file) {
-  if (file.size > HASH_LIMIT || !window.crypto || !crypto.subtle) return null;
-  const digest = await crypto.subtle.digest("SHA-256", await file.arrayBuffer());
-  return hex(digest);
+function sha256Hex(file, onProgress) {
+  if (!window.Worker) return Promise.resolve(null); // the node still checks the bytes
+  return new Promise((resolve, reject) => {
+    const worker = new Worker("/static/hash_worker.js");
+    worker.onmessage = (event) => {
+      const answer = event.data;
+      if (answer.progress !== undefined) return onProgress(answer.progress);
+      worker.terminate();
+      if (answer.error) reject(new Error(`hashing the file failed: ${answer.error}`));
+      else resolve(answer.sha256);
+    };
+    worker.onerror = (event) => {
+      worker.terminate();
+      reject(new Error(`hashing the file failed: ${event.message}`));
+    };
+    worker.postMessage({ file });
+  });
+}
+
+function partsFor(size) {
+  return Math.max(1, Math.min(PARTS, Math.floor(size / PART_MIN)));
 }
 
 function hex(buffer) {
@@ -65,8 +86,13 @@ async function upload(form) {
   const error = document.getElementById("upload-error");
   const progress = document.getElementById("upload-progress");
   error.textContent = "";
-  state.textContent = "preparing…";
-  const sha256 = await sha256Hex(file);
+  state.textContent = "hashing…";
+  progress.hidden = false;
+  const sha256 = await sha256Hex(file, (done) => {
+    progress.value = file.size ? Math.round((done / file.size) * 100) : 100;
+    state.textContent = `hashing ${progress.value}%`;
+  });
+  progress.value = 0;
   const body = { name: file.name, size: file.size };
   if (sha256) body.sha256 = sha256;
   const created = await api(`/api/cases/${form.dataset.case}/materials`, body);
@@ -85,8 +111,10 @@ async function upload(form) {
   progress.hidden = false;
   const metadata = { filename: file.name };
   if (sha256) metadata.sha256 = sha256;
+  const parts = partsFor(file.size);
   const tusUpload = new tus.Upload(file, {
     endpoint: created.upload_url,
+    parallelUploads: parts,
     headers: { Authorization: `Bearer ${created.token}` },
     metadata,
     chunkSize: 8 * 1024 * 1024,
