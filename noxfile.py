@@ -147,6 +147,14 @@ def load(session: nox.Session) -> None:
 
 
 @nox.session(python=PYTHON)
+def upload_parts(session: nox.Session) -> None:
+    """A 5 GiB upload over an emulated long link (25 ms each way, 4 MiB window per
+    connection): one tus stream vs 4 partial uploads joined by the node, ratio printed."""
+    sync(session, "dev")
+    session.run("python", "benchmarks/load/upload_parts.py", *session.posargs)
+
+
+@nox.session(python=PYTHON)
 def load_folder(session: nox.Session) -> None:
     """wrk tiles/s: ``slidestore-server serve DIR`` vs a node on the same slide."""
     sync(session, "dev")
