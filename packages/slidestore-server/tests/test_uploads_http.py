@@ -200,6 +200,7 @@ def test_options_advertises_the_protocol(node: NodeProcess) -> None:
         "checksum",
         "termination",
         "expiration",
+        "concatenation",
     }
     assert h["Tus-Max-Size"] == str(MAX_UPLOAD)
     assert set(h["Tus-Checksum-Algorithm"].split(",")) == {"sha1", "sha256"}
