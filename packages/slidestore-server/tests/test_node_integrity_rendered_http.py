@@ -13,10 +13,9 @@ that fails its CRC (real node processes, the sample slide).
 
 from __future__ import annotations
 
-import os
 import signal
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -28,6 +27,7 @@ from slidestore.blobs import BlobStore
 from slidestore.protocols.deepzoom import DeepZoom
 from slidestore.protocols.deepzoom.pack import TilePack
 from slidestore.protocols.deepzoom.prerender import level_path
+from slidestore.testing.faults import flip_byte
 from slidestore.tokens import Operation
 from slidestore_server.node.renditions import UNSUPPORTED
 from slidestore_server.testing import NodeProcess
@@ -36,15 +36,6 @@ SECRET = tokens.new_secret()
 TILE = (2, 2)  # a level-0 tile of CMU-1-Small-Region (one level, 240 px tiles)
 RENDERED = 11  # Deep Zoom level 11: rendered from level 0 (12 is the native level)
 SLOT = 1 * 5 + 1  # tile (1, 1) of level 11 (1110x1484 pixels: 5 columns of 240 px)
-
-
-def _flip(path: Path, offset: int) -> None:
-    os.chmod(path, 0o644)
-    with open(path, "r+b") as f:
-        f.seek(offset)
-        byte = f.read(1)
-        f.seek(offset)
-        f.write(bytes([byte[0] ^ 0x10]))
 
 
 def _headers(blob_id: str, *ops: Operation) -> dict[str, str]:
@@ -81,10 +72,10 @@ def tile_extent(sample_slide_path: Path) -> tuple[int, int]:
 
 
 @pytest.fixture
-def quiet_node(tmp_path: Path) -> Iterator[tuple[Path, BlobStore]]:
-    """A data directory whose node (started by the test) does not prerender."""
+def quiet_node(tmp_path: Path) -> tuple[Path, BlobStore]:
+    """A node's data directory and its blob store (the test starts the node)."""
     data_dir = tmp_path / "data"
-    yield data_dir, BlobStore(data_dir / "blobs", reserve_bytes=0)
+    return data_dir, BlobStore(data_dir / "blobs", reserve_bytes=0)
 
 
 def test_a_flipped_byte_under_a_rendered_tile_is_refused_and_quarantined(
@@ -104,11 +95,13 @@ def test_a_flipped_byte_under_a_rendered_tile_is_refused_and_quarantined(
             dz, zarr_id, iiif_id, thumb_id, open_id, meta_id = ids
             # One slide is open (the fast path will see it) before its bytes go bad; only
             # the native tiles around TILE are read to render what it shows, not TILE.
-            warm = http.get(f"/slides/{open_id}_files/{RENDERED}/0_0.jpeg", headers=_headers(open_id))
+            warm = http.get(
+                f"/slides/{open_id}_files/{RENDERED}/0_0.jpeg", headers=_headers(open_id)
+            )
             assert warm.status_code == 200
             for blob_id in ids[:-1]:
-                _flip(store.path(blob_id), offset + length // 2)
-            _flip(store.path(meta_id), structure)
+                flip_byte(store.path(blob_id), offset + length // 2)
+            flip_byte(store.path(meta_id), structure)
 
             col, row = TILE[0] // 2, TILE[1] // 2  # the rendered tile made of TILE
             _replica_corrupt(
@@ -138,7 +131,9 @@ def test_a_flipped_byte_under_a_rendered_tile_is_refused_and_quarantined(
             for blob_id in ids:
                 assert not store.exists(blob_id)
                 assert any(p.name.startswith(blob_id) for p in store.quarantined())
-                gone = http.get(f"/slides/{blob_id}_files/{RENDERED}/0_0.jpeg", headers=_headers(blob_id))
+                gone = http.get(
+                    f"/slides/{blob_id}_files/{RENDERED}/0_0.jpeg", headers=_headers(blob_id)
+                )
                 assert gone.status_code == 404
     finally:
         node.kill(signal.SIGKILL)
@@ -150,7 +145,7 @@ def test_prerendering_a_corrupt_copy_quarantines_it(
     data_dir, store = quiet_node
     (blob_id,) = _copies(store, sample_slide_path.read_bytes(), 1)
     offset, length = tile_extent
-    _flip(store.path(blob_id), offset + length // 2)
+    flip_byte(store.path(blob_id), offset + length // 2)
     node = NodeProcess(data_dir, settings={"secret": SECRET, "reserve_bytes": 0}).start()
     try:
         _eventually(lambda: any(p.name.startswith(blob_id) for p in store.quarantined()))
@@ -174,14 +169,7 @@ def test_a_damaged_prerendered_tile_is_not_served_and_is_made_again(
     try:
         with httpx.Client(base_url=node.url, timeout=30) as http:
             for blob_id in (open_id, closed_id):
-                state = _eventually(
-                    lambda b=blob_id: (
-                        s := http.get(f"/slides/{b}/renditions", headers=_headers(b)).json()
-                    )["deepzoom"]["state"]
-                    == "complete"
-                    and s
-                )
-                key = state["deepzoom"]["key"]
+                key = _eventually(lambda b=blob_id: _complete_rendition(http, b))
                 packs[blob_id] = level_path(data_dir / "renditions" / blob_id / key, RENDERED)
                 time.sleep(0.3)  # open slides look for finished packs every 0.1 s
                 good = http.get(
@@ -221,6 +209,13 @@ def test_a_damaged_prerendered_tile_is_not_served_and_is_made_again(
         node.kill(signal.SIGKILL)
 
 
+def _complete_rendition(http: httpx.Client, blob_id: str) -> str | None:
+    """The key of the blob's rendition once it is complete."""
+    body = http.get(f"/slides/{blob_id}/renditions", headers=_headers(blob_id)).json()
+    state = body["deepzoom"]
+    return str(state["key"]) if state["state"] == "complete" else None
+
+
 def _damage(pack_path: Path) -> None:
     """Flip a byte in the middle of tile (1, 1)'s bytes in the pack."""
     pack = TilePack(pack_path)
@@ -229,7 +224,7 @@ def _damage(pack_path: Path) -> None:
     finally:
         pack.close()
     assert length
-    _flip(pack_path, start + length // 2)
+    flip_byte(pack_path, start + length // 2)
 
 
 def _pack_tile(pack_path: Path) -> bytes | None:

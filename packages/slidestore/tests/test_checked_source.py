@@ -22,6 +22,7 @@ from slidestore.blobs.sums import ChunkSummer, ChunkSums
 from slidestore.errors import ReplicaCorrupt
 from slidestore.protocols.deepzoom import DeepZoom
 from slidestore.reading.slide import verified_layout
+from slidestore.testing.faults import flip_byte
 
 TILE = (2, 2)  # a level-0 tile of CMU-1-Small-Region with tissue
 
@@ -32,15 +33,6 @@ def _sums(path: Path) -> ChunkSums:
         while block := f.read(1 << 20):
             summer.update(block)
     return summer.finish()
-
-
-def _flip(path: Path, offset: int) -> None:
-    os.chmod(path, 0o644)
-    with open(path, "r+b") as f:
-        f.seek(offset)
-        byte = f.read(1)
-        f.seek(offset)
-        f.write(bytes([byte[0] ^ 0x10]))
 
 
 @pytest.fixture
@@ -109,9 +101,7 @@ def test_open_checks_the_structure_and_reads_check_the_tiles(
         pytest.param(lambda s: s.read_region((500, 500), 0, (100, 100)), id="openslide region"),
         pytest.param(lambda s: s.thumbnail(256), id="thumbnail"),
         pytest.param(lambda s: s.pyramid.get_key("1/c/0/1/1"), id="derived zarr chunk"),
-        pytest.param(
-            lambda s: DeepZoom(s).tile_with_info(11, 1, 1), id="rendered deep zoom tile"
-        ),
+        pytest.param(lambda s: DeepZoom(s).tile_with_info(11, 1, 1), id="rendered deep zoom tile"),
     ],
 )
 def test_a_flipped_tile_byte_is_never_rendered(
@@ -125,7 +115,7 @@ def test_a_flipped_tile_byte_is_never_rendered(
         assert DeepZoom(plain).passthrough_level(11) is None
         assert plain.pyramid.levels[1].native_level is None
     offset, length = extent
-    _flip(path, offset + length // 2)
+    flip_byte(path, offset + length // 2)
     told: list[str] = []
     with checked(path, sums, told) as check, open_slide(path, check=check) as slide:
         with pytest.raises(ReplicaCorrupt):
@@ -140,7 +130,7 @@ def test_a_flipped_byte_in_the_tiff_structure_fails_the_open(copy: tuple[Path, C
     with tifffile.TiffFile(path) as tif:
         description = tif.pages[0].tags["ImageDescription"]
         offset = description.valueoffset + description.count // 2
-    _flip(path, offset)
+    flip_byte(path, offset)
     told: list[str] = []
     with checked(path, sums, told) as check, pytest.raises(ReplicaCorrupt):
         open_slide(path, check=check)
@@ -154,7 +144,7 @@ def test_a_file_whose_layout_is_unknown_is_checked_whole(tmp_path: Path) -> None
     with checked(path, sums) as check:
         assert verified_layout(path, check) is None
         assert check.bytes_verified == sums.size
-    _flip(path, 77_777)
+    flip_byte(path, 77_777)
     with checked(path, sums) as check, pytest.raises(ReplicaCorrupt):
         verified_layout(path, check)
 

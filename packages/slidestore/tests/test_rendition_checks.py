@@ -13,14 +13,7 @@ from slidestore import open_slide
 from slidestore.protocols.deepzoom import DeepZoom, PackedLevels, prerender
 from slidestore.protocols.deepzoom.pack import TilePack, write_pack
 from slidestore.protocols.deepzoom.prerender import is_complete, level_path
-
-
-def _flip(path: Path, offset: int) -> None:
-    with open(path, "r+b") as f:
-        f.seek(offset)
-        byte = f.read(1)
-        f.seek(offset)
-        f.write(bytes([byte[0] ^ 0x01]))
+from slidestore.testing.faults import flip_byte
 
 
 def test_a_damaged_tile_in_a_pack_is_refused(tmp_path: Path) -> None:
@@ -29,7 +22,7 @@ def test_a_damaged_tile_in_a_pack_is_refused(tmp_path: Path) -> None:
     pack = TilePack(path)
     assert pack.get(2) == b"second tile"
     start, length = pack.extent(2)
-    _flip(path, start + length // 2)
+    flip_byte(path, start + length // 2)
     discarded: list[bool] = []
     levels = PackedLevels(tmp_path, (4, 4, 4, 4), on_discard=lambda: discarded.append(True))
     assert levels.get(3, 0, 0) == b"first tile"
@@ -43,7 +36,7 @@ def test_a_damaged_tile_in_a_pack_is_refused(tmp_path: Path) -> None:
 def test_a_pack_that_does_not_open_is_discarded(tmp_path: Path) -> None:
     path = tmp_path / "level-0.pack"
     write_pack(path, [(0, b"tile")], 1)
-    _flip(path, os.path.getsize(path) - 3)  # the footer's count
+    flip_byte(path, os.path.getsize(path) - 3)  # the footer's count
     levels = PackedLevels(tmp_path, (1,))
     assert levels.get(0, 0, 0) is None
     assert not path.exists()
@@ -68,7 +61,7 @@ def test_a_damaged_prerendered_tile_is_rendered_instead_and_its_level_made_again
         good = served.stored_tile(level, col, row)
         assert good is not None and good.prerendered
 
-        _flip(level_path(directory, level), start + length // 2)
+        flip_byte(level_path(directory, level), start + length // 2)
         assert served.stored_tile(level, col, row) is None
         again = served.tile_with_info(level, col, row)
         assert again.data == good.data and not again.prerendered

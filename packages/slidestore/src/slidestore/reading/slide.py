@@ -176,7 +176,11 @@ class Slide(ABC):
         self.metadata: SlideMetadata = normalize(opened.properties, self.levels, opened.associated)
         self.background = self.metadata.background_color
         self._pages = level_pages(layout or (), self.levels)
-        if check is not None and layout is not None and len(layout) > len(set(map(id, self._pages))):
+        if (
+            check is not None
+            and layout is not None
+            and len(layout) > len(set(map(id, self._pages)))
+        ):
             # A tiled page no level reads (an associated image): no region read checks
             # its tiles, so they are checked now with the rest.
             check.verify_outside(*_data_ranges(self._pages))
@@ -287,9 +291,7 @@ class Slide(ABC):
         return self._read_pixels(x, y, level, w, h)
 
     @staticmethod
-    def _touched(
-        info: LevelInfo, x: float, y: float, w: int, h: int
-    ) -> tuple[range, range]:
+    def _touched(info: LevelInfo, x: float, y: float, w: int, h: int) -> tuple[range, range]:
         """Columns and rows of the stored tiles the reader decodes for the region at
         (``x``, ``y``) (level pixels). On a downsampled level a pixel of slack on each
         side covers OpenSlide's own rounding of the position."""

@@ -193,9 +193,7 @@ def tiled_pages(path: str) -> list[TiledPage] | None:
     return found
 
 
-def level_pages(
-    pages: Sequence[TiledPage], levels: Sequence[LevelInfo]
-) -> list[TiledPage | None]:
+def level_pages(pages: Sequence[TiledPage], levels: Sequence[LevelInfo]) -> list[TiledPage | None]:
     """For each level, the tiled page that stores it (same size and tile size), if any."""
     found: list[TiledPage | None] = [None] * len(levels)
     for level in levels:
