@@ -34,6 +34,8 @@ from slidestore_server.testing import NodeProcess
 
 SECRET = tokens.new_secret()
 TILE = (2, 2)  # a level-0 tile of CMU-1-Small-Region (one level, 240 px tiles)
+PRERENDER_SECONDS = 120.0
+"""Prerendering runs niced in a child: on a loaded machine a small slide takes a while."""
 RENDERED = 11  # Deep Zoom level 11: rendered from level 0 (12 is the native level)
 SLOT = 1 * 5 + 1  # tile (1, 1) of level 11 (1110x1484 pixels: 5 columns of 240 px)
 
@@ -148,7 +150,9 @@ def test_prerendering_a_corrupt_copy_quarantines_it(
     flip_byte(store.path(blob_id), offset + length // 2)
     node = NodeProcess(data_dir, settings={"secret": SECRET, "reserve_bytes": 0}).start()
     try:
-        _eventually(lambda: any(p.name.startswith(blob_id) for p in store.quarantined()))
+        _eventually(
+            lambda: any(p.name.startswith(blob_id) for p in store.quarantined()), PRERENDER_SECONDS
+        )
         assert not store.exists(blob_id)
         assert not (data_dir / "renditions" / blob_id / UNSUPPORTED).exists()
         assert not list((data_dir / "renditions").glob(f"{blob_id}/*/manifest.json"))
@@ -169,7 +173,7 @@ def test_a_damaged_prerendered_tile_is_not_served_and_is_made_again(
     try:
         with httpx.Client(base_url=node.url, timeout=30) as http:
             for blob_id in (open_id, closed_id):
-                key = _eventually(lambda b=blob_id: _complete_rendition(http, b))
+                key = _eventually(lambda b=blob_id: _complete_rendition(http, b), PRERENDER_SECONDS)
                 packs[blob_id] = level_path(data_dir / "renditions" / blob_id / key, RENDERED)
                 time.sleep(0.3)  # open slides look for finished packs every 0.1 s
                 good = http.get(
@@ -190,7 +194,7 @@ def test_a_damaged_prerendered_tile_is_not_served_and_is_made_again(
             assert _metric(http, "slidestore_node_deepzoom_rendered") == rendered + 1
             assert store.exists(open_id) and not store.quarantined()
             # ... and the level is prerendered again, from checked source bytes.
-            _eventually(lambda: _pack_tile(packs[open_id]) == tiles[open_id])
+            _eventually(lambda: _pack_tile(packs[open_id]) == tiles[open_id], PRERENDER_SECONDS)
         node.kill(signal.SIGKILL)
 
         # A slide not open yet (the route opens it): damaged before the node starts.
@@ -204,7 +208,7 @@ def test_a_damaged_prerendered_tile_is_not_served_and_is_made_again(
             assert again.status_code == 200 and again.content == tiles[closed_id]
             assert _metric(http, "slidestore_node_deepzoom_prerendered") == 0
             assert store.exists(closed_id) and not store.quarantined()
-            _eventually(lambda: _pack_tile(packs[closed_id]) == tiles[closed_id])
+            _eventually(lambda: _pack_tile(packs[closed_id]) == tiles[closed_id], PRERENDER_SECONDS)
     finally:
         node.kill(signal.SIGKILL)
 
