@@ -17,7 +17,7 @@ import pytest
 import tifffile
 
 from slidestore import open_slide
-from slidestore.blobs.checked import CheckedFile, covered_chunks
+from slidestore.blobs.checked import Bitmap, CheckedFile, covered_chunks
 from slidestore.blobs.sums import ChunkSummer, ChunkSums
 from slidestore.errors import ReplicaCorrupt
 from slidestore.protocols.deepzoom import DeepZoom
@@ -56,6 +56,15 @@ def checked(path: Path, sums: ChunkSums, told: list[str] | None = None) -> Itera
         yield CheckedFile(fd, sums, corrupt)
     finally:
         os.close(fd)
+
+
+def test_the_bitmap_remembers_ranges_across_byte_edges() -> None:
+    bits = Bitmap(21)
+    bits.set(3, 11)
+    bits.set(19, 21)
+    assert np.flatnonzero(bits.get(0, 21)).tolist() == [*range(3, 11), 19, 20]
+    assert bits.get(4, 10).all() and not bits.get(2, 4).all()
+    assert bits.get(9, 13).tolist() == [True, True, False, False]
 
 
 def test_covered_chunks_merge_touching_ranges() -> None:

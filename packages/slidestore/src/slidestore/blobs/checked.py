@@ -49,7 +49,7 @@ class CheckedFile:
         size = os.fstat(fd).st_size
         if size != sums.size:
             raise self.corrupt(f"the file holds {size} bytes, not {sums.size}")
-        self._checked: npt.NDArray[np.bool_] = np.zeros(-(-sums.size // sums.chunk), np.bool_)
+        self._checked = Bitmap(-(-sums.size // sums.chunk))
         self.bytes_verified = 0
         """Bytes read and summed by :meth:`verify` and its kin (not by :meth:`read`)."""
 
@@ -68,26 +68,28 @@ class CheckedFile:
         if data is None:
             raise self.corrupt(f"bytes [{start}, {end}) do not match their checksums")
         chunk = self.sums.chunk
-        self._checked[start // chunk : -(-end // chunk)] = True
+        self._checked.set(start // chunk, min(self._checked.size, -(-end // chunk)))
         return data
 
     def verify(self, start: int, end: int) -> None:
         """Check ``[start, end)`` unless every chunk of it passed before."""
         chunk = self.sums.chunk
-        first, last = start // chunk, min(len(self._checked), -(-end // chunk))
-        if first >= last or self._checked[first:last].all():
+        first, last = start // chunk, min(self._checked.size, -(-end // chunk))
+        if first >= last:
             return
-        self._verify_chunks(first + np.flatnonzero(~self._checked[first:last]))
+        done = self._checked.get(first, last)
+        if not done.all():
+            self._verify_chunks(first + np.flatnonzero(~done))
 
     def verify_outside(self, starts: npt.ArrayLike, ends: npt.ArrayLike) -> None:
         """Check every chunk not wholly inside the union of ``[starts[i], ends[i])``
         (the tile data, checked when read): the rest of the file, all of it at once."""
         inside = covered_chunks(self.sums, np.asarray(starts), np.asarray(ends))
-        self._verify_chunks(np.flatnonzero(~inside & ~self._checked))
+        self._verify_chunks(np.flatnonzero(~inside & ~self._checked.get(0, self._checked.size)))
 
     def verify_all(self) -> None:
         """Check every chunk not checked yet, streamed (``_RUN`` chunks at a time)."""
-        self._verify_chunks(np.flatnonzero(~self._checked))
+        self._verify_chunks(np.flatnonzero(~self._checked.get(0, self._checked.size)))
 
     def _verify_chunks(self, indices: npt.NDArray[np.intp]) -> None:
         """Check these chunks (sorted), reading consecutive ones together."""
@@ -103,7 +105,32 @@ class CheckedFile:
                 self.bytes_verified += len(data)
                 if len(data) != end - start or not self.sums.matches(start, data):
                     raise self.corrupt(f"bytes [{start}, {end}) do not match their checksums")
-                self._checked[first:last] = True
+                self._checked.set(first, last)
+
+
+class Bitmap:
+    """``size`` bits, all clear at first (one bit a chunk: a 25 GB blob's is 200 KB)."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._bytes = np.zeros(-(-size // 8), np.uint8)
+
+    def get(self, first: int, last: int) -> npt.NDArray[np.bool_]:
+        """Bits ``[first, last)`` as booleans."""
+        skip = first % 8
+        packed = self._bytes[first // 8 : -(-last // 8)]
+        bits = np.unpackbits(packed, bitorder="little")[skip : skip + last - first]
+        return bits.astype(np.bool_)
+
+    def set(self, first: int, last: int) -> None:
+        """Set bits ``[first, last)`` (threads may race: bits only ever get set, and a
+        lost set only means a chunk is checked again)."""
+        if first >= last:
+            return
+        low, high = first // 8, -(-last // 8)
+        bits = np.unpackbits(self._bytes[low:high], bitorder="little")
+        bits[first - low * 8 : last - low * 8] = 1
+        self._bytes[low:high] = np.packbits(bits, bitorder="little")
 
 
 def covered_chunks(
