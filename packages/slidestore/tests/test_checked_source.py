@@ -18,7 +18,7 @@ import tifffile
 
 from slidestore import open_slide
 from slidestore.blobs.checked import Bitmap, CheckedFile, covered_chunks
-from slidestore.blobs.sums import ChunkSummer, ChunkSums
+from slidestore.blobs.sums import CHUNK, ChunkSummer, ChunkSums
 from slidestore.errors import ReplicaCorrupt
 from slidestore.protocols.deepzoom import DeepZoom
 from slidestore.reading.slide import verified_layout
@@ -27,8 +27,8 @@ from slidestore.testing.faults import flip_byte
 TILE = (2, 2)  # a level-0 tile of CMU-1-Small-Region with tissue
 
 
-def _sums(path: Path) -> ChunkSums:
-    summer = ChunkSummer()
+def _sums(path: Path, chunk: int = CHUNK) -> ChunkSums:
+    summer = ChunkSummer(chunk)
     with open(path, "rb") as f:
         while block := f.read(1 << 20):
             summer.update(block)
@@ -164,3 +164,27 @@ def test_a_copy_of_another_size_is_refused_when_opened(copy: tuple[Path, ChunkSu
     os.truncate(path, sums.size - 1)
     with pytest.raises(ReplicaCorrupt), checked(path, sums):
         pass
+
+
+def test_tiles_openslide_decodes_itself_are_checked_first(
+    tmp_path: Path, boxes_tiff_path: Path
+) -> None:
+    """boxes.tiff's levels are not JPEG (no passthrough, OpenSlide decodes every tile):
+    the tiles a region read touches are checked before OpenSlide reads them (chunks of
+    64 bytes: the whole 7.7 KB file is one chunk of the node's size)."""
+    path = tmp_path / "boxes.tiff"
+    shutil.copyfile(boxes_tiff_path, path)
+    sums = _sums(path, chunk=64)
+    with open_slide(boxes_tiff_path) as plain:
+        expected = plain.read_region((0, 0), 1, (150, 125))
+        assert not plain.can_passthrough(1)
+    with checked(path, sums) as check, open_slide(path, check=check) as slide:
+        np.testing.assert_array_equal(slide.read_region((0, 0), 1, (150, 125)), expected)
+    with tifffile.TiffFile(path) as tif:
+        page = tif.pages[1]
+        offset, length = page.dataoffsets[0], page.databytecounts[0]
+    flip_byte(path, offset + length // 2)
+    with checked(path, sums) as check, open_slide(path, check=check) as slide:
+        with pytest.raises(ReplicaCorrupt):
+            slide.read_region((0, 0), 1, (150, 125))
+        slide.read_region((0, 0), 0, (100, 100))  # level 0 is intact

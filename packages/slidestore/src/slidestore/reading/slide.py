@@ -176,11 +176,8 @@ class Slide(ABC):
         self.metadata: SlideMetadata = normalize(opened.properties, self.levels, opened.associated)
         self.background = self.metadata.background_color
         self._pages = level_pages(layout or (), self.levels)
-        if (
-            check is not None
-            and layout is not None
-            and len(layout) > len(set(map(id, self._pages)))
-        ):
+        read_by_levels = {id(page) for page in self._pages if page is not None}
+        if check is not None and layout is not None and len(layout) > len(read_by_levels):
             # A tiled page no level reads (an associated image): no region read checks
             # its tiles, so they are checked now with the rest.
             check.verify_outside(*_data_ranges(self._pages))
