@@ -77,6 +77,12 @@ COMPARISONS: Final = (
     Comparison(
         "derived 2x tile, warm vs DZG get_tile+JPEG", "derived_warm", "dzg_derived_jpeg", 3.0
     ),
+    Comparison(
+        "derived 2x tile, cold: unchecked source vs checked (node)",
+        "checked_derived_cold",
+        "derived_cold",
+    ),
+    Comparison("open: plain vs checked structure (node)", "checked_open", "open"),
     Comparison("zarr chunk read, cold vs DZG get_tile", "zarr_cold", "dzg_deepest"),
     Comparison("zarr chunk read, warm vs DZG get_tile", "zarr_warm", "dzg_deepest"),
 )

@@ -28,6 +28,7 @@ import pytest
 from slidestore import open_slide
 from slidestore.cluster.model import NodeState
 from slidestore.cluster.wire import Placement, PlacementRequest
+from slidestore.protocols.deepzoom import DeepZoom
 from slidestore.testing import cached_svs
 from slidestore.tokens import Operation
 from slidestore_server.testing_cluster import Cluster, database, eventually
@@ -436,6 +437,54 @@ def test_a_flipped_byte_in_a_tile_is_never_served(
     _corrupt_answer(httpx.get(chunk, headers=cluster.headers(Operation.READ), timeout=30))
     assert _quarantined(cluster, second, blob_id)
     cluster.wait_durable(blob_id, R, timeout=20)
+    assert_every_copy_good(cluster, blob_id)
+
+
+def test_a_flipped_byte_under_a_rendered_tile_is_never_rendered(
+    make_cluster: MakeCluster, slides: Callable[[int], Path]
+) -> None:
+    """Tiles that are rendered (a Deep Zoom level between the scanner's, a derived zarr
+    level) read the native tiles below them: a flipped byte in one is 503 from that
+    node, never a 200 with wrong pixels, and the reader gets the right ones elsewhere."""
+    cluster = make_cluster()
+    path = slides(95)
+    with cluster.client() as sdk:
+        blob_id = sdk.upload(path, wait="all", replicas=R, progress=False)
+    offset, length, *_ = _first_tile(path)
+    with open_slide(path) as local:
+        deepzoom = DeepZoom(local, encoded_cache_bytes=0)
+        level = deepzoom.level_count - 2  # rendered from level 0's tiles (0..1, 0..1)
+        assert deepzoom.passthrough_level(level) is None
+        expected_tile = deepzoom.tile(level, 0, 0)
+        assert local.pyramid.levels[1].native_level is None  # 2x2 means of level 0
+        expected_chunk = local.pyramid.tile(1, 0, 0)
+    bad, second, good = cluster.holders(blob_id)
+    urls = [cluster.nodes[i].url for i in (bad, second, good)]  # the bad copy first
+    cluster.flip_byte(bad, blob_id, offset + length // 2)
+    copies = cluster.copies_made()
+
+    # The SDK reading the derived zarr level, sent to the bad copy first: right pixels.
+    with cluster.client() as sdk:
+        remote = sdk.open(blob_id, replicas=urls)
+        side = expected_chunk.shape[0]
+        pixels = np.asarray(remote.pyramid["1"][:, :side, :side]).transpose(1, 2, 0)
+        failovers = remote.store.replicas.failovers
+    np.testing.assert_array_equal(pixels, expected_chunk[: pixels.shape[0], : pixels.shape[1]])
+    assert failovers >= 1
+    assert _quarantined(cluster, bad, blob_id)
+    eventually(lambda: cluster.copies_made() > copies, timeout=30)
+    cluster.wait_durable(blob_id, R, timeout=30)
+    assert_every_copy_good(cluster, blob_id)
+
+    # A viewer's Deep Zoom request: a bad copy refuses, a good one renders it right.
+    cluster.flip_byte(second, blob_id, offset + length // 3)
+    read = cluster.headers(Operation.READ)
+    tile = f"/slides/{blob_id}_files/{level}/0_0.jpeg"
+    _corrupt_answer(httpx.get(urls[1] + tile, headers=read, timeout=30))
+    assert _quarantined(cluster, second, blob_id)
+    answer = httpx.get(urls[2] + tile, headers=read, timeout=30)
+    assert answer.status_code == 200 and answer.content == expected_tile
+    cluster.wait_durable(blob_id, R, timeout=30)
     assert_every_copy_good(cluster, blob_id)
 
 

@@ -4,7 +4,6 @@ not open yet) and for IIIF, and the copy is quarantined at once."""
 
 from __future__ import annotations
 
-import os
 import signal
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,6 +13,7 @@ import pytest
 
 from slidestore import open_slide, tokens
 from slidestore.blobs import BlobStore
+from slidestore.testing.faults import flip_byte
 from slidestore.tokens import Operation
 from slidestore_server.testing import NodeProcess
 
@@ -36,15 +36,6 @@ def node_with_copies(
         yield node, store, ids
     finally:
         node.kill(signal.SIGKILL)
-
-
-def _flip(path: Path, offset: int) -> None:
-    os.chmod(path, 0o644)
-    with open(path, "r+b") as f:
-        f.seek(offset)
-        byte = f.read(1)
-        f.seek(offset)
-        f.write(bytes([byte[0] ^ 0x10]))
 
 
 def _replica_corrupt(answer: httpx.Response) -> None:
@@ -73,7 +64,7 @@ def test_a_flipped_tile_byte_is_refused_and_quarantined(
         good = http.get(f"/slides/{open_id}_files/{DEEPEST}/1_1.jpeg", headers=headers(open_id))
         assert good.status_code == 200
         for blob_id in (open_id, closed_id, iiif_id):
-            _flip(store.path(blob_id), offset + length // 2)
+            flip_byte(store.path(blob_id), offset + length // 2)
 
         _replica_corrupt(
             http.get(f"/slides/{open_id}_files/{DEEPEST}/1_1.jpeg", headers=headers(open_id))

@@ -16,6 +16,11 @@ left after the reserve and every promise, and it is then promised itself (in
 until the child ends. A rendition that does not fit, or whose child hit ENOSPC, is
 dropped and tried again ``space_retry_seconds`` later — running out of disk says nothing
 about the slide, so it is never marked unsupported for that.
+
+Renditions are made only of checked bytes: the child holds every byte it reads to the
+blob's checksum sidecar, and a copy that fails is quarantined (as a read would), never
+marked unsupported. Every prerendered tile carries its own CRC (``pack.py``): one that
+fails is rendered on demand instead and its level is made again.
 """
 
 from __future__ import annotations
@@ -33,11 +38,17 @@ from pathlib import Path
 from typing import Final, Protocol
 
 from slidestore.blobs.space import SpaceGuard
-from slidestore.errors import InsufficientStorage
+from slidestore.blobs.sums import ChunkSums, sidecar_path
+from slidestore.errors import BlobNotFound, InsufficientStorage, ReplicaCorrupt
 from slidestore.protocols.deepzoom import Rendition
 from slidestore.protocols.deepzoom.generator import RENDITION_VERSION
 from slidestore.protocols.deepzoom.prerender import is_complete, read_manifest
-from slidestore_server.node.prerender_worker import NO_SPACE_EXIT, UNSUPPORTED_EXIT
+from slidestore_server.node.prerender_worker import (
+    CORRUPT_EXIT,
+    NO_SPACE_EXIT,
+    NO_SUMS_EXIT,
+    UNSUPPORTED_EXIT,
+)
 from slidestore_server.priority import lower_thread_priority
 
 log = logging.getLogger("slidestore.renditions")
@@ -63,6 +74,13 @@ class RenditionSource(Protocol):
     def ids(self) -> Iterable[str]: ...
     def path(self, blob_id: str) -> Path: ...
     def size(self, blob_id: str) -> int: ...
+    def sums(self, blob_id: str) -> ChunkSums | None:
+        """The blob's checksums (written beside it); None: a file that has none."""
+        ...
+
+    def corrupt(self, blob_id: str, why: str) -> Exception:
+        """Quarantine a copy that failed its checksums."""
+        ...
 
 
 class Prerenderer:
@@ -175,6 +193,11 @@ class Prerenderer:
         for stale in self.root.iterdir() if self.root.is_dir() else ():
             if stale.is_dir() and stale.name not in held:
                 shutil.rmtree(stale, ignore_errors=True)
+            elif stale.is_dir():
+                # Renditions of an older version are never read again: give the space back.
+                for old in stale.glob("*-r*"):
+                    if old.is_dir() and not old.name.endswith(f"-r{RENDITION_VERSION}"):
+                        shutil.rmtree(old, ignore_errors=True)
         for blob_id in sorted(held):
             if self._stop.is_set():
                 return
@@ -195,7 +218,7 @@ class Prerenderer:
         try:
             self.blobs.space.check(estimate)
         except InsufficientStorage as exc:
-            self._short_of_space(blob_id, f"its estimated {estimate} bytes do not fit: {exc}")
+            self._retry_later(blob_id, f"its estimated {estimate} bytes do not fit: {exc}")
             return
         self._promise(estimate)
         try:
@@ -203,7 +226,7 @@ class Prerenderer:
         finally:
             self._promise(None)
 
-    def _short_of_space(self, blob_id: str, why: str) -> None:
+    def _retry_later(self, blob_id: str, why: str) -> None:
         self._retry_at[blob_id] = time.monotonic() + self.space_retry_seconds
         log.warning(
             "not prerendering %s for now (retried in %g s): %s",
@@ -213,6 +236,12 @@ class Prerenderer:
         )
 
     def _run_child(self, blob_id: str, base: Path) -> None:
+        try:
+            # Written beside the blob if it had none (an old blob: re-hashed whole first).
+            sums = self.blobs.sums(blob_id)
+            path = self.blobs.path(blob_id)
+        except (BlobNotFound, ReplicaCorrupt):
+            return  # deleted, or found corrupt (and quarantined) meanwhile
         base.mkdir(parents=True, exist_ok=True)
         self.current = blob_id
         started = time.monotonic()
@@ -220,9 +249,10 @@ class Prerenderer:
             sys.executable,
             "-m",
             "slidestore_server.node.prerender_worker",
-            str(self.blobs.path(blob_id)),
+            str(path),
             str(base),
             str(self.threads),
+            *([] if sums is None else [str(sidecar_path(path))]),
         ]
         try:
             with subprocess.Popen(
@@ -246,7 +276,16 @@ class Prerenderer:
                     shutil.rmtree(partial, ignore_errors=True)
                 else:
                     partial.unlink(missing_ok=True)
-            self._short_of_space(blob_id, f"the disk filled up: {reason.strip()[-300:]}")
+            self._retry_later(blob_id, f"the disk filled up: {reason.strip()[-300:]}")
+            return
+        if child.returncode == CORRUPT_EXIT:
+            # The copy failed its checksums: quarantined like on any read (the node
+            # heartbeats, repair brings a good copy, which is prerendered then).
+            self.blobs.corrupt(blob_id, reason.strip()[-300:] or "failed while prerendering")
+            shutil.rmtree(base, ignore_errors=True)
+            return
+        if child.returncode == NO_SUMS_EXIT:
+            self._retry_later(blob_id, reason.strip()[-300:])
             return
         self._retry_at.pop(blob_id, None)
         if child.returncode == 0:

@@ -11,10 +11,11 @@ from __future__ import annotations
 import os
 import threading
 from collections import OrderedDict
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
 from typing import TYPE_CHECKING
 
 from slidestore import Slide, open_slide
+from slidestore.blobs.checked import CheckedFile
 from slidestore.cache import LRUCache
 from slidestore.imaging import RGBArray
 from slidestore.protocols.deepzoom import DeepZoom
@@ -39,7 +40,8 @@ class SlideEntry:
         self.blob_id = blob_id
         self.slide = slide
         self.fd = fd
-        """The blob file, open for checked reads of what the slide serves as is."""
+        """The blob file, open for checked reads of what the slide serves as is (and of
+        what it renders from: the slide's ``check`` reads through it too)."""
         self._tiles = tiles
         self._encoded = encoded
         # Built here, not lazily: a cached_property is not thread-safe and these are cheap.
@@ -48,7 +50,10 @@ class SlideEntry:
         )
         self.deepzoom: DeepZoom = DeepZoom(self.pyramid, cache=encoded)
         if renditions is not None:
-            self.deepzoom.use_rendition(renditions.directory(blob_id, self.deepzoom.rendition_key))
+            self.deepzoom.use_rendition(
+                renditions.directory(blob_id, self.deepzoom.rendition_key),
+                on_discard=renditions.wake,
+            )
 
     def close(self) -> None:
         self.deepzoom.close()
@@ -99,10 +104,16 @@ class SlideCache:
             if entry is not None:
                 return entry
             path = self.blobs.path(blob_id)
-            self.blobs.sums(blob_id)  # the size check on open (and sums for an old blob)
+            # The size check on open (and sums for an old blob); None: a served folder's
+            # file, which has none.
+            sums = self.blobs.sums(blob_id)
             fd = os.open(path, os.O_RDONLY)
             try:
-                slide = open_slide(path)
+                # Everything the slide decodes or parses is checked first: a rendered tile
+                # is never made of bytes that fail their checksums (the copy is then
+                # quarantined, as for a passthrough tile).
+                check = None if sums is None else CheckedFile(fd, sums, self._corrupt(blob_id))
+                slide = open_slide(path, check=check)
             except BaseException:
                 os.close(fd)
                 raise
@@ -116,6 +127,9 @@ class SlideCache:
         for old in evicted:
             old.close()
         return entry
+
+    def _corrupt(self, blob_id: str) -> Callable[[str], Exception]:
+        return lambda why: self.blobs.corrupt(blob_id, why)
 
     def deepzoom_counts(self) -> dict[str, float]:
         """Deep Zoom tiles by how they were answered, summed over the open slides."""

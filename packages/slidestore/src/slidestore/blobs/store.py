@@ -20,7 +20,7 @@ from slidestore.blobs.ids import check_blob_id, fanout, is_blob_id
 from slidestore.blobs.reader import DEFAULT_CHUNK, BlobRange
 from slidestore.blobs.scrub import Throttle, hash_file
 from slidestore.blobs.space import Reservation, SpaceGuard, free_bytes
-from slidestore.blobs.sums import SUFFIX, ChunkSummer, ChunkSums
+from slidestore.blobs.sums import ChunkSummer, ChunkSums, sidecar_path
 from slidestore.blobs.writer import BlobWriter
 from slidestore.errors import BlobNotFound, ChecksumMismatch, ReplicaCorrupt
 
@@ -134,8 +134,7 @@ class BlobStore:
     # -- checksums -------------------------------------------------------------------
 
     def sums_path(self, blob_id: str) -> Path:
-        location = self._location(blob_id)
-        return location.with_name(location.name + SUFFIX)
+        return sidecar_path(self._location(blob_id))
 
     def _cached_sums(self, blob_id: str) -> ChunkSums | None:
         with self._sums_lock:

@@ -34,6 +34,11 @@ _MAGIC: Final = b"SSUMS1\0\0"
 _HEADER: Final = struct.Struct("<8sIIQ")
 
 
+def sidecar_path(blob_path: Path) -> Path:
+    """Where the checksums of the blob stored at ``blob_path`` are kept."""
+    return blob_path.with_name(blob_path.name + SUFFIX)
+
+
 def crc32(data: bytes | bytearray | memoryview, value: int = 0) -> int:
     return int(imagecodecs.deflate_crc32(data, value))
 

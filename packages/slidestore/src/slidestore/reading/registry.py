@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Final
 
 from slidestore.errors import InvalidRequest, SlideNotFound, UnsupportedFormat
-from slidestore.reading.slide import Slide
+from slidestore.reading.slide import Slide, SourceCheck, verified_layout
 
 
 @dataclass(frozen=True)
@@ -90,13 +90,19 @@ def open_slide(
     *,
     reader: str | None = None,
     max_region_pixels: int | None = None,
+    check: SourceCheck | None = None,
 ) -> Slide:
     """Open a whole-slide image with ``reader`` (a registered name) or the first reader
-    that recognizes it. Raises :class:`SlideNotFound` or :class:`UnsupportedFormat`."""
+    that recognizes it. Raises :class:`SlideNotFound` or :class:`UnsupportedFormat`.
+
+    ``check``: every byte the slide reads is first held to checksums (a node's stored
+    copy); what the readers parse to recognize and open the file is checked before
+    they look at it, tile data before it is decoded."""
     where = Path(path)
     if not where.exists():
         raise SlideNotFound(f"{where}: no such file")
     if not where.is_file():
         raise UnsupportedFormat(f"{where}: not a regular file")
+    layout = None if check is None else verified_layout(where, check)
     cls = reader_class(reader) if reader is not None else choose_reader(where)
-    return cls(where, max_region_pixels=max_region_pixels)
+    return cls(where, max_region_pixels=max_region_pixels, check=check, layout=layout)

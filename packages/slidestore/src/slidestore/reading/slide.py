@@ -17,9 +17,10 @@ from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Final
+from typing import TYPE_CHECKING, Any, ClassVar, Final, Protocol
 
 import numpy as np
+import numpy.typing as npt
 from PIL import Image
 
 from slidestore import imaging
@@ -30,6 +31,7 @@ from slidestore.errors import (
     OutOfBounds,
     PassthroughUnavailable,
     RegionTooLarge,
+    ReplicaCorrupt,
     SlideClosed,
     SlideNotFound,
     SlideReadError,
@@ -38,7 +40,7 @@ from slidestore.errors import (
 from slidestore.geometry import LevelInfo, Region
 from slidestore.imaging import RGBArray
 from slidestore.metadata import AssociatedImageInfo, SlideMetadata, normalize
-from slidestore.reading.tiff_tiles import locate_tiles
+from slidestore.reading.tiff_tiles import TiledPage, level_pages, locate_tiles, tiled_pages
 
 if TYPE_CHECKING:
     from slidestore.pyramid import Pyramid, PyramidOptions
@@ -75,6 +77,49 @@ def level_infos(
     )
 
 
+class SourceCheck(Protocol):
+    """How a slide holds the file's bytes to checksums before it uses them (a node's
+    :class:`slidestore.blobs.checked.CheckedFile`); each raises on a mismatch."""
+
+    def read(self, start: int, end: int) -> bytes:
+        """Bytes ``[start, end)``, checked."""
+        ...
+
+    def verify(self, start: int, end: int) -> None:
+        """Check ``[start, end)`` before a library reads it (may remember it passed)."""
+        ...
+
+    def verify_outside(self, starts: npt.ArrayLike, ends: npt.ArrayLike) -> None:
+        """Check every part of the file outside these ranges (the tile data)."""
+        ...
+
+    def verify_all(self) -> None: ...
+
+
+def verified_layout(path: Path, check: SourceCheck) -> list[TiledPage] | None:
+    """The file's tiled pages, after every byte outside their tile data — the header,
+    the directories and their tag values, strips, associated images — passed ``check``:
+    what a reader parses when it opens the file is checked before it does. A file
+    tifffile cannot map (not a TIFF) is checked whole (streamed), once."""
+    pages = tiled_pages(str(path))
+    if pages is None:
+        check.verify_all()
+        return None
+    starts, ends = _data_ranges(pages)
+    check.verify_outside(starts, ends)
+    return pages
+
+
+def _data_ranges(
+    pages: Sequence[TiledPage | None],
+) -> tuple[npt.NDArray[np.uint64], npt.NDArray[np.uint64]]:
+    present = [p for p in pages if p is not None]
+    if not present:
+        return np.zeros(0, np.uint64), np.zeros(0, np.uint64)
+    starts = np.concatenate([p.offsets for p in present])
+    return starts, starts + np.concatenate([p.bytecounts for p in present])
+
+
 @dataclass(frozen=True)
 class Opened:
     """What a reader found when opening a file."""
@@ -103,7 +148,17 @@ class Slide(ABC):
     reader: ClassVar[str]
     """The reader's name in the registry (``open_slide(path, reader=...)``)."""
 
-    def __init__(self, path: str | os.PathLike[str], *, max_region_pixels: int | None = None):
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        max_region_pixels: int | None = None,
+        check: SourceCheck | None = None,
+        layout: list[TiledPage] | None = None,
+    ):
+        """``check``: hold every byte the slide reads to checksums (see
+        :class:`SourceCheck`); ``layout``: the file's tiled pages when the caller already
+        has them from :func:`verified_layout`."""
         self.path = Path(path)
         if not self.path.exists():
             raise SlideNotFound(f"{self.path}: no such file")
@@ -111,11 +166,22 @@ class Slide(ABC):
             raise UnsupportedFormat(f"{self.path}: not a regular file")
         self.max_region_pixels = max_region_pixels or DEFAULT_MAX_REGION_PIXELS
         self._lock = threading.Lock()
+        self._check = check
+        if layout is None:
+            layout = (
+                tiled_pages(str(self.path)) if check is None else verified_layout(self.path, check)
+            )
         opened = self._open()
         self.levels: tuple[LevelInfo, ...] = opened.levels
         self.metadata: SlideMetadata = normalize(opened.properties, self.levels, opened.associated)
         self.background = self.metadata.background_color
-        self._tiles = locate_tiles(str(self.path), self.levels)
+        self._pages = level_pages(layout or (), self.levels)
+        read_by_levels = {id(page) for page in self._pages if page is not None}
+        if check is not None and layout is not None and len(layout) > len(read_by_levels):
+            # A tiled page no level reads (an associated image): no region read checks
+            # its tiles, so they are checked now with the rest.
+            check.verify_outside(*_data_ranges(self._pages))
+        self._tiles = locate_tiles(str(self.path), self.levels, self._pages)
         self._fd: int | None = os.open(self.path, os.O_RDONLY) if any(self._tiles) else None
         self._pyramid: Pyramid | None = None
 
@@ -216,18 +282,16 @@ class Slide(ABC):
                 f"{self.path}: region {w}x{h} at ({x}, {y}) lies outside level {level} "
                 f"({info.width}x{info.height})"
             )
-        self._check_frames(info, x / info.downsample, y / info.downsample, w, h)
+        at = (x / info.downsample, y / info.downsample)
+        self._verify_tiles(info, *at, w, h)
+        self._check_frames(info, *at, w, h)
         return self._read_pixels(x, y, level, w, h)
 
-    def _check_frames(self, info: LevelInfo, x: float, y: float, w: int, h: int) -> None:
-        """Check the frame header of every stored tile OpenSlide will decode for the
-        region at (``x``, ``y``) (level pixels) before it is asked: OpenSlide allocates
-        what a tile's header declares. On a downsampled level a pixel of slack on each
+    @staticmethod
+    def _touched(info: LevelInfo, x: float, y: float, w: int, h: int) -> tuple[range, range]:
+        """Columns and rows of the stored tiles the reader decodes for the region at
+        (``x``, ``y``) (level pixels). On a downsampled level a pixel of slack on each
         side covers OpenSlide's own rounding of the position."""
-        tiles = self._tiles[info.index]
-        fd = self._fd
-        if tiles is None or fd is None:
-            return
         slack = 0 if info.downsample == 1 else 1
         tw, th = info.tile_width, info.tile_height
         cols = range(
@@ -238,6 +302,30 @@ class Slide(ABC):
             max(0, math.floor((y - slack) / th)),
             min(info.rows, math.floor((y + h - 1 + slack) / th) + 1),
         )
+        return cols, rows
+
+    def _verify_tiles(self, info: LevelInfo, x: float, y: float, w: int, h: int) -> None:
+        """Hold the stored tiles the reader will decode for the region to the checksums
+        (a level stored otherwise was checked whole when the slide was opened)."""
+        check, page = self._check, self._pages[info.index]
+        if check is None or page is None:
+            return
+        cols, rows = self._touched(info, x, y, w, h)
+        for row in rows:
+            for col in cols:
+                offset, length = page.extent(col, row)
+                if length:
+                    check.verify(offset, offset + length)
+
+    def _check_frames(self, info: LevelInfo, x: float, y: float, w: int, h: int) -> None:
+        """Check the frame header of every stored tile OpenSlide will decode for the
+        region at (``x``, ``y``) (level pixels) before it is asked: OpenSlide allocates
+        what a tile's header declares."""
+        tiles = self._tiles[info.index]
+        fd = self._fd
+        if tiles is None or fd is None:
+            return
+        cols, rows = self._touched(info, x, y, w, h)
         for row in rows:
             for col in cols:
                 tiles.check(fd, col, row)
@@ -295,10 +383,13 @@ class Slide(ABC):
         valid = info.tile_region(col, row)
         tiles = self._tiles[level]
         if tiles is not None and self._fd is not None:
+            checked = None if self._check is None else self._check.read
             try:
-                data = tiles.read(self._fd, col, row)
+                data = tiles.read(self._fd, col, row, checked)
                 if data is not None:
                     pixels = imaging.decode(data)
+            except ReplicaCorrupt:
+                raise  # the copy is bad, not the slide: not a read error of the file
             except (OSError, imaging.DecodeError) as exc:
                 raise SlideReadError(
                     f"{self.path}: decoding tile ({col}, {row}) of level {level} failed: {exc}"

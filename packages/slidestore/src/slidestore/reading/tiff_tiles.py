@@ -8,7 +8,7 @@ and read tiles with ``os.pread`` (thread-safe, no shared file position).
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -60,13 +60,17 @@ class LevelTiles:
     def __post_init__(self) -> None:
         object.__setattr__(self, "checked", np.zeros(len(self.offsets), dtype=np.bool_))
 
-    def read(self, fd: int, col: int, row: int) -> bytes | None:
-        """The standalone JPEG of a tile, or ``None`` when the file stores no data for it."""
+    def read(
+        self, fd: int, col: int, row: int, checked: Callable[[int, int], bytes] | None = None
+    ) -> bytes | None:
+        """The standalone JPEG of a tile, or ``None`` when the file stores no data for it.
+        ``checked(start, end)``: how to read the file's bytes when they must be checked."""
         index = row * self.columns + col
         count = int(self.bytecounts[index])
         if count == 0:
             return None
-        data = os.pread(fd, count, int(self.offsets[index]))
+        offset = int(self.offsets[index])
+        data = os.pread(fd, count, offset) if checked is None else checked(offset, offset + count)
         if len(data) != count:
             raise OSError(f"short read: tile ({col}, {row}) is truncated in the file")
         jpeg = standalone(self.header, data)
@@ -131,36 +135,101 @@ def segment_frame(fd: int, offset: int, count: int, tables: bytes) -> Frame | No
             size = min(count, MAX_FRAME_SEARCH)
 
 
-def locate_tiles(path: str, levels: Sequence[LevelInfo]) -> list[LevelTiles | None]:
-    """For each level, its passthrough tiles, or ``None`` where passthrough is impossible."""
-    found: list[LevelTiles | None] = [None] * len(levels)
+@dataclass(frozen=True, slots=True)
+class TiledPage:
+    """A tiled page of the file, as tifffile found it (any compression)."""
+
+    width: int
+    height: int
+    tile_width: int
+    tile_height: int
+    offsets: npt.NDArray[np.uint64]
+    bytecounts: npt.NDArray[np.uint64]
+    jpeg: bool
+    """Tiles stored as baseline RGB/YCbCr JPEG segments (passthrough is possible)."""
+    jpegtables: bytes | None
+    rgb: bool
+
+    @property
+    def columns(self) -> int:
+        return -(-self.width // self.tile_width)
+
+    def extent(self, col: int, row: int) -> tuple[int, int]:
+        """``(offset, length)`` of tile (col, row)'s stored bytes (length 0: none)."""
+        index = row * self.columns + col
+        if index >= len(self.bytecounts):
+            return 0, 0
+        return int(self.offsets[index]), int(self.bytecounts[index])
+
+
+def tiled_pages(path: str) -> list[TiledPage] | None:
+    """Every tiled page of a TIFF file; None when tifffile cannot read it as a TIFF."""
     try:
         tif = tifffile.TiffFile(path)
     except Exception:
-        return found
+        return None
+    found: list[TiledPage] = []
     with tif:
-        pages = [p for p in tif.pages if isinstance(p, tifffile.TiffPage) and p.is_tiled]
-        for level in levels:
+        try:
+            pages = [p for p in tif.pages if isinstance(p, tifffile.TiffPage) and p.is_tiled]
             for page in pages:
-                if (page.imagewidth, page.imagelength) != (level.width, level.height):
-                    continue
-                if (page.tilewidth, page.tilelength) != (level.tile_width, level.tile_height):
-                    continue
-                if page.compression != _JPEG or page.samplesperpixel != 3:
-                    break
-                if page.planarconfig != 1:
-                    break
-                header = tile_header(page.jpegtables, page.photometric == _PHOTOMETRIC_RGB)
-                found[level.index] = LevelTiles(
-                    columns=level.columns,
-                    offsets=np.asarray(page.dataoffsets, dtype=np.uint64),
-                    bytecounts=np.asarray(page.databytecounts, dtype=np.uint64),
-                    header=header,
-                    tiles_alone=tables_end_cleanly(header),
-                    fields=frame_fields(level.tile_width, level.tile_height),
-                    tile_width=level.tile_width,
-                    tile_height=level.tile_height,
-                    name=f"{path}: level {level.index}",
+                found.append(
+                    TiledPage(
+                        width=page.imagewidth,
+                        height=page.imagelength,
+                        tile_width=page.tilewidth,
+                        tile_height=page.tilelength,
+                        offsets=np.asarray(page.dataoffsets, dtype=np.uint64),
+                        bytecounts=np.asarray(page.databytecounts, dtype=np.uint64),
+                        jpeg=page.compression == _JPEG
+                        and page.samplesperpixel == 3
+                        and page.planarconfig == 1,
+                        jpegtables=page.jpegtables,
+                        rgb=page.photometric == _PHOTOMETRIC_RGB,
+                    )
                 )
-                break
+        except Exception:  # a directory tifffile cannot follow: the layout is unknown
+            return None
+    return found
+
+
+def level_pages(pages: Sequence[TiledPage], levels: Sequence[LevelInfo]) -> list[TiledPage | None]:
+    """For each level, the tiled page that stores it (same size and tile size), if any."""
+    found: list[TiledPage | None] = [None] * len(levels)
+    for level in levels:
+        for page in pages:
+            if (page.width, page.height) != (level.width, level.height):
+                continue
+            if (page.tile_width, page.tile_height) != (level.tile_width, level.tile_height):
+                continue
+            found[level.index] = page
+            break
+    return found
+
+
+def locate_tiles(
+    path: str, levels: Sequence[LevelInfo], pages: Sequence[TiledPage | None] | None = None
+) -> list[LevelTiles | None]:
+    """For each level, its passthrough tiles, or ``None`` where passthrough is impossible.
+    ``pages``: the levels' pages from :func:`level_pages` (else the file is read again)."""
+    if pages is None:
+        every = tiled_pages(path)
+        pages = [None] * len(levels) if every is None else level_pages(every, levels)
+    found: list[LevelTiles | None] = [None] * len(levels)
+    for level in levels:
+        page = pages[level.index]
+        if page is None or not page.jpeg:
+            continue
+        header = tile_header(page.jpegtables, page.rgb)
+        found[level.index] = LevelTiles(
+            columns=level.columns,
+            offsets=page.offsets,
+            bytecounts=page.bytecounts,
+            header=header,
+            tiles_alone=tables_end_cleanly(header),
+            fields=frame_fields(level.tile_width, level.tile_height),
+            tile_width=level.tile_width,
+            tile_height=level.tile_height,
+            name=f"{path}: level {level.index}",
+        )
     return found

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
 from pathlib import Path
 from typing import Final
 
@@ -45,8 +45,9 @@ it (boxes.tiff: identical tiles; CMU-1 coarse levels +7 dB) and cost a fraction 
 full-width Lanczos kernel. Only Deep Zoom uses it: a IIIF image is read from a level
 less than 2x finer than its output, where Pillow never pre-reduces."""
 
-RENDITION_VERSION: Final = 1
-"""Bumped whenever rendering changes, so prerendered tiles of the old way are not used."""
+RENDITION_VERSION: Final = 2
+"""Bumped whenever rendering (or the rendition's files) changes, so prerendered tiles of
+the old way are not used. 2: every tile's CRC-32 is in its pack's index."""
 
 DEFAULT_TILE_SIZE: Final = 254
 """Used when the slide's native tiles are not square (Deep Zoom tiles must be)."""
@@ -264,11 +265,15 @@ class DeepZoom:
             f"-q{self.quality}-r{RENDITION_VERSION}"
         )
 
-    def use_rendition(self, directory: Path) -> None:
+    def use_rendition(
+        self, directory: Path, *, on_discard: Callable[[], None] | None = None
+    ) -> None:
         """Serve prerendered tiles from ``directory`` (the part written so far, and more as
-        it appears)."""
+        it appears), each checked against its CRC; a damaged one is rendered instead and
+        its level discarded for prerendering to make again (``on_discard`` is told)."""
         columns = tuple(cols for cols, _ in self.grid.level_tiles)
-        previous, self._packs = self._packs, PackedLevels(directory, columns)
+        packs = PackedLevels(directory, columns, on_discard=on_discard)
+        previous, self._packs = self._packs, packs
         if previous is not None:
             previous.close()
 
