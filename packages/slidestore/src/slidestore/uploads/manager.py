@@ -13,6 +13,9 @@ The whole-file sha256 is computed incrementally in memory while the bytes arrive
 hash state cannot be persisted, so after a restart (or when another process appended in
 between) the incremental hash is not resumed: at completion the missing part is hashed
 from disk once, starting where the in-memory hash stopped (byte 0 after a restart).
+The blob store's chunk checksums are computed as the bytes arrive too, and persisted with
+every durable offset (``sums``, see :mod:`slidestore.uploads.sums`), so they survive a
+restart at the cost of re-reading one partial chunk.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ import msgspec
 
 from slidestore.blobs import BlobStore
 from slidestore.blobs.durable import fsync_dir, make_private_dirs
+from slidestore.blobs.sums import CHUNK, ChunkSummer, ChunkSums
 from slidestore.errors import (
     ChecksumMismatch,
     DecompressionBomb,
@@ -49,6 +53,7 @@ from slidestore.errors import (
     UploadTooLarge,
 )
 from slidestore.uploads import state
+from slidestore.uploads import sums as upload_sums
 from slidestore.uploads.appender import Appender, SessionLedger
 from slidestore.uploads.checksums import ChunkChecksum, normalize_sha256
 from slidestore.uploads.grants import GrantIndex
@@ -69,10 +74,12 @@ GRANTS_DIR: Final = "grants"
 
 @dataclass
 class _Progress:
-    """The sha256 of an upload's first ``offset`` bytes, as far as this process saw them."""
+    """An upload's first ``offset`` bytes as far as this process saw them: their sha256
+    (None when this process did not see them all) and their chunk checksums."""
 
     offset: int
-    hash: hashlib._Hash
+    hash: hashlib._Hash | None
+    sums: ChunkSummer
 
 
 class UploadManager:
@@ -342,7 +349,7 @@ class UploadManager:
         os.rename(staging, self.root / upload_id)
         fsync_dir(self.root)
         with self._mutex:
-            self._progress[upload_id] = _Progress(0, hashlib.sha256())
+            self._progress[upload_id] = _Progress(0, hashlib.sha256(), ChunkSummer())
         if length == 0:
             return self.finish(upload_id)
         return info
@@ -381,18 +388,17 @@ class UploadManager:
                 )
             with self._mutex:
                 progress = self._progress.get(upload_id)
-                file_hash = (
-                    progress.hash.copy()
-                    if progress is not None and progress.offset == info.offset
-                    else None
-                )
+                if progress is not None and progress.offset != info.offset:
+                    progress = None  # another process appended since
+            file_hash = progress.hash.copy() if progress and progress.hash else None
+            summer = progress.sums if progress is not None else self._resume_sums(info)
             ledger = SessionLedger(
                 data_path=self.data_path(upload_id),
                 checkpoint_bytes=self.checkpoint_bytes,
                 advance=self._advance,
                 finish=self._finish_locked,
             )
-            return Appender(ledger, info, fd, checksum, file_hash)
+            return Appender(ledger, info, fd, checksum, file_hash, summer)
         except BaseException:
             os.close(fd)
             raise
@@ -475,9 +481,15 @@ class UploadManager:
     # -- handed to each Appender as its SessionLedger (lock held) ---------------------
 
     def _advance(
-        self, info: UploadInfo, offset: int, file_hash: hashlib._Hash | None
+        self,
+        info: UploadInfo,
+        offset: int,
+        file_hash: hashlib._Hash | None,
+        summer: ChunkSummer,
     ) -> UploadInfo:
-        """Record that bytes up to ``offset`` are fsynced: persist, shrink the reservation."""
+        """Record that bytes up to ``offset`` are fsynced: their chunk checksums first,
+        then the offset (which shrinks the promise)."""
+        upload_sums.record(self._dir(info.id) / upload_sums.SUMS_FILE, summer, info.offset)
         now = self.clock()
         new = msgspec.structs.replace(
             info, offset=offset, updated_at=now, expires_at=now + self.expiry_seconds
@@ -485,9 +497,18 @@ class UploadManager:
         self._save(new)
         with self._mutex:
             self.bytes_received += offset - info.offset
-            if file_hash is not None:
-                self._progress[info.id] = _Progress(offset, file_hash.copy())
+            self._progress[info.id] = _Progress(
+                offset, file_hash.copy() if file_hash is not None else None, summer
+            )
         return new
+
+    def _resume_sums(self, info: UploadInfo) -> ChunkSummer:
+        """The chunk checksums of the upload's durable bytes, as another process or a run
+        before a restart left them (see :mod:`slidestore.uploads.sums`)."""
+        directory = self._dir(info.id)
+        return upload_sums.resume(
+            directory / upload_sums.SUMS_FILE, directory / DATA_FILE, info.offset, CHUNK
+        )
 
     def _finish_locked(self, info: UploadInfo) -> UploadInfo:
         if info.complete or info.offset < info.length:
@@ -500,7 +521,7 @@ class UploadManager:
                 return self._completed(info, info.digest)
             self._remove(upload_id)
             raise UploadNotFound(f"upload {upload_id} lost its data before completing")
-        digest = self._digest(info)
+        digest, sums = self._digest(info)
         if info.sha256 is not None and digest != info.sha256:
             self._remove(upload_id)
             raise ChecksumMismatch(
@@ -520,7 +541,7 @@ class UploadManager:
                 ) from exc
         info = msgspec.structs.replace(info, digest=digest)
         self._save(info)
-        self.blobs.adopt(data, digest)
+        self.blobs.adopt(data, digest, sums=sums)
         return self._completed(info, digest)
 
     def _completed(self, info: UploadInfo, blob_id: str) -> UploadInfo:
@@ -529,13 +550,19 @@ class UploadManager:
         self._forget(info.id)
         return info
 
-    def _digest(self, info: UploadInfo) -> str:
-        """The sha256 of the whole data file, reusing the in-memory hash of its prefix."""
+    def _digest(self, info: UploadInfo) -> tuple[str, ChunkSums]:
+        """The sha256 of the whole data file, reusing the in-memory hash of its prefix, and
+        its chunk checksums (computed as the bytes came, or resumed from ``sums``)."""
         with self._mutex:
             progress = self._progress.pop(info.id, None)
-        if progress is None or progress.offset > info.length:
-            progress = _Progress(0, hashlib.sha256())
-        h, position = progress.hash, progress.offset
+        if progress is not None and progress.offset == info.offset:
+            sums = progress.sums.finish()
+        else:  # another process appended since, or a restart: from the sums on disk
+            sums = self._resume_sums(info).finish()
+        if progress is None or progress.hash is None or progress.offset > info.length:
+            h, position = hashlib.sha256(), 0
+        else:
+            h, position = progress.hash, progress.offset
         fd = os.open(self.data_path(info.id), os.O_RDONLY)
         try:
             while position < info.length:
@@ -548,7 +575,7 @@ class UploadManager:
                 position += len(chunk)
         finally:
             os.close(fd)
-        return h.hexdigest()
+        return h.hexdigest(), sums
 
     def _forget(self, upload_id: str) -> None:
         with self._mutex:
