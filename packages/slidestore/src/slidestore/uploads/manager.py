@@ -210,8 +210,17 @@ class UploadManager:
                 yield info
 
     def promised_bytes(self) -> int:
-        """Bytes the live upload sessions (of every process) may still write."""
-        return sum(info.remaining for info in self._open_sessions())
+        """Bytes the live upload sessions (of every process) may still write: each one's
+        length less what its data file already holds (durable or not yet: those bytes are
+        in the filesystem's free space already, so they are not promised twice)."""
+        total = 0
+        for info in self._open_sessions():
+            try:
+                written = (self._dir(info.id) / DATA_FILE).stat().st_size
+            except FileNotFoundError:
+                written = 0  # removed meanwhile
+            total += info.length - min(info.length, max(info.offset, written))
+        return total
 
     def _check_quota(self, owner: str, length: int, owner_bytes: int | None) -> None:
         """Refuse a session beyond the owner's count of open sessions or byte allowance
@@ -307,17 +316,24 @@ class UploadManager:
             if owner is not None and single_use_until is None:
                 # (A single-use grant's one session of its one size is its whole quota.)
                 self._check_quota(owner, length, owner_bytes)
-            self.blobs.space.check(length)
             upload_id = secrets.token_urlsafe(18)
-            if owner is None or single_use_until is None:
-                return self._create_checked(upload_id, length, metadata, declared, owner)
-            self.grants.claim(owner, single_use_until, upload_id)
-            try:
-                return self._create_checked(upload_id, length, metadata, declared, owner)
-            except BaseException:
-                if not (self.root / upload_id).exists():
-                    self.grants.release(owner)  # no session was made: the grant is unused
-                raise
+
+            def make() -> UploadInfo:
+                """The session on disk: from then on its length counts as promised."""
+                if owner is None or single_use_until is None:
+                    return self._create_checked(upload_id, length, metadata, declared, owner)
+                self.grants.claim(owner, single_use_until, upload_id)
+                try:
+                    return self._create_checked(upload_id, length, metadata, declared, owner)
+                except BaseException:
+                    if not (self.root / upload_id).exists():
+                        self.grants.release(owner)  # no session was made: the grant is unused
+                    raise
+
+            # Check and promise in one node-wide section: a rendition or a replica copy
+            # starting meanwhile cannot take the same free bytes.
+            info = self.blobs.space.promise(length, make)
+        return self.finish(upload_id) if length == 0 else info
 
     def _create_checked(
         self,
@@ -350,8 +366,6 @@ class UploadManager:
         fsync_dir(self.root)
         with self._mutex:
             self._progress[upload_id] = _Progress(0, hashlib.sha256(), ChunkSummer())
-        if length == 0:
-            return self.finish(upload_id)
         return info
 
     def info(self, upload_id: str, owner: str | None = None) -> UploadInfo:
