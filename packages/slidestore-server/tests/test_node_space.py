@@ -22,6 +22,7 @@ from slidestore import tokens
 from slidestore.blobs import BlobStore
 from slidestore.blobs.space import SpaceGuard
 from slidestore.errors import ChecksumMismatch, InsufficientStorage
+from slidestore.testing.paths import shared_data_dir
 from slidestore.tokens import Operation
 from slidestore.uploads import ChunkChecksum, UploadManager
 from slidestore_server.node import renditions
@@ -219,3 +220,87 @@ def test_concurrent_upload_creations_on_a_two_worker_node_promise_only_what_fits
         assert len(sessions) == 3
     finally:
         node.kill(signal.SIGKILL)
+
+
+# -- the reported case: a node with a little more room than the slide --------------------
+
+SLIDE = shared_data_dir() / "CMU-1-Small-Region.svs"
+
+
+def test_a_slide_that_fits_without_its_rendition_is_accepted_and_prerendered_later(
+    tmp_path: Path,
+) -> None:
+    """Issue 19: "a 167 MB upload was accepted with 3.8 MB of margin and failed at 155
+    MB". A real node on a real small disk, filled until its free space is the slide plus
+    256 kB — less than the rendition's estimate (half the slide). An upload one page
+    larger than that room is refused at creation (507: nothing accepted, the SDK places it
+    elsewhere); the slide itself is accepted and stored whole, its tiles rendered on
+    demand, and its prerendering is deferred — not failed, not marked unsupported — until
+    the disk has room, and then done."""
+    data = tmp_path / "data"
+    slide = SLIDE.read_bytes()
+    margin = 256 * 1024
+    with small_tmpfs(data, "16m"):
+        node = NodeProcess(
+            data,
+            settings={
+                "secret": SECRET,
+                "reserve_bytes": 0,
+                "prerender_space_retry_seconds": 1,
+            },
+        ).start()
+        token = tokens.mint(SECRET, ops={Operation.WRITE, Operation.ADMIN}, ttl=600)
+        headers = {"Authorization": f"Bearer {token}", "Tus-Resumable": "1.0.0"}
+        try:
+            st = os.statvfs(data)
+            free = st.f_bavail * st.f_frsize
+            write_file(data / "filler", free - len(slide) - margin)
+            st = os.statvfs(data)
+            room = st.f_bavail * st.f_frsize
+            assert len(slide) < room <= len(slide) + margin + PAGE
+            with httpx.Client(base_url=node.url, headers=headers, timeout=60) as http:
+                # More than the room: refused before a byte is taken.
+                too_big = http.post("/uploads", headers={"Upload-Length": str(room + PAGE)})
+                assert too_big.status_code == 507, too_big.text
+                assert too_big.json()["error"] == "insufficient_storage"
+                # The slide: accepted, every byte stored.
+                created = http.post("/uploads", headers={"Upload-Length": str(len(slide))})
+                assert created.status_code == 201, created.text
+                location = created.headers["Location"]
+                offset = 0
+                for start in range(0, len(slide), 500_000):
+                    piece = slide[start : start + 500_000]
+                    answer = http.patch(
+                        location,
+                        content=piece,
+                        headers={
+                            "Upload-Offset": str(offset),
+                            "Content-Type": "application/offset+octet-stream",
+                        },
+                    )
+                    assert answer.status_code == 204, (offset, answer.text)
+                    offset += len(piece)
+                blob_id = answer.headers["Slidestore-Blob-Id"]
+                assert blob_id == hashlib.sha256(slide).hexdigest()
+                # Its rendition does not fit: deferred, and the slide is served anyway.
+                deadline = time.monotonic() + 30
+                while "do not fit" not in node.log.read_text():
+                    assert time.monotonic() < deadline, "the prerenderer never looked"
+                    time.sleep(0.1)
+                state = http.get(f"/slides/{blob_id}/renditions").json()["deepzoom"]
+                assert state["state"] == "pending", state
+                assert not (data / "renditions" / blob_id / renditions.UNSUPPORTED).exists()
+                tile = http.get(f"/slides/{blob_id}_files/9/0_0.jpeg")
+                assert tile.status_code == 200, tile.text
+                downloaded = http.get(f"/blobs/{blob_id}")
+                assert downloaded.status_code == 200
+                assert downloaded.content == slide
+                # Room again: the next attempt renders it completely.
+                (data / "filler").unlink()
+                deadline = time.monotonic() + 60
+                while state["state"] != "complete":
+                    assert time.monotonic() < deadline, state
+                    time.sleep(0.2)
+                    state = http.get(f"/slides/{blob_id}/renditions").json()["deepzoom"]
+        finally:
+            node.kill(signal.SIGKILL)
