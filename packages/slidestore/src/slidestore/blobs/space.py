@@ -25,7 +25,6 @@ the same free bytes.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import os
 import threading
 from collections.abc import Callable, Iterator
@@ -33,6 +32,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Final, TypeVar
 
+from slidestore.blobs.durable import file_lock
 from slidestore.errors import InsufficientStorage, InvalidRequest
 
 LOCK_FILE: Final = ".space.lock"
@@ -90,16 +90,9 @@ class SpaceGuard:
     def locked(self) -> Iterator[None]:
         """The node-wide critical section of "check, then promise" (see the module)."""
         with self._section:
-            try:
-                fd = os.open(self.root / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600)
-            except FileNotFoundError:  # a render cache not made yet
-                self.root.mkdir(parents=True, exist_ok=True)
-                fd = os.open(self.root / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600)
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX)
+            self.root.mkdir(parents=True, exist_ok=True)  # (a render cache not made yet)
+            with file_lock(self.root / LOCK_FILE):
                 yield
-            finally:
-                os.close(fd)  # releases the flock
 
     def promise(self, nbytes: int, record: Callable[[], T]) -> T:
         """:class:`InsufficientStorage` unless ``nbytes`` fit; else ``record()`` — which

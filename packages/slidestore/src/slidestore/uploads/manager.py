@@ -37,7 +37,7 @@ from typing import Final
 import msgspec
 
 from slidestore.blobs import BlobStore
-from slidestore.blobs.durable import fsync_dir, make_private_dirs
+from slidestore.blobs.durable import file_lock, fsync_dir, make_private_dirs, read_blocks
 from slidestore.blobs.sums import CHUNK, ChunkSummer, ChunkSums
 from slidestore.errors import (
     ChecksumMismatch,
@@ -63,7 +63,6 @@ from slidestore.uploads.validate import validate_slide
 _UPLOAD_ID: Final = re.compile(r"[A-Za-z0-9_-]{16,64}")
 _TRASH: Final = ".trash"
 _NEW: Final = ".new-"
-_HASH_CHUNK: Final = 1 << 20
 
 STATE_FILE: Final = "state.json"
 DATA_FILE: Final = "data"
@@ -190,13 +189,9 @@ class UploadManager:
 
     @contextlib.contextmanager
     def _creation_lock(self) -> Iterator[None]:
-        """Serializes "check the space, create the session" across processes."""
-        fd = os.open(self.root / _CREATE_LOCK, os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
+        """Serializes "check the quota, create the session" across processes."""
+        with file_lock(self.root / _CREATE_LOCK):
             yield
-        finally:
-            os.close(fd)  # releases the lock
 
     def _open_sessions(self) -> Iterator[UploadInfo]:
         """The live (incomplete, unexpired) sessions of every process."""
@@ -577,18 +572,13 @@ class UploadManager:
             h, position = hashlib.sha256(), 0
         else:
             h, position = progress.hash, progress.offset
-        fd = os.open(self.data_path(info.id), os.O_RDONLY)
         try:
-            while position < info.length:
-                chunk = os.pread(fd, min(_HASH_CHUNK, info.length - position), position)
-                if not chunk:
-                    raise SlidestoreError(
-                        f"upload {info.id}: data file is shorter than its recorded offset"
-                    )
-                h.update(chunk)
-                position += len(chunk)
-        finally:
-            os.close(fd)
+            for block in read_blocks(self.data_path(info.id), position, info.length):
+                h.update(block)
+        except EOFError:
+            raise SlidestoreError(
+                f"upload {info.id}: data file is shorter than its recorded offset"
+            ) from None
         return h.hexdigest(), sums
 
     def _forget(self, upload_id: str) -> None:

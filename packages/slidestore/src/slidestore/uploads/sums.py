@@ -23,12 +23,11 @@ import os
 from pathlib import Path
 from typing import Final
 
-from slidestore.blobs.durable import write_all
+from slidestore.blobs.durable import read_blocks, write_all
 from slidestore.blobs.sums import ChunkSummer
 from slidestore.errors import SlidestoreError
 
 SUMS_FILE: Final = "sums"
-_READ: Final = 1 << 20
 
 
 def record(path: Path, summer: ChunkSummer, durable: int) -> None:
@@ -57,17 +56,11 @@ def resume(path: Path, data_path: Path, offset: int, chunk: int) -> ChunkSummer:
         recorded = b""
     recorded = recorded[: len(recorded) - len(recorded) % 4]
     summer = ChunkSummer.resume(recorded, b"", chunk)
-    fd = os.open(data_path, os.O_RDONLY)
     try:
-        position = summer.size
-        while position < offset:
-            block = os.pread(fd, min(_READ, offset - position), position)
-            if not block:
-                raise SlidestoreError(
-                    f"upload data file is shorter than its recorded offset {offset}"
-                )
+        for block in read_blocks(data_path, summer.size, offset):
             summer.update(block)
-            position += len(block)
-    finally:
-        os.close(fd)
+    except EOFError:
+        raise SlidestoreError(
+            f"upload data file is shorter than its recorded offset {offset}"
+        ) from None
     return summer
