@@ -195,7 +195,7 @@ def test_concurrent_upload_creations_on_a_two_worker_node_promise_only_what_fits
             "capacity_bytes": 64 * MB,
             "prerender": "false",
         },
-    ).start()
+    ).start(timeout=90)
     writer = tokens.mint(SECRET, ops={Operation.WRITE}, ttl=600)
     length = 20 * MB  # 3 x 20 MiB fit in 64 MiB (less the node's own few files), 4 do not
 
@@ -248,7 +248,7 @@ def test_a_slide_that_fits_without_its_rendition_is_accepted_and_prerendered_lat
                 "reserve_bytes": 0,
                 "prerender_space_retry_seconds": 1,
             },
-        ).start()
+        ).start(timeout=90)
         token = tokens.mint(SECRET, ops={Operation.WRITE, Operation.ADMIN}, ttl=600)
         headers = {"Authorization": f"Bearer {token}", "Tus-Resumable": "1.0.0"}
         try:
