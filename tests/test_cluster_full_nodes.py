@@ -26,12 +26,15 @@ import httpx
 import msgspec
 import pytest
 from test_cluster_faults import (  # noqa: F401  (fixtures)
+    REBALANCE_CAPACITY,
     MakeCluster,
     R,
     assert_every_copy_good,
     base_slide,
     database_url,
+    fill_three,
     make_cluster,
+    rebalancing_cluster,
     slides,
 )
 
@@ -176,24 +179,10 @@ def test_rebalancing_passes_over_a_node_that_answered_507(
     newcomer gets its share — without asking it again. Before the rebalancer consulted
     the refusals it ordered a copy to the liar every round and, with the liar's petabyte
     in the mean fill, never moved anything to the newcomer."""
-    capacity = 40 << 20
-    cluster = Cluster(
-        tmp_path / "rebalance",
-        nodes=4,
-        database_url=database_url,
-        coordinator_settings={
-            "rebalance": "true",
-            "rebalance_max_copies": 2,
-            "rebalance_bytes_per_second": 4e6,
-        },
-        node_settings={"capacity_bytes": capacity, "reserve_bytes": 4 << 20},
-    )
+    capacity = REBALANCE_CAPACITY
+    cluster = rebalancing_cluster(tmp_path / "rebalance", database_url, 4e6)
     try:
-        cluster.start(nodes=[0, 1, 2])
-        with cluster.client() as sdk:
-            blob_ids = [
-                sdk.upload(slides(n), wait="all", replicas=2, progress=False) for n in range(12)
-            ]
+        blob_ids = fill_three(cluster, slides)
         size = slides(0).stat().st_size
         with LyingNode(cluster) as liar:
             eventually(lambda: "liar" in cluster.nodes_view(), timeout=20)
