@@ -303,13 +303,13 @@ def test_a_pause_shorter_than_dead_after_is_not_a_death(
 # -- 7. a node joins a filled cluster: throttled rebalancing levels the fill -------------
 
 
-def test_a_joining_node_is_filled_by_throttled_rebalancing(
-    tmp_path: Path, database_url: str, slides: Callable[[int], Path]
-) -> None:
-    capacity = 40 << 20
-    rate = 1e6  # bytes/s per move: each ~0.9 MB blob takes about a second
-    cluster = Cluster(
-        tmp_path / "rebalance",
+REBALANCE_CAPACITY = 40 << 20
+
+
+def rebalancing_cluster(path: Path, database_url: str, rate: float) -> Cluster:
+    """Four nodes of 40 MiB, rebalancing on: two moves at a time of ``rate`` bytes/s."""
+    return Cluster(
+        path,
         nodes=4,
         database_url=database_url,
         coordinator_settings={
@@ -317,15 +317,26 @@ def test_a_joining_node_is_filled_by_throttled_rebalancing(
             "rebalance_max_copies": 2,
             "rebalance_bytes_per_second": rate,
         },
-        node_settings={"capacity_bytes": capacity, "reserve_bytes": 4 << 20},
+        node_settings={"capacity_bytes": REBALANCE_CAPACITY, "reserve_bytes": 4 << 20},
     )
+
+
+def fill_three(cluster: Cluster, slides: Callable[[int], Path]) -> list[str]:
+    """Start nodes 0-2 (node 3 joins later) and store 12 blobs twice each on them."""
+    cluster.start(nodes=[0, 1, 2])
+    with cluster.client() as sdk:
+        return [sdk.upload(slides(n), wait="all", replicas=2, progress=False) for n in range(12)]
+
+
+def test_a_joining_node_is_filled_by_throttled_rebalancing(
+    tmp_path: Path, database_url: str, slides: Callable[[int], Path]
+) -> None:
+    capacity = REBALANCE_CAPACITY
+    rate = 1e6  # bytes/s per move: each ~0.9 MB blob takes about a second
+    cluster = rebalancing_cluster(tmp_path / "rebalance", database_url, rate)
     moves = 'slidestore_cluster_rebalance_moves_total{result="ok"}'
     try:
-        cluster.start(nodes=[0, 1, 2])
-        with cluster.client() as sdk:
-            blob_ids = [
-                sdk.upload(slides(n), wait="all", replicas=2, progress=False) for n in range(12)
-            ]
+        blob_ids = fill_three(cluster, slides)
         size = slides(0).stat().st_size
         assert cluster.metrics().get(moves, 0) == 0  # level so far: nothing moved
         assert not cluster.running(3)

@@ -1,6 +1,6 @@
 """A node that refuses writes for lack of space (507) although its last report showed
 room, and a node whose space is promised to an upload that never sends a byte: uploads
-through the SDK and repair go to other nodes (issue 19, item 5). A real coordinator and
+through the SDK, repair and rebalancing go to other nodes (issue 19, item 5). A real coordinator and
 real node processes on loopback, on SQLite and on PostgreSQL.
 
 The lying node is a small HTTP server that registers and heartbeats like a node with
@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -25,18 +26,23 @@ import httpx
 import msgspec
 import pytest
 from test_cluster_faults import (  # noqa: F401  (fixtures)
+    REBALANCE_CAPACITY,
     MakeCluster,
     R,
     assert_every_copy_good,
     base_slide,
     database_url,
+    fill_three,
     make_cluster,
+    rebalancing_cluster,
     slides,
 )
 
 from slidestore.cluster.wire import API, Heartbeat, NodeReport, Register
 from slidestore.tokens import Operation
 from slidestore_server.testing_cluster import Cluster, eventually
+
+MOVES_OK = 'slidestore_cluster_rebalance_moves_total{result="ok"}'
 
 PB = 1 << 50
 MB = 1 << 20
@@ -163,3 +169,49 @@ def test_uploads_and_repair_pass_over_full_nodes(
         assert small not in cluster.disk_hashes(blob_id)
         assert "liar" not in {r.node_id for r in cluster.blob(blob_id).replicas}
         assert_every_copy_good(cluster, blob_id)
+
+
+def test_rebalancing_passes_over_a_node_that_answered_507(
+    tmp_path: Path, database_url: str, slides: Callable[[int], Path]
+) -> None:
+    """The liar looks like the emptiest node there is (a petabyte free): rebalancing asks
+    it once per round at most, remembers its 507, and then levels the real nodes — a
+    newcomer gets its share — without asking it again. Before the rebalancer consulted
+    the refusals it ordered a copy to the liar every round and, with the liar's petabyte
+    in the mean fill, never moved anything to the newcomer."""
+    capacity = REBALANCE_CAPACITY
+    cluster = rebalancing_cluster(tmp_path / "rebalance", database_url, 4e6)
+    try:
+        blob_ids = fill_three(cluster, slides)
+        size = slides(0).stat().st_size
+        with LyingNode(cluster) as liar:
+            eventually(lambda: "liar" in cluster.nodes_view(), timeout=20)
+            cluster.restart(3)
+            cluster.wait_alive([3])
+            newcomer = cluster.node_id(3)
+
+            def level() -> bool:
+                fills = [
+                    1 - view.free_bytes / view.capacity_bytes
+                    for node_id, view in cluster.nodes_view().items()
+                    if node_id != "liar"
+                ]
+                return max(fills) - min(fills) <= 0.05 + size / capacity
+
+            eventually(level, timeout=60, interval=0.2)
+            # Then a while longer: rounds keep running (every two heartbeats), none asks
+            # the liar again while its refusal is remembered.
+            time.sleep(5)
+            asked = liar.requests["/replicas"]
+        assert 1 <= asked <= 2, liar.requests  # the first round's orders, no more
+        assert cluster.metrics().get(MOVES_OK, 0) >= 4
+        on_newcomer = [
+            b for b in blob_ids if newcomer in {r.node_id for r in cluster.blob(b).replicas}
+        ]
+        assert len(on_newcomer) >= 4
+        for blob_id in blob_ids:
+            assert "liar" not in {r.node_id for r in cluster.blob(blob_id).replicas}
+            eventually(lambda b=blob_id: len(cluster.disk_hashes(b)) == 2, timeout=20)
+            assert_every_copy_good(cluster, blob_id, at_least=2)
+    finally:
+        cluster.close()

@@ -332,6 +332,45 @@ def test_kill_9_never_loses_an_acknowledged_offset(restartable: NodeProcess) -> 
     assert blob_bytes(node, SLIDE_SHA) == SLIDE
 
 
+def test_chunk_sums_are_right_after_kill_9_between_and_inside_patches(
+    restartable: NodeProcess,
+) -> None:
+    """The chunk checksums are computed as the bytes arrive, not read back at the end: a
+    node killed between PATCHes (mid checksum-chunk) and again inside one still stores
+    the blob with the sums of its bytes, and serves it through them."""
+    from slidestore.blobs.store import BlobStore
+    from slidestore.blobs.sums import CHUNK, ChunkSummer, ChunkSums
+
+    node = restartable
+    first, second = 3 * CHUNK + 777, 20 * CHUNK + 5
+    with client(node) as http:
+        location = create(http, len(SLIDE), sha256=SLIDE_SHA)
+        assert patch(http, location, 0, SLIDE[:first]).status_code == 204
+    node.kill(signal.SIGKILL)  # between PATCHes
+    node.start()
+    with client(node) as http:
+        assert offset_of(http, location) == first
+        assert patch(http, location, first, SLIDE[first:second]).status_code == 204
+        sock = raw_partial_patch(
+            node, httpx.URL(location).path, second, 400_000, SLIDE[second : second + 99_999]
+        )
+        time.sleep(0.1)
+        node.kill(signal.SIGKILL)  # inside a PATCH
+        sock.close()
+    node.start()
+    with client(node) as http:
+        offset = offset_of(http, location)
+        assert offset >= second
+        response = patch(http, location, offset, SLIDE[offset:])
+        assert response.status_code == 204, response.text
+        assert response.headers["Slidestore-Blob-Id"] == SLIDE_SHA
+    summer = ChunkSummer()
+    summer.update(SLIDE)
+    store = BlobStore(node.data_dir / "blobs", reserve_bytes=0)
+    assert ChunkSums.load(store.sums_path(SLIDE_SHA)) == summer.finish()
+    assert blob_bytes(node, SLIDE_SHA) == SLIDE  # every chunk read is checked
+
+
 def test_head_completes_an_upload_whose_last_patch_was_cut_off(restartable: NodeProcess) -> None:
     node = restartable
     with client(node) as http:

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from slidestore.blobs import BlobStore
+from slidestore.blobs.sums import ChunkSummer
 from slidestore.errors import (
     ChecksumMismatch,
     Forbidden,
@@ -45,6 +46,12 @@ def uploads(tmp_path: Path, blobs: BlobStore) -> UploadManager:
     return manager(tmp_path, blobs)
 
 
+def expected_sums() -> object:
+    summer = ChunkSummer()
+    summer.update(SLIDE)
+    return summer.finish()
+
+
 def split(data: bytes, n: int) -> list[bytes]:
     step = -(-len(data) // n)
     return [data[i : i + step] for i in range(0, len(data), step)]
@@ -74,6 +81,7 @@ def test_partial_uploads_concatenate_into_the_blob(
     assert final.blob_id == SLIDE_SHA and final.length == len(SLIDE)
     assert final.concat == "final" and final.parts == tuple(parts)
     assert blobs.path(SLIDE_SHA).read_bytes() == SLIDE
+    assert blobs.sums(SLIDE_SHA) == expected_sums()  # computed on the way, not read back
     for part in parts:  # consumed
         with pytest.raises(UploadNotFound):
             uploads.info(part)
@@ -84,6 +92,7 @@ def test_parts_hashed_in_another_process_are_read_back(tmp_path: Path, blobs: Bl
     parts = send_parts(first, split(SLIDE, 3))
     again = manager(tmp_path, blobs)  # a restart: no hash of any part in memory
     assert again.concatenate(parts, sha256=SLIDE_SHA).blob_id == SLIDE_SHA
+    assert blobs.sums(SLIDE_SHA) == expected_sums()
 
 
 def test_order_matters_and_a_wrong_order_is_caught_by_the_declared_sha256(

@@ -10,6 +10,11 @@ the new replica and dropping the donor's, and only then a DELETE on the donor. T
 copy is dropped only if the blob keeps R copies on alive, non-draining nodes without it;
 otherwise it stays (a surplus that repair trims once things settle). While a move runs the
 repair planner sees it as a copy in flight, so it neither trims the blob nor adds to it.
+
+A receiver that answers 507 is remembered in the coordinator's refusals, the memory
+placement and repair use: until it reports more room (or the memory runs out) it is left
+out of rebalancing altogether — neither asked again nor counted in the mean fill (its
+figures are what just proved wrong), nor drained as a donor on their strength.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ from slidestore.cluster import (
 )
 from slidestore.cluster.wire import Replicate
 from slidestore_server.coordinator import catalog, registry, worklist
+from slidestore_server.coordinator.nodes import NodeCallFailed
 from slidestore_server.coordinator.schema import blobs, nodes, replicas
 from slidestore_server.coordinator.state import Coordinator
 
@@ -65,6 +71,7 @@ class Rebalancer:
             return
         if any(node.state is NodeState.SUSPECT for node in nodes):
             return  # figures are about to change; wait for a clear picture
+        nodes = coord.refusals.without(nodes, coord.now())  # just answered 507: not now
         if fill_spread(nodes) <= settings.rebalance_tolerance:
             return
         eligible = [node for node in nodes if node.accepts_placements]
@@ -113,6 +120,8 @@ class Rebalancer:
                 extra={"blob_id": move.blob_id, "source": move.source, "target": move.target},
             )
         except Exception as exc:
+            if isinstance(exc, NodeCallFailed) and exc.status == 507:
+                coord.refusals.refused(target, coord.now())  # the receiver is full
             coord.metrics.moves.labels("failed").inc()
             log.warning("move failed: %s", exc, extra={"blob_id": move.blob_id})
         finally:

@@ -12,10 +12,26 @@ hold yet are rendered on demand, with the same bytes.
 Renditions take disk space the upload guard must know about: before one starts, an
 estimate of its size (:data:`RENDITION_SHARE` of the slide's) must fit in the free space
 left after the reserve and every promise, and it is then promised itself (in
-``renditions/.promised``, so every worker process's guard and the heartbeats count it)
-until the child ends. A rendition that does not fit, or whose child hit ENOSPC, is
-dropped and tried again ``space_retry_seconds`` later — running out of disk says nothing
-about the slide, so it is never marked unsupported for that.
+``renditions/.promised``, so every worker process's guard and the heartbeats count it) —
+checked and recorded in the node's one critical section for space
+(:meth:`~slidestore.blobs.space.SpaceGuard.promise`), so an upload created at the same
+moment cannot be promised the same bytes. The promise shrinks as the child writes: what
+is outstanding is the estimate less the bytes of the rendition's files so far, so the
+free space reported (disk free − promises) never counts a byte twice. It is released
+when the child ends, fails or is stopped. A rendition that does not fit, or whose child
+hit ENOSPC, is dropped and tried again ``space_retry_seconds`` later — running out of
+disk says nothing about the slide, so it is never marked unsupported for that. A child
+that outgrows its estimate until the node's promises no longer fit its disk is stopped
+the same way: what was promised to uploads is theirs.
+
+A slide whose upload fits but whose rendition does not (a node with a little more free
+space than the slide) is accepted, and its prerendering deferred until there is room:
+the slide is the data of record, a rendition only a cache that on-demand rendering
+replaces tile by tile with the same bytes. Refusing the upload for its rendition's sake
+would leave the last third of every node's disk unusable for slides. What the reported
+failure showed — an upload accepted and then failing at 90% of its bytes because a
+rendition ate its room — cannot happen: the upload's whole length is promised at its
+creation, and no rendition starts (or keeps running) on promised bytes.
 
 Renditions are made only of checked bytes: the child holds every byte it reads to the
 blob's checksum sidecar, and a copy that fails is quarantined (as a read would), never
@@ -25,6 +41,7 @@ fails is rendered on demand instead and its level is made again.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import logging
 import os
@@ -36,6 +53,8 @@ import time
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Final, Protocol
+
+import msgspec
 
 from slidestore.blobs.space import SpaceGuard
 from slidestore.blobs.sums import ChunkSums, sidecar_path
@@ -63,6 +82,23 @@ RENDITION_SHARE: Final = 0.5
 """Estimated rendition size per byte of slide: a full Deep Zoom pyramid re-encoded as
 JPEG measured about a third of the slide; a half leaves a margin."""
 SPACE_RETRY_SECONDS: Final = 60.0
+
+
+class _Promise(msgspec.Struct, frozen=True):
+    """What ``renditions/.promised`` holds: the estimate for one blob's rendition."""
+
+    blob: str
+    bytes: int
+
+
+def _written(directory: Path) -> int:
+    """Bytes of the files under ``directory`` (a rendition in progress: a few packs)."""
+    total = 0
+    for path in directory.rglob("*"):
+        with contextlib.suppress(FileNotFoundError):  # a partial pack renamed meanwhile
+            if path.is_file():
+                total += path.stat().st_size
+    return total
 
 
 class RenditionSource(Protocol):
@@ -107,19 +143,22 @@ class Prerenderer:
         self.current: str | None = None
 
     def promised_bytes(self) -> int:
-        """The estimate promised to the rendition in progress (whichever process runs it)."""
+        """What the rendition in progress (whichever process runs it) may still write: its
+        estimate less the bytes its files hold so far."""
         try:
-            return int((self.root / PROMISED).read_text() or 0)
-        except (FileNotFoundError, ValueError):
+            promise = msgspec.json.decode((self.root / PROMISED).read_bytes(), type=_Promise)
+        except (FileNotFoundError, msgspec.DecodeError):
             return 0
+        return max(0, promise.bytes - _written(self.root / promise.blob))
 
-    def _promise(self, nbytes: int | None) -> None:
+    def _promise(self, promise: _Promise | None) -> None:
         path = self.root / PROMISED
-        if nbytes is None:
+        if promise is None:
             path.unlink(missing_ok=True)
         else:
+            path.parent.mkdir(parents=True, exist_ok=True)
             temp = path.with_suffix(".tmp")
-            temp.write_text(str(nbytes))
+            temp.write_bytes(msgspec.json.encode(promise))
             os.replace(temp, path)
 
     def directory(self, blob_id: str, key: str) -> Path:
@@ -215,12 +254,13 @@ class Prerenderer:
             estimate = int(self.blobs.size(blob_id) * RENDITION_SHARE)
         except FileNotFoundError:
             return  # deleted meanwhile
+        promise = _Promise(blob_id, estimate)
+        outstanding = max(0, estimate - _written(base))  # levels kept from an earlier try
         try:
-            self.blobs.space.check(estimate)
+            self.blobs.space.promise(outstanding, lambda: self._promise(promise))
         except InsufficientStorage as exc:
             self._retry_later(blob_id, f"its estimated {estimate} bytes do not fit: {exc}")
             return
-        self._promise(estimate)
         try:
             self._run_child(blob_id, base)
         finally:
@@ -261,15 +301,23 @@ class Prerenderer:
                 stderr=subprocess.PIPE,
                 preexec_fn=lambda: os.nice(NICENESS),
             ) as child:
+                overrun = False
                 while child.poll() is None:
                     if self._stop.wait(0.2):
                         child.kill()
                         child.wait()
                         return
+                    if self.blobs.space.available_bytes() < 0:
+                        # Past its estimate and into bytes promised to others: stop now.
+                        overrun = True
+                        child.kill()
+                        child.wait()
                 reason = (child.stderr.read() if child.stderr else b"").decode(errors="replace")
         finally:
             self.current = None
-        if child.returncode == NO_SPACE_EXIT:
+        if overrun:
+            reason = "the rendition outgrew its estimate into space promised to others"
+        if overrun or child.returncode == NO_SPACE_EXIT:
             # Give the space back now; the whole rendition is made again later.
             for partial in base.iterdir():
                 if partial.is_dir():

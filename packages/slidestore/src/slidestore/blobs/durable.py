@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import fcntl
 import functools
 import os
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 #: ``SYNC_FILE_RANGE_WRITE`` from <fcntl.h>: start writeback of dirty pages, do not wait.
@@ -102,3 +103,31 @@ def write_atomic(path: Path, data: bytes) -> None:
             tmp.unlink()
         raise
     fsync_dir(path.parent)
+
+
+@contextlib.contextmanager
+def file_lock(path: Path) -> Iterator[None]:
+    """An exclusive ``flock`` on ``path`` (created if missing), for the ``with`` body: how
+    a node's worker processes serialize a step among themselves."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
+def read_blocks(path: Path, start: int, end: int, block: int = 1 << 20) -> Iterator[bytes]:
+    """Bytes ``[start, end)`` of the file at ``path`` in blocks; :class:`EOFError` if it
+    ends before ``end``."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        position = start
+        while position < end:
+            data = os.pread(fd, min(block, end - position), position)
+            if not data:
+                raise EOFError(f"the file ends at {position}, before {end}")
+            yield data
+            position += len(data)
+    finally:
+        os.close(fd)

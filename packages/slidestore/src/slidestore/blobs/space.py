@@ -7,21 +7,36 @@ not fit in ``free − reserve_bytes − promised`` — before any of its bytes a
 As bytes land on disk, free space shrinks and the writer's promise shrinks with it.
 
 Promises come from two places. Writers of this process (a replica being copied) hold
-:class:`Reservation` objects in memory. Upload sessions are on disk, so their promises
-are read from there (``add_source``): every worker process of a node sees every
-upload's outstanding bytes, whichever worker created it or receives its chunks, and
-they survive a restart without being re-registered.
+:class:`Reservation` objects in memory. Upload sessions and renditions are on disk, so
+their promises are read from there (``add_source``): every worker process of a node sees
+every upload's outstanding bytes, whichever worker created it or receives its chunks, and
+they survive a restart without being re-registered. A source counts what is still to
+come, net of what it already wrote (an upload's bytes on disk, a rendition's files so
+far): free space shrinks by exactly what the promise gives back, so nothing is counted
+twice and nothing is promised to two writers.
+
+Checking that a promise fits and recording it is one critical section for the whole node
+(:meth:`SpaceGuard.promise`): a thread lock for this process and an ``flock`` on
+``.space.lock`` in the guarded directory for the node's other worker processes, so two
+writers (two upload creations, an upload and a rendition) cannot both pass the check on
+the same free bytes.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import TracebackType
+from typing import Final, TypeVar
 
+from slidestore.blobs.durable import file_lock
 from slidestore.errors import InsufficientStorage, InvalidRequest
+
+LOCK_FILE: Final = ".space.lock"
+T = TypeVar("T")
 
 
 def free_bytes(path: Path) -> int:
@@ -37,7 +52,8 @@ class SpaceGuard:
         self.root = root
         self.reserve_bytes = reserve_bytes
         self._free = free
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # the in-memory promises below
+        self._section = threading.Lock()  # this process's half of the critical section
         self._promised = 0
         self._sources: list[Callable[[], int]] = []
 
@@ -70,6 +86,22 @@ class SpaceGuard:
                 f"{promised} bytes promised to uploads in progress)"
             )
 
+    @contextlib.contextmanager
+    def locked(self) -> Iterator[None]:
+        """The node-wide critical section of "check, then promise" (see the module)."""
+        with self._section:
+            self.root.mkdir(parents=True, exist_ok=True)  # (a render cache not made yet)
+            with file_lock(self.root / LOCK_FILE):
+                yield
+
+    def promise(self, nbytes: int, record: Callable[[], T]) -> T:
+        """:class:`InsufficientStorage` unless ``nbytes`` fit; else ``record()`` — which
+        must make the promise visible to :attr:`promised_bytes` (a session on disk, a
+        rendition's promise file) — in the same critical section, and its result."""
+        with self.locked():
+            self.check(nbytes)
+            return record()
+
     def reserve(self, nbytes: int, *, force: bool = False) -> Reservation:
         """Promise ``nbytes``; :class:`InsufficientStorage` if they do not fit.
 
@@ -78,11 +110,13 @@ class SpaceGuard:
         """
         if nbytes < 0:
             raise InvalidRequest(f"cannot reserve a negative number of bytes ({nbytes})")
-        with self._lock:
-            if not force:
-                self.check(nbytes)
-            self._promised += nbytes
-        return Reservation(self, nbytes)
+
+        def record() -> Reservation:
+            with self._lock:
+                self._promised += nbytes
+            return Reservation(self, nbytes)
+
+        return record() if force else self.promise(nbytes, record)
 
     def _shrink(self, reservation: Reservation, nbytes: int) -> None:
         with self._lock:

@@ -20,7 +20,7 @@ from slidestore.blobs.ids import check_blob_id, fanout, is_blob_id
 from slidestore.blobs.reader import DEFAULT_CHUNK, BlobRange
 from slidestore.blobs.scrub import Throttle, hash_file
 from slidestore.blobs.space import Reservation, SpaceGuard, free_bytes
-from slidestore.blobs.sums import ChunkSummer, ChunkSums, sidecar_path
+from slidestore.blobs.sums import CHUNK, ChunkSummer, ChunkSums, sidecar_path
 from slidestore.blobs.writer import BlobWriter
 from slidestore.errors import BlobNotFound, ChecksumMismatch, ReplicaCorrupt
 
@@ -254,31 +254,43 @@ class BlobStore:
                 return w.commit(expected_sha256)
 
     def adopt(
-        self, source: str | os.PathLike[str], expected_sha256: str, *, verify: bool = False
+        self,
+        source: str | os.PathLike[str],
+        expected_sha256: str,
+        *,
+        verify: bool = False,
+        sums: ChunkSums | None = None,
     ) -> str:
         """Move a finished file into the store under ``expected_sha256`` and return its id.
 
-        For upload sessions, which hash their bytes as they arrive: the file is taken as
-        is (``verify=True`` re-hashes it first). On the same filesystem this is a link, no
-        copy; across filesystems the bytes are copied and verified. The source is gone
-        afterwards — also when an identical blob was already stored (it is just dropped).
+        For upload sessions, which hash their bytes (and compute their chunk checksums,
+        ``sums``) as they arrive: the file is taken as is (``verify=True`` re-hashes it
+        first; without ``sums`` they are computed here, a read of the whole file). On the
+        same filesystem this is a link, no copy; across filesystems the bytes are copied and
+        verified. The source is gone afterwards — also when an identical blob was already
+        stored (it is just dropped).
         """
         blob_id = check_blob_id(expected_sha256)
         src = Path(source)
-        summer = ChunkSummer()
-        if verify:
-            digest = hash_file(src, summer=summer)
-            if digest != blob_id:
-                raise ChecksumMismatch(f"the file hashes to sha256 {digest}, expected {blob_id}")
-        else:
-            _sum_file(src, summer)
         fd = os.open(src, os.O_RDONLY)
         try:
+            size = os.fstat(fd).st_size
             os.fsync(fd)
         finally:
             os.close(fd)
+        if verify or sums is None or sums.size != size or sums.chunk != CHUNK:
+            summer = ChunkSummer()
+            if verify:
+                digest = hash_file(src, summer=summer)
+                if digest != blob_id:
+                    raise ChecksumMismatch(
+                        f"the file hashes to sha256 {digest}, expected {blob_id}"
+                    )
+            else:
+                _sum_file(src, summer)
+            sums = summer.finish()
         try:
-            self._install(src, blob_id, summer.finish())
+            self._install(src, blob_id, sums)
         except OSError as exc:
             if exc.errno != errno.EXDEV:
                 raise
@@ -438,8 +450,7 @@ class BlobStore:
 
 
 def _sum_file(path: Path, summer: ChunkSummer) -> None:
-    """Feed a file's bytes to ``summer`` (an upload hashed them as they came; its chunk
-    checksums are computed here, one read, mostly from the page cache it just filled)."""
+    """Feed a file's bytes to ``summer`` (for a file adopted without its checksums)."""
     fd = os.open(path, os.O_RDONLY)
     try:
         position = 0

@@ -184,16 +184,25 @@ class Refusals:
     def __contains__(self, node_id: object) -> bool:
         return node_id in self._refused
 
+    def _holds(self, node: NodeInfo, now: float) -> bool:
+        """Whether ``node`` is still remembered as full (forgetting it if no longer)."""
+        entry = self._refused.get(node.node_id)
+        if entry is None:
+            return False
+        at, until, free = entry
+        if now >= until or (node.last_heartbeat > at and node.free_bytes > free):
+            del self._refused[node.node_id]  # room again (or time to ask again)
+            return False
+        return True
+
     def apply(self, nodes: Iterable[NodeInfo], now: float) -> list[NodeInfo]:
         """``nodes``, with those still remembered as full shown without free space."""
-        out: list[NodeInfo] = []
-        for node in nodes:
-            entry = self._refused.get(node.node_id)
-            if entry is not None:
-                at, until, free = entry
-                if now >= until or (node.last_heartbeat > at and node.free_bytes > free):
-                    del self._refused[node.node_id]  # room again (or time to ask again)
-                else:
-                    node = msgspec.structs.replace(node, free_bytes=0)
-            out.append(node)
-        return out
+        return [
+            msgspec.structs.replace(node, free_bytes=0) if self._holds(node, now) else node
+            for node in nodes
+        ]
+
+    def without(self, nodes: Iterable[NodeInfo], now: float) -> list[NodeInfo]:
+        """``nodes`` less those still remembered as full (for rebalancing, where a node
+        shown as full would look like the fullest donor and skew the mean fill)."""
+        return [node for node in nodes if not self._holds(node, now)]

@@ -11,6 +11,7 @@ from pathlib import Path
 from types import TracebackType
 
 from slidestore.blobs.durable import write_all
+from slidestore.blobs.sums import ChunkSummer
 from slidestore.errors import (
     ChecksumMismatch,
     InsufficientStorage,
@@ -36,8 +37,9 @@ class SessionLedger:
     """The upload's data file."""
     checkpoint_bytes: int
     """A chunk without a chunk checksum is made durable every this many bytes."""
-    advance: Callable[[UploadInfo, int, hashlib._Hash | None], UploadInfo]
-    """Record that the bytes below an offset are fsynced; returns the new durable state."""
+    advance: Callable[[UploadInfo, int, hashlib._Hash | None, ChunkSummer], UploadInfo]
+    """Record that the bytes below an offset are fsynced (with the whole-file hash and the
+    chunk checksums of exactly those bytes); returns the new durable state."""
     finish: Callable[[UploadInfo], UploadInfo]
     """Complete the upload if every byte has arrived (else return it unchanged)."""
 
@@ -51,6 +53,10 @@ class Appender:
     ``checkpoint_bytes`` along the way when there is no chunk checksum to wait for.
     A chunk that fails its checksum or overruns the declared length is cut off again,
     leaving the upload at its previous offset.
+
+    Every byte written is also fed to the upload's whole-file sha256 (when it is known
+    up to the offset) and to its chunk checksums (:mod:`slidestore.uploads.sums`), so
+    completing the upload reads nothing back.
     """
 
     def __init__(
@@ -60,6 +66,7 @@ class Appender:
         lock_fd: int,
         checksum: ChunkChecksum | None,
         file_hash: hashlib._Hash | None,
+        summer: ChunkSummer,
     ):
         self._ledger = ledger
         self.info = info
@@ -68,6 +75,8 @@ class Appender:
         self._checksum = checksum
         self._chunk_hash = checksum.hasher() if checksum is not None else None
         self._file_hash = file_hash
+        self._summer = summer
+        self._durable_sums = summer.mark()  # the summer at the durable offset
         self.start = info.offset
         self.position = info.offset
         self._data_fd: int | None = None
@@ -116,6 +125,7 @@ class Appender:
             self._chunk_hash.update(data)
         if self._file_hash is not None:
             self._file_hash.update(data)
+        self._summer.update(data)
         self.position += n
         if (
             self._chunk_hash is None
@@ -166,12 +176,14 @@ class Appender:
         if self.position == self.info.offset or self._data_fd is None:
             return
         os.fsync(self._data_fd)  # the bytes first, then the offset that vouches for them
-        self.info = self._ledger.advance(self.info, self.position, self._file_hash)
+        self.info = self._ledger.advance(self.info, self.position, self._file_hash, self._summer)
+        self._durable_sums = self._summer.mark()
 
     def _truncate_back(self) -> None:
         if self._data_fd is not None:
             os.ftruncate(self._data_fd, self.info.offset)
         self.position = self.info.offset
+        self._summer.rewind(self._durable_sums)
 
     def _discard(self) -> None:
         try:

@@ -1,19 +1,22 @@
 """The bytes of a tus final upload: its partial uploads' data, one after another.
 
-The whole file's sha256 is computed on the way, so completing the final upload reads
-nothing again; at most one buffer of :data:`COPY_BUFFER` bytes is in memory. When the
-first part's hash is already known (its bytes arrived through this process), that part
-is copied by the kernel (``copy_file_range``) without passing through Python.
+The whole file's sha256 and its chunk checksums (the blob's sidecar) are computed on the
+way, so completing the final upload reads nothing again; at most one buffer of
+:data:`COPY_BUFFER` bytes is in memory. When the first part's hash and checksums are
+already known (its bytes arrived through this process), that part is copied by the
+kernel (``copy_file_range``) without passing through Python.
 """
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Final
 
+from slidestore.blobs.sums import ChunkSummer
 from slidestore.errors import SlidestoreError
 
 COPY_BUFFER: Final = 4 << 20
@@ -37,13 +40,17 @@ def concatenate(
     dest: Path,
     sources: Sequence[tuple[Path, int]],
     *,
-    first_hash: hashlib._Hash | None = None,
+    first: tuple[hashlib._Hash, ChunkSummer] | None = None,
     progress: Callable[[int], None] | None = None,
-) -> hashlib._Hash:
+) -> tuple[hashlib._Hash, ChunkSummer]:
     """Write the first ``length`` bytes of each source file into ``dest`` (truncated
-    first), fsync it, and return the sha256 of everything written. ``first_hash`` is the
-    sha256 of the first source's ``length`` bytes, if known."""
-    digest = first_hash.copy() if first_hash is not None else hashlib.sha256()
+    first), fsync it, and return the sha256 and chunk checksums of everything written.
+    ``first`` is the sha256 and checksums of the first source's ``length`` bytes, if
+    known (left as they are)."""
+    if first is not None:
+        digest, summer = first[0].copy(), copy.deepcopy(first[1])
+    else:
+        digest, summer = hashlib.sha256(), ChunkSummer()
     written = 0
     out = os.open(dest, os.O_WRONLY | os.O_TRUNC)
     try:
@@ -52,7 +59,7 @@ def concatenate(
         for index, (path, length) in enumerate(sources):
             src = os.open(path, os.O_RDONLY)
             try:
-                if index == 0 and first_hash is not None:
+                if index == 0 and first is not None:
                     written += _kernel_copy(src, out, length, path)
                     if progress is not None:
                         progress(written)
@@ -64,6 +71,7 @@ def concatenate(
                         raise SlidestoreError(f"{path} is shorter than its recorded {length} bytes")
                     chunk = view[:n]
                     digest.update(chunk)
+                    summer.update(chunk)
                     done = 0
                     while done < n:
                         done += os.write(out, chunk[done:])
@@ -76,7 +84,7 @@ def concatenate(
         os.fsync(out)
     finally:
         os.close(out)
-    return digest
+    return digest, summer
 
 
 def _kernel_copy(src: int, out: int, length: int, path: Path) -> int:

@@ -13,6 +13,9 @@ The whole-file sha256 is computed incrementally in memory while the bytes arrive
 hash state cannot be persisted, so after a restart (or when another process appended in
 between) the incremental hash is not resumed: at completion the missing part is hashed
 from disk once, starting where the in-memory hash stopped (byte 0 after a restart).
+The blob store's chunk checksums are computed as the bytes arrive too, and persisted with
+every durable offset (``sums``, see :mod:`slidestore.uploads.sums`), so they survive a
+restart at the cost of re-reading one partial chunk.
 """
 
 from __future__ import annotations
@@ -34,7 +37,8 @@ from typing import Final
 import msgspec
 
 from slidestore.blobs import BlobStore
-from slidestore.blobs.durable import fsync_dir, make_private_dirs
+from slidestore.blobs.durable import file_lock, fsync_dir, make_private_dirs, read_blocks
+from slidestore.blobs.sums import CHUNK, ChunkSummer, ChunkSums
 from slidestore.errors import (
     ChecksumMismatch,
     DecompressionBomb,
@@ -51,6 +55,7 @@ from slidestore.errors import (
     UploadTooLarge,
 )
 from slidestore.uploads import concat, state
+from slidestore.uploads import sums as upload_sums
 from slidestore.uploads.appender import Appender, SessionLedger
 from slidestore.uploads.checksums import ChunkChecksum, normalize_sha256
 from slidestore.uploads.grants import GrantIndex
@@ -60,7 +65,6 @@ from slidestore.uploads.validate import validate_slide
 _UPLOAD_ID: Final = re.compile(r"[A-Za-z0-9_-]{16,64}")
 _TRASH: Final = ".trash"
 _NEW: Final = ".new-"
-_HASH_CHUNK: Final = 1 << 20
 
 STATE_FILE: Final = "state.json"
 DATA_FILE: Final = "data"
@@ -71,10 +75,12 @@ GRANTS_DIR: Final = "grants"
 
 @dataclass
 class _Progress:
-    """The sha256 of an upload's first ``offset`` bytes, as far as this process saw them."""
+    """An upload's first ``offset`` bytes as far as this process saw them: their sha256
+    (None when this process did not see them all) and their chunk checksums."""
 
     offset: int
-    hash: hashlib._Hash
+    hash: hashlib._Hash | None
+    sums: ChunkSummer
 
 
 class UploadManager:
@@ -185,13 +191,9 @@ class UploadManager:
 
     @contextlib.contextmanager
     def _creation_lock(self) -> Iterator[None]:
-        """Serializes "check the space, create the session" across processes."""
-        fd = os.open(self.root / _CREATE_LOCK, os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
+        """Serializes "check the quota, create the session" across processes."""
+        with file_lock(self.root / _CREATE_LOCK):
             yield
-        finally:
-            os.close(fd)  # releases the lock
 
     def _open_sessions(self) -> Iterator[UploadInfo]:
         """The live (incomplete, unexpired) sessions of every process."""
@@ -205,8 +207,17 @@ class UploadManager:
                 yield info
 
     def promised_bytes(self) -> int:
-        """Bytes the live upload sessions (of every process) may still write."""
-        return sum(info.remaining for info in self._open_sessions())
+        """Bytes the live upload sessions (of every process) may still write: each one's
+        length less what its data file already holds (durable or not yet: those bytes are
+        in the filesystem's free space already, so they are not promised twice)."""
+        total = 0
+        for info in self._open_sessions():
+            try:
+                written = (self._dir(info.id) / DATA_FILE).stat().st_size
+            except FileNotFoundError:
+                written = 0  # removed meanwhile
+            total += info.length - min(info.length, max(info.offset, written))
+        return total
 
     def _check_quota(self, owner: str, length: int, owner_bytes: int | None) -> None:
         """Refuse a session beyond the owner's count of open sessions or byte allowance
@@ -310,19 +321,26 @@ class UploadManager:
             if owner is not None and (single_use_until is None or partial):
                 # (A single-use grant's one session of its one size is its whole quota.)
                 self._check_quota(owner, length, owner_bytes)
-            self.blobs.space.check(length)
             upload_id = secrets.token_urlsafe(18)
-            if owner is None or single_use_until is None or partial:
-                return self._create_checked(
-                    upload_id, length, metadata, declared, owner, PARTIAL if partial else None
-                )
-            self.grants.claim(owner, single_use_until, upload_id)
-            try:
-                return self._create_checked(upload_id, length, metadata, declared, owner)
-            except BaseException:
-                if not (self.root / upload_id).exists():
-                    self.grants.release(owner)  # no session was made: the grant is unused
-                raise
+
+            def make() -> UploadInfo:
+                """The session on disk: from then on its length counts as promised."""
+                if owner is None or single_use_until is None or partial:
+                    return self._create_checked(
+                        upload_id, length, metadata, declared, owner, PARTIAL if partial else None
+                    )
+                self.grants.claim(owner, single_use_until, upload_id)
+                try:
+                    return self._create_checked(upload_id, length, metadata, declared, owner)
+                except BaseException:
+                    if not (self.root / upload_id).exists():
+                        self.grants.release(owner)  # no session was made: the grant is unused
+                    raise
+
+            # Check and promise in one node-wide section: a rendition or a replica copy
+            # starting meanwhile cannot take the same free bytes.
+            info = self.blobs.space.promise(length, make)
+        return self.finish(upload_id) if length == 0 and not partial else info
 
     def _create_checked(
         self,
@@ -358,9 +376,7 @@ class UploadManager:
         os.rename(staging, self.root / upload_id)
         fsync_dir(self.root)
         with self._mutex:
-            self._progress[upload_id] = _Progress(0, hashlib.sha256())
-        if length == 0 and kind is None:
-            return self.finish(upload_id)
+            self._progress[upload_id] = _Progress(0, hashlib.sha256(), ChunkSummer())
         return info
 
     # -- tus concatenation -----------------------------------------------------------
@@ -435,16 +451,18 @@ class UploadManager:
             fd = self._lock(final.id)
             fds.append(fd)
             with self._mutex:
-                first = self._progress.get(parts[0])
-            first_hash = (
-                first.hash if first is not None and first.offset == infos[0].length else None
+                seen = self._progress.get(parts[0])
+            first = (
+                (seen.hash, seen.sums)
+                if seen is not None and seen.hash is not None and seen.offset == infos[0].length
+                else None
             )
-            digest = concat.concatenate(
+            digest, summer = concat.concatenate(
                 self.data_path(final.id),
                 [(self.data_path(info.id), info.length) for info in infos],
-                first_hash=first_hash,
+                first=first,
             )
-            final = self._advance(final, total, digest)
+            final = self._advance(final, total, digest, summer)
             for info in infos:
                 self._remove(info.id)
             return self._finish_locked(final)
@@ -467,11 +485,16 @@ class UploadManager:
             existing = self._existing_final(parts, owner)
             if existing is not None:
                 return existing
-            self.blobs.space.check(length)
             upload_id = secrets.token_urlsafe(18)
-            if owner is not None and single_use_until is not None:
-                self.grants.claim(owner, single_use_until, upload_id)
-            return self._create_checked(upload_id, length, metadata, declared, owner, FINAL, parts)
+
+            def make() -> UploadInfo:
+                if owner is not None and single_use_until is not None:
+                    self.grants.claim(owner, single_use_until, upload_id)
+                return self._create_checked(
+                    upload_id, length, metadata, declared, owner, FINAL, parts
+                )
+
+            return self.blobs.space.promise(length, make)
 
     def info(self, upload_id: str, owner: str | None = None) -> UploadInfo:
         """The upload's current record; :class:`UploadNotFound` or :class:`UploadExpired`."""
@@ -511,18 +534,17 @@ class UploadManager:
                 )
             with self._mutex:
                 progress = self._progress.get(upload_id)
-                file_hash = (
-                    progress.hash.copy()
-                    if progress is not None and progress.offset == info.offset
-                    else None
-                )
+                if progress is not None and progress.offset != info.offset:
+                    progress = None  # another process appended since
+            file_hash = progress.hash.copy() if progress and progress.hash else None
+            summer = progress.sums if progress is not None else self._resume_sums(info)
             ledger = SessionLedger(
                 data_path=self.data_path(upload_id),
                 checkpoint_bytes=self.checkpoint_bytes,
                 advance=self._advance,
                 finish=self._finish_locked,
             )
-            return Appender(ledger, info, fd, checksum, file_hash)
+            return Appender(ledger, info, fd, checksum, file_hash, summer)
         except BaseException:
             os.close(fd)
             raise
@@ -605,9 +627,15 @@ class UploadManager:
     # -- handed to each Appender as its SessionLedger (lock held) ---------------------
 
     def _advance(
-        self, info: UploadInfo, offset: int, file_hash: hashlib._Hash | None
+        self,
+        info: UploadInfo,
+        offset: int,
+        file_hash: hashlib._Hash | None,
+        summer: ChunkSummer,
     ) -> UploadInfo:
-        """Record that bytes up to ``offset`` are fsynced: persist, shrink the reservation."""
+        """Record that bytes up to ``offset`` are fsynced: their chunk checksums first,
+        then the offset (which shrinks the promise)."""
+        upload_sums.record(self._dir(info.id) / upload_sums.SUMS_FILE, summer, info.offset)
         now = self.clock()
         new = msgspec.structs.replace(
             info, offset=offset, updated_at=now, expires_at=now + self.expiry_seconds
@@ -615,9 +643,18 @@ class UploadManager:
         self._save(new)
         with self._mutex:
             self.bytes_received += offset - info.offset
-            if file_hash is not None:
-                self._progress[info.id] = _Progress(offset, file_hash.copy())
+            self._progress[info.id] = _Progress(
+                offset, file_hash.copy() if file_hash is not None else None, summer
+            )
         return new
+
+    def _resume_sums(self, info: UploadInfo) -> ChunkSummer:
+        """The chunk checksums of the upload's durable bytes, as another process or a run
+        before a restart left them (see :mod:`slidestore.uploads.sums`)."""
+        directory = self._dir(info.id)
+        return upload_sums.resume(
+            directory / upload_sums.SUMS_FILE, directory / DATA_FILE, info.offset, CHUNK
+        )
 
     def _finish_locked(self, info: UploadInfo) -> UploadInfo:
         if info.complete or info.offset < info.length or info.partial:
@@ -630,7 +667,7 @@ class UploadManager:
                 return self._completed(info, info.digest)
             self._remove(upload_id)
             raise UploadNotFound(f"upload {upload_id} lost its data before completing")
-        digest = self._digest(info)
+        digest, sums = self._digest(info)
         if info.sha256 is not None and digest != info.sha256:
             self._remove(upload_id)
             raise ChecksumMismatch(
@@ -650,7 +687,7 @@ class UploadManager:
                 ) from exc
         info = msgspec.structs.replace(info, digest=digest)
         self._save(info)
-        self.blobs.adopt(data, digest)
+        self.blobs.adopt(data, digest, sums=sums)
         return self._completed(info, digest)
 
     def _completed(self, info: UploadInfo, blob_id: str) -> UploadInfo:
@@ -659,26 +696,27 @@ class UploadManager:
         self._forget(info.id)
         return info
 
-    def _digest(self, info: UploadInfo) -> str:
-        """The sha256 of the whole data file, reusing the in-memory hash of its prefix."""
+    def _digest(self, info: UploadInfo) -> tuple[str, ChunkSums]:
+        """The sha256 of the whole data file, reusing the in-memory hash of its prefix, and
+        its chunk checksums (computed as the bytes came, or resumed from ``sums``)."""
         with self._mutex:
             progress = self._progress.pop(info.id, None)
-        if progress is None or progress.offset > info.length:
-            progress = _Progress(0, hashlib.sha256())
-        h, position = progress.hash, progress.offset
-        fd = os.open(self.data_path(info.id), os.O_RDONLY)
+        if progress is not None and progress.offset == info.offset:
+            sums = progress.sums.finish()
+        else:  # another process appended since, or a restart: from the sums on disk
+            sums = self._resume_sums(info).finish()
+        if progress is None or progress.hash is None or progress.offset > info.length:
+            h, position = hashlib.sha256(), 0
+        else:
+            h, position = progress.hash, progress.offset
         try:
-            while position < info.length:
-                chunk = os.pread(fd, min(_HASH_CHUNK, info.length - position), position)
-                if not chunk:
-                    raise SlidestoreError(
-                        f"upload {info.id}: data file is shorter than its recorded offset"
-                    )
-                h.update(chunk)
-                position += len(chunk)
-        finally:
-            os.close(fd)
-        return h.hexdigest()
+            for block in read_blocks(self.data_path(info.id), position, info.length):
+                h.update(block)
+        except EOFError:
+            raise SlidestoreError(
+                f"upload {info.id}: data file is shorter than its recorded offset"
+            ) from None
+        return h.hexdigest(), sums
 
     def _forget(self, upload_id: str) -> None:
         with self._mutex:
