@@ -27,7 +27,10 @@ from labportal.domain.accounts.controllers import AuthController, TokenControlle
 from labportal.domain.annotations.controllers import AnnotationController, MaterialAnnotations
 from labportal.domain.cases.controllers import CaseController, TeamCasesController
 from labportal.domain.discussion.controllers import CaseCommentsController, CommentController
-from labportal.domain.materials.controllers import CaseMaterialsController, MaterialController
+from labportal.domain.materials.controllers import (
+    CaseMaterialsController,
+    MaterialController,
+)
 from labportal.domain.teams.controllers import InvitationController, TeamController
 from labportal.errors import EXCEPTION_HANDLERS
 from labportal.security.passwords import Passwords
