@@ -89,7 +89,7 @@ class MaterialAnnotations(Controller):
         classes: Annotated[
             str | None,
             QueryParameter(
-                query="class", max_length=2000, description="only these classes (comma-separated)"
+                name="class", max_length=2000, description="only these classes (comma-separated)"
             ),
         ] = None,
     ) -> AnnotationPage:
