@@ -281,6 +281,7 @@ async def test_material_fields_and_scanner_metadata_search(
     )
     assert ndpi["fields"] == {"block": "A1", "level": 1} and ndpi["fields_version"] == 1
     assert (ndpi["scanner"], ndpi["objective_power"], ndpi["mpp"]) == ("C13210-01", 40.0, 0.23)
+    assert bif["scanner"] == "VENTANA DP 200 U7" and bif["scanned_at"] == "2024-03-06"
     assert svs["scanner"] == "ScanScope SS1234" and svs["scanned_at"] == "2009-12-29T09:59:15"
     # PATCH a material's fields and name; viewers may not, outsiders see nothing.
     url = f"/api/materials/{svs['id']}"
@@ -323,3 +324,24 @@ async def test_material_fields_and_scanner_metadata_search(
     # A deleted material leaves the index with it.
     assert (await member.delete(url)).status_code == 204
     assert await names("field.level.min=2") == ["B1"]
+
+
+async def test_pages_build_forms_from_the_definition(portal: Portal) -> None:
+    team, p = await _team(portal)
+    await _define(p["admin"], team, "case", CASE_FIELDS)
+    page = (await p["member"].get(f"/teams/{team}/cases")).text
+    assert '<select name="fields.stain" required>' in page and '<option value="PAS"' in page
+    assert 'name="fields.thickness" data-kind="number" step="any"' in page
+    assert 'name="fields.blocks" data-kind="int" step="1"' in page
+    assert 'type="date" name="fields.received"' in page
+    assert 'type="checkbox" name="fields.urgent" data-kind="bool"' in page
+    case = await _case(p["member"], team, title="Paged", fields={"stain": "IHC", "blocks": 4})
+    page = (await p["member"].get(f"/cases/{case['id']}")).text
+    assert "<dt>Stain</dt>" in page and "<dd>IHC</dd>" in page
+    assert '<option value="IHC" selected>' in page  # the edit form holds the values
+    listed = (await p["member"].get(f"/teams/{team}/cases?field.stain=IHC")).text
+    assert "Paged" in listed and '<option value="IHC" selected>' in listed
+    assert "Paged" not in (await p["member"].get(f"/teams/{team}/cases?field.stain=HE")).text
+    # Only admins get the definition forms on the team page.
+    assert 'id="case-fields-form"' in (await p["admin"].get(f"/teams/{team}")).text
+    assert 'id="case-fields-form"' not in (await p["member"].get(f"/teams/{team}")).text
