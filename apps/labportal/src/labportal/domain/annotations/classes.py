@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 
 from sqlalchemy import delete, select
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_scoped_session
 
 from labportal.domain.accounts.models import User
 from labportal.domain.annotations.models import AnnotationClass
@@ -19,7 +19,7 @@ class InvalidClass(Unprocessable):
 
 
 class ClassService:
-    def __init__(self, session: AsyncSession) -> None:
+    def __init__(self, session: AsyncSession | async_scoped_session[AsyncSession]) -> None:
         self.db = session
 
     async def of_team(self, team_id: uuid.UUID) -> list[AnnotationClass]:

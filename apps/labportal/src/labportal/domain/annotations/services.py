@@ -26,8 +26,9 @@ def slide_mpp(material: Material) -> tuple[float, float] | None:
     """The slide's µm per pixel (x, y) from its normalised metadata, when it has one."""
     meta = (material.slide or {}).get("metadata") or {}
     x, y = meta.get("mpp_x"), meta.get("mpp_y") or meta.get("mpp_x")
-    ok = all(isinstance(v, int | float) and v > 0 for v in (x, y))
-    return (float(x), float(y)) if ok else None
+    if isinstance(x, int | float) and isinstance(y, int | float) and x > 0 and y > 0:
+        return float(x), float(y)
+    return None
 
 
 def _place(annotation: Annotation, points: list[list[float]], access: Access) -> None:

@@ -21,12 +21,12 @@ def provide_fields(db_session: NamedDependency[AsyncSession]) -> FieldService:
     return FieldService(db_session)
 
 
-def _out(team_id: uuid.UUID, target: str, d: Definition) -> FieldSchemaOut:
+def _out(team_id: uuid.UUID, target: Target, d: Definition) -> FieldSchemaOut:
     return FieldSchemaOut(
         team_id=team_id,
         target=target,
         version=d.version,
-        fields=d.fields,  # type: ignore[arg-type]
+        fields=d.fields,
         created_at=d.created_at,
     )
 

@@ -12,7 +12,7 @@ from typing import Any
 import msgspec
 from litestar import Request
 from sqlalchemy import ColumnElement, delete, exists, select
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_scoped_session
 
 from labportal.domain.accounts.models import User
 from labportal.domain.fields.models import FieldSchema, FieldValue
@@ -53,7 +53,7 @@ class FieldFilter:
 
 
 class FieldService:
-    def __init__(self, session: AsyncSession) -> None:
+    def __init__(self, session: AsyncSession | async_scoped_session[AsyncSession]) -> None:
         self.db = session
 
     async def _row(
@@ -142,7 +142,7 @@ class FieldService:
         if not filters:
             return []
         known = (await self.current(team_id, target)).by_name()
-        out = []
+        out: list[ColumnElement[bool]] = []
         for f in filters:
             field = known.get(f.name)
             if field is None:

@@ -24,7 +24,7 @@ _TYPES: dict[str, Any] = {
 
 def _type(field: FieldDef) -> Any:
     if field.type == "enum":
-        return Literal[tuple(field.choices)]  # type: ignore[valid-type]
+        return Literal[tuple(field.choices)]
     return _TYPES[field.type]
 
 

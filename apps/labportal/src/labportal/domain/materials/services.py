@@ -137,7 +137,8 @@ class MaterialService(SQLAlchemyAsyncRepositoryService[Material, MaterialReposit
         """Rename, or change the team-defined fields (member; not under a signed-out case)."""
         access = await self.access(material_id, user, "member")
         ensure_unlocked(access.case, "changed")
-        material, changes = access.material, {}
+        material = access.material
+        changes: dict[str, Any] = {}
         if data.name is not UNSET and data.name != material.name:
             changes["name"] = {"from": material.name, "to": data.name}
             material.name = data.name
