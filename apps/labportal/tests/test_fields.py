@@ -12,6 +12,7 @@ import pytest
 
 from .fakecluster import METADATA, FakeCluster
 from .helpers import Portal, User, problem
+from .test_cases import _setup
 from .test_materials import proof
 
 pytestmark = pytest.mark.asyncio
@@ -33,12 +34,7 @@ CASE_FIELDS = [
 
 
 async def _team(portal: Portal) -> tuple[str, dict[str, User]]:
-    people = {role: await portal.user(role) for role in ("owner", "admin", "member", "viewer")}
-    team = await portal.team(people["owner"], "Fields")
-    for role in ("admin", "member", "viewer"):
-        await portal.join(people["owner"], team, people[role], role)
-    people["outsider"] = await portal.user("outsider")
-    return team, people
+    return await _setup(portal)  # owner, admin, member, viewer and an outsider
 
 
 async def _define(user: User, team: str, target: str, fields: list[dict[str, Any]]) -> dict:  # type: ignore[type-arg]

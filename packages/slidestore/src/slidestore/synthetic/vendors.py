@@ -14,7 +14,7 @@ import base64
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Final, Literal
+from typing import Any, Final, Literal
 from xml.sax.saxutils import escape, quoteattr
 
 import numpy as np
@@ -91,7 +91,7 @@ def _level(spec: VendorSlide, index: int) -> RGB:
     return pixels(width, height)
 
 
-def _jpeg(spec: VendorSlide) -> dict[str, object]:
+def _jpeg(spec: VendorSlide) -> dict[str, Any]:
     return {"compression": "jpeg", "compressionargs": {"level": spec.quality}, "photometric": "rgb"}
 
 
@@ -99,28 +99,41 @@ def _model(spec: VendorSlide, vendor: Vendor) -> str:
     return spec.scanner_model or DEFAULT_MODELS[vendor]
 
 
-def write_generic_tiff(path: Path, spec: VendorSlide = VendorSlide()) -> Path:
-    """A plain tiled JPEG TIFF with Make/Model/DateTime and a resolution in centimetres."""
+def _tiled_pyramid(
+    path: Path,
+    spec: VendorSlide,
+    *,
+    first: dict[str, Any],
+    every: dict[str, Any],
+    resolution: bool = True,
+    bigtiff: bool = False,
+) -> Path:
+    """Tiled JPEG levels, level 0 first; ``first`` adds tags to level 0, ``every`` to all;
+    with ``resolution``, each level's pixels per centimetre."""
     per_cm = 10_000 / spec.mpp
-    with tifffile.TiffWriter(path) as tif:
+    with tifffile.TiffWriter(path, bigtiff=bigtiff) as tif:
         for index in range(spec.levels):
+            tags: dict[str, Any] = {**every, **(first if index == 0 else {})}
+            if resolution:
+                scale = per_cm / (1 << index)
+                tags |= {"resolution": (scale, scale), "resolutionunit": "CENTIMETER"}
             tif.write(
                 _level(spec, index),
                 tile=(spec.tile_size, spec.tile_size),
                 subfiletype=1 if index else 0,
-                resolution=(per_cm, per_cm),
-                resolutionunit="CENTIMETER",
-                datetime=spec.scanned_at if index == 0 else None,
-                extratags=[
-                    (271, "s", 0, "Generic", True),
-                    (272, "s", 0, _model(spec, "generic-tiff"), True),
-                ]
-                if index == 0
-                else [],
                 metadata=None,
-                **_jpeg(spec),  # type: ignore[arg-type]
+                **_jpeg(spec),
+                **tags,
             )
     return path
+
+
+def write_generic_tiff(path: Path, spec: VendorSlide = VendorSlide()) -> Path:
+    """A plain tiled JPEG TIFF with Make/Model/DateTime and a resolution in centimetres."""
+    make_model = [(271, "s", 0, "Generic", True), (272, "s", 0, _model(spec, "generic-tiff"), True)]
+    return _tiled_pyramid(
+        path, spec, first={"datetime": spec.scanned_at, "extratags": make_model}, every={}
+    )
 
 
 def write_ndpi(path: Path, spec: VendorSlide = VendorSlide()) -> Path:
@@ -161,7 +174,7 @@ def write_ndpi(path: Path, spec: VendorSlide = VendorSlide()) -> Path:
                 datetime=spec.scanned_at,
                 extratags=tags,
                 metadata=None,
-                **_jpeg(spec),  # type: ignore[arg-type]
+                **_jpeg(spec),
             )
     return path
 
@@ -195,21 +208,13 @@ def _scn_xml(spec: VendorSlide) -> str:
 def write_leica_scn(path: Path, spec: VendorSlide = VendorSlide()) -> Path:
     """Leica SCN: the collection XML in the first page's ImageDescription, one main image,
     each level's resolution in pixels per centimetre."""
-    per_cm = 10_000 / spec.mpp
-    with tifffile.TiffWriter(path, bigtiff=True) as tif:
-        for index in range(spec.levels):
-            tif.write(
-                _level(spec, index),
-                tile=(spec.tile_size, spec.tile_size),
-                subfiletype=1 if index else 0,
-                resolution=(per_cm / (1 << index), per_cm / (1 << index)),
-                resolutionunit="CENTIMETER",
-                description=_scn_xml(spec) if index == 0 else None,
-                software="Leica SCN",
-                metadata=None,
-                **_jpeg(spec),  # type: ignore[arg-type]
-            )
-    return path
+    return _tiled_pyramid(
+        path,
+        spec,
+        first={"description": _scn_xml(spec)},
+        every={"software": "Leica SCN"},
+        bigtiff=True,
+    )
 
 
 def _philips_xml(spec: VendorSlide) -> str:
@@ -256,19 +261,15 @@ def _philips_xml(spec: VendorSlide) -> str:
 
 
 def write_philips_tiff(path: Path, spec: VendorSlide = VendorSlide()) -> Path:
-    """Philips TIFF: Software "Philips ...", the DPUfsImport XML as ImageDescription."""
-    with tifffile.TiffWriter(path) as tif:
-        for index in range(spec.levels):
-            tif.write(
-                _level(spec, index),
-                tile=(spec.tile_size, spec.tile_size),
-                subfiletype=1 if index else 0,
-                description=_philips_xml(spec) if index == 0 else None,
-                software="Philips DP v1.0",
-                metadata=None,
-                **_jpeg(spec),  # type: ignore[arg-type]
-            )
-    return path
+    """Philips TIFF: Software "Philips ...", the DPUfsImport XML as ImageDescription (the
+    pixel spacing is in the XML; the TIFF resolution tags are left out, as Philips does)."""
+    return _tiled_pyramid(
+        path,
+        spec,
+        first={"description": _philips_xml(spec)},
+        every={"software": "Philips DP v1.0"},
+        resolution=False,
+    )
 
 
 def _iscan_xmp(spec: VendorSlide) -> bytes:
@@ -300,7 +301,7 @@ def write_ventana_bif(path: Path, spec: VendorSlide = VendorSlide()) -> Path:
                 tile=(spec.tile_size, spec.tile_size),
                 description=f"level={index} mag={mag:g} quality={spec.quality}",
                 metadata=None,
-                **_jpeg(spec),  # type: ignore[arg-type]
+                **_jpeg(spec),
             )
     return path
 
