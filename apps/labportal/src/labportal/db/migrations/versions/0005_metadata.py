@@ -7,6 +7,8 @@ Create Date: 2026-12-03 16:30:00
 
 from __future__ import annotations
 
+from typing import Any
+
 import advanced_alchemy.types
 import sqlalchemy as sa
 from alembic import op
@@ -110,6 +112,45 @@ def upgrade() -> None:
             batch_op.f("ix_case_material_scanned_at"), ["scanned_at"], unique=False
         )
         batch_op.create_index(batch_op.f("ix_case_material_scanner"), ["scanner"], unique=False)
+
+    _backfill_slide_facts()
+
+
+def _positive(value: Any) -> float | None:
+    return float(value) if isinstance(value, int | float) and value > 0 else None
+
+
+def _backfill_slide_facts() -> None:
+    """Slides read before this revision: their searchable facts from the stored metadata
+    (the same rule as ``materials.search.remember_facts``, written out: a migration keeps
+    what it did when the code moves on)."""
+    material = sa.table(
+        "case_material",
+        sa.column("id", sa.Uuid()),
+        sa.column("slide", sa.JSON()),
+        sa.column("scanner", sa.String()),
+        sa.column("objective_power", sa.Float()),
+        sa.column("mpp", sa.Float()),
+        sa.column("scanned_at", sa.String()),
+    )
+    bind = op.get_bind()
+    rows = bind.execute(
+        sa.select(material.c.id, material.c.slide).where(material.c.slide.is_not(None))
+    )
+    for row_id, slide in rows.all():
+        meta = (slide or {}).get("metadata") or {}
+        scanner = " ".join(str(v) for v in (meta.get("scanner_model"), meta.get("scanner_id")) if v)
+        stamp = meta.get("acquired_at")
+        bind.execute(
+            material.update()
+            .where(material.c.id == row_id)
+            .values(
+                scanner=scanner[:200] or None,
+                objective_power=_positive(meta.get("objective_power")),
+                mpp=_positive(meta.get("mpp_x")),
+                scanned_at=stamp[:40] if isinstance(stamp, str) and stamp else None,
+            )
+        )
 
 
 def downgrade() -> None:
