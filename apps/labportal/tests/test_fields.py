@@ -331,8 +331,11 @@ async def test_pages_build_forms_from_the_definition(portal: Portal) -> None:
     assert 'name="fields.blocks" data-kind="int" step="1"' in page
     assert 'type="date" name="fields.received"' in page
     assert 'type="checkbox" name="fields.urgent" data-kind="bool"' in page
+    await _define(p["admin"], team, "material", [{"name": "block", "type": "string"}])
     case = await _case(p["member"], team, title="Paged", fields={"stain": "IHC", "blocks": 4})
     page = (await p["member"].get(f"/cases/{case['id']}")).text
+    upload_form = page[page.index('id="upload-form"') :]
+    assert '<input name="fields.block"' in upload_form  # the slide's fields, sent by upload.js
     assert "<dt>Stain</dt>" in page and "<dd>IHC</dd>" in page
     assert '<option value="IHC" selected>' in page  # the edit form holds the values
     listed = (await p["member"].get(f"/teams/{team}/cases?field.stain=IHC")).text

@@ -215,6 +215,7 @@ class PageController(Controller):
             material_names={m.id: m.name for m in materials},
             events=await cases.events(case_id, viewer.user),
             case_fields=await FieldService(db_session).current(case.team_id, "case"),
+            material_fields=await FieldService(db_session).current(case.team_id, "material"),
         )
 
     @get("/materials/{material_id:uuid}")
