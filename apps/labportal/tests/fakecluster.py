@@ -50,6 +50,8 @@ class FakeCluster:
     deleted: list[str] = field(default_factory=list)
     placements: list[PlacementRequest] = field(default_factory=list)
     down: bool = False
+    metadata: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """blob id -> normalised metadata the slide info answers (default: ``METADATA``)."""
 
     def store(self, blob_id: str, size: int, copies: int = 2) -> None:
         """What a finished tus upload (and replication) leaves behind."""
@@ -135,6 +137,7 @@ class FakeCluster:
         if path.startswith("/slides/") and path.endswith("/info"):
             blob_id = path.split("/")[2]
             self._cap(request, Operation.READ, blob_id)
-            body: dict[str, Any] = {"blob_id": blob_id, "metadata": METADATA, "pyramid_levels": []}
+            meta = self.metadata.get(blob_id, METADATA)
+            body: dict[str, Any] = {"blob_id": blob_id, "metadata": meta, "pyramid_levels": []}
             return httpx.Response(200, json=body)
         return httpx.Response(404, json={"error": "not_found", "detail": url})

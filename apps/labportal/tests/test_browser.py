@@ -1,7 +1,8 @@
 """End to end in Debian's chromium (playwright): a coordinator and two nodes, the portal,
 two users. Register, team, invitation, case, upload a real slide through the page (tus to
 the node), real tiles in the viewer (still loading after the first read token expired: the
-page renews it), an annotation that survives a reload, a region exported from the viewer
+page renews it), a team-defined case field (defined on the team page, filled in the generated form), an
+annotation that survives a reload, a region exported from the viewer
 (PNG and TIFF), the original downloaded from the material page (only by a role that may see
 labels), a stock OpenSeadragon IIIF viewer on another origin following the capability-in-path
 ``id``, and another team's case refused.
@@ -132,10 +133,23 @@ def test_portal_in_a_browser(portal_url: str) -> None:
             bob.click("text=Accept")
             bob.wait_for_url(team_url)
 
+            # A team-defined case field, defined on the team page, filled in the generated form.
+            alice.goto(team_url)
+            alice.fill(
+                "#case-fields-form textarea",
+                '[{"name": "stain", "label": "Stain", "type": "enum", "required": true,'
+                ' "choices": ["HE", "IHC"]}, {"name": "blocks", "type": "int"}]',
+            )
+            alice.click("#case-fields-form button")
+            expect(alice.locator("#case-fields-form label")).to_contain_text("version 1")
             alice.goto(team_url + "/cases")
             alice.fill("#case-form input[name=title]", "Biopsy 17")
+            alice.select_option("#case-form select[name='fields.stain']", "IHC")
+            alice.fill("#case-form input[name='fields.blocks']", "3")
             alice.click("#case-form button")
             alice.wait_for_url("**/cases/*")
+            expect(alice.locator("dl.team-fields")).to_contain_text("IHC")
+            expect(alice.locator("dl.team-fields")).to_contain_text("3")
             alice.set_input_files("#upload-file", str(SLIDE))
             console: list[str] = []
             alice.on("console", lambda m: console.append(m.text))
@@ -191,7 +205,13 @@ def test_portal_in_a_browser(portal_url: str) -> None:
             alice.mouse.move(x - 40, y - 30)
             alice.mouse.down()
             alice.mouse.move(x + 40, y + 30, steps=5)
-            alice.mouse.up()
+            # Reload only once the annotation is saved (the drawn shape shows before that).
+            with alice.expect_response(
+                lambda r: r.url.endswith("/annotations") and r.request.method == "POST"
+            ) as saved:
+                alice.mouse.up()
+            assert saved.value.status == 201, saved.value.text()
+            assert saved.value.json()["area_um2"] > 0  # the slide has an mpp: measured in µm²
             expect(alice.locator("#overlay rect.annotation")).to_have_count(1)
             alice.reload()
             expect(alice.locator("#overlay rect.annotation")).to_have_count(1, timeout=20_000)

@@ -56,6 +56,9 @@ def seeded(server: ServerProcess) -> dict[str, str]:
             # Ids of no material or annotation: operations on them answer 404.
             "material_id": "00000000-0000-4000-8000-000000000001",
             "annotation_id": "00000000-0000-4000-8000-000000000002",
+            # The team's field definitions: case fields, their first version.
+            "target": "case",
+            "version": "1",
         }
 
 

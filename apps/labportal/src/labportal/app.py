@@ -24,10 +24,19 @@ from labportal.db import migrate
 from labportal.db.engine import alchemy_config
 from labportal.deps import provide_settings
 from labportal.domain.accounts.controllers import AuthController, TokenController
-from labportal.domain.annotations.controllers import AnnotationController, MaterialAnnotations
+from labportal.domain.annotations.controllers import (
+    AnnotationController,
+    MaterialAnnotations,
+    TeamAnnotationClassesController,
+)
 from labportal.domain.cases.controllers import CaseController, TeamCasesController
 from labportal.domain.discussion.controllers import CaseCommentsController, CommentController
-from labportal.domain.materials.controllers import CaseMaterialsController, MaterialController
+from labportal.domain.fields.controllers import TeamFieldsController
+from labportal.domain.materials.controllers import (
+    CaseMaterialsController,
+    MaterialController,
+    TeamMaterialsController,
+)
 from labportal.domain.teams.controllers import InvitationController, TeamController
 from labportal.errors import EXCEPTION_HANDLERS
 from labportal.security.passwords import Passwords
@@ -52,8 +61,11 @@ API_CONTROLLERS = [
     CaseCommentsController,
     CommentController,
     CaseMaterialsController,
+    TeamMaterialsController,
     MaterialController,
+    TeamFieldsController,
     MaterialAnnotations,
+    TeamAnnotationClassesController,
     AnnotationController,
 ]
 FRONTEND = Path(__file__).parents[2] / "frontend"

@@ -42,6 +42,13 @@ class UnsupportedFormat(SlidestoreError, ValueError):
     status = 422
 
 
+class MetadataSchemaError(SlidestoreError, ValueError):
+    """A vendor metadata schema file is malformed (its path and the reason included)."""
+
+    code = "invalid_metadata_schema"
+    status = 422
+
+
 class SlideReadError(SlidestoreError, OSError):
     """The slide opened but reading pixels from it failed (corrupt tile data)."""
 

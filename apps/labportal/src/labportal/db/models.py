@@ -2,20 +2,24 @@
 
 from labportal.db.base import Base
 from labportal.domain.accounts.models import ApiToken, User, UserSession
-from labportal.domain.annotations.models import Annotation
+from labportal.domain.annotations.models import Annotation, AnnotationClass
 from labportal.domain.cases.models import Case, CaseEvent, CaseTag
 from labportal.domain.discussion.models import Comment
+from labportal.domain.fields.models import FieldSchema, FieldValue
 from labportal.domain.materials.models import Material
 from labportal.domain.teams.models import Invitation, Membership, Team
 
 __all__ = [
     "Annotation",
+    "AnnotationClass",
     "ApiToken",
     "Base",
     "Case",
     "CaseEvent",
     "CaseTag",
     "Comment",
+    "FieldSchema",
+    "FieldValue",
     "Invitation",
     "Material",
     "Membership",

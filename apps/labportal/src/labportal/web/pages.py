@@ -10,16 +10,19 @@ import uuid
 from typing import Any
 from urllib.parse import urlencode
 
+import msgspec
 from litestar import Controller, Request, get
 from litestar.di import NamedDependency
 from litestar.params import FromPath, FromQuery
 from litestar.response import Redirect, Template
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from labportal.domain.annotations.classes import ClassService
 from labportal.domain.cases import workflow
 from labportal.domain.cases.controllers import _filters
 from labportal.domain.cases.services import CaseService
 from labportal.domain.discussion.services import CommentService
+from labportal.domain.fields.services import PREFIX, Definition, FieldService, parse_filters
 from labportal.domain.materials.services import MaterialService, status_of
 from labportal.domain.teams.invitations import InvitationService, effective_status
 from labportal.domain.teams.roles import at_least
@@ -37,6 +40,10 @@ def _safe_next(value: str | None) -> str:
 def _login(request: Request[Any, Any, Any]) -> Redirect:
     target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
     return Redirect(f"/login?{urlencode({'next': target})}")
+
+
+def _definition_json(definition: Definition) -> dict[str, Any]:
+    return {"version": definition.version, "fields": msgspec.to_builtins(definition.fields)}
 
 
 def _page(name: str, viewer: Principal | None, **context: Any) -> Template:
@@ -89,10 +96,16 @@ class PageController(Controller):
         service = TeamService(session=db_session)
         team, me = await service.get_team(team_id, viewer.user)
         is_admin = at_least(me.role, "admin")
-        invitations = []
+        invitations, definitions, classes = [], {}, []
         if is_admin:
             rows = await InvitationService(session=db_session).list_for_team(team_id, viewer.user)
             invitations = [(i, effective_status(i)) for i in rows]
+            fields = FieldService(db_session)
+            definitions = {t: await fields.current(team_id, t) for t in ("case", "material")}
+            classes = [
+                {"name": c.name, "color": c.color}
+                for c in await ClassService(db_session).of_team(team_id)
+            ]
         return _page(
             "team.html",
             viewer,
@@ -101,6 +114,8 @@ class PageController(Controller):
             is_admin=is_admin,
             members=await service.members(team_id, viewer.user),
             invitations=invitations,
+            definitions={t: _definition_json(d) for t, d in definitions.items()},
+            annotation_classes=classes,
         )
 
     @get("/invitations/{token:str}")
@@ -142,10 +157,12 @@ class PageController(Controller):
         team, me = await TeamService(session=db_session).get_team(team_id, viewer.user)
         filters = _filters(viewer, status or None, assignee or None, tag or None, q or None)
         limit, offset = 25, max(0, min(offset, 1_000_000))
+        field_query = {k: v for k, v in request.query_params.items() if k.startswith(PREFIX) and v}
+        filters.fields = parse_filters(field_query)
         rows, total = await CaseService(session=db_session).list_cases(
             team_id, viewer.user, filters, limit, offset
         )
-        params = {"status": status, "assignee": assignee, "tag": tag, "q": q}
+        params = {"status": status, "assignee": assignee, "tag": tag, "q": q, **field_query}
 
         def query(**changes: Any) -> str:
             return urlencode({k: v for k, v in {**params, **changes}.items() if v})
@@ -162,6 +179,8 @@ class PageController(Controller):
             filters=params,
             query=query,
             can_write=at_least(me.role, "member"),
+            case_fields=await FieldService(db_session).current(team_id, "case"),
+            field_query=field_query,
         )
 
     @get("/cases/{case_id:uuid}")
@@ -195,6 +214,8 @@ class PageController(Controller):
             materials=materials,
             material_names={m.id: m.name for m in materials},
             events=await cases.events(case_id, viewer.user),
+            case_fields=await FieldService(db_session).current(case.team_id, "case"),
+            material_fields=await FieldService(db_session).current(case.team_id, "material"),
         )
 
     @get("/materials/{material_id:uuid}")
@@ -216,6 +237,7 @@ class PageController(Controller):
             case=access.case,
             can_write=access.can_write,
             local_status=status_of(access.material, None),
+            material_fields=await FieldService(db_session).current(access.case.team_id, "material"),
         )
 
     @get("/materials/{material_id:uuid}/view")

@@ -1,33 +1,29 @@
-"""Normalized, vendor-neutral slide metadata."""
+"""Normalized, vendor-neutral slide metadata.
+
+The vendor mappings are declarative schemas (:mod:`slidestore.metadata.schema_file`), kept
+in a registry (:mod:`slidestore.metadata.registry`) that a lab extends with TOML files.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
 from slidestore.geometry import LevelInfo
-from slidestore.metadata import aperio as _aperio  # noqa: F401  (registers the mapping)
-from slidestore.metadata import generic as _generic  # noqa: F401  (registers the mapping)
-from slidestore.metadata.registry import VendorFields, VendorMapping, mapping_for, register
+from slidestore.metadata.extract import VendorFields
+from slidestore.metadata.registry import SchemaRegistry, default_registry, reset_default_registry
 from slidestore.metadata.schema import AssociatedImageInfo, SlideMetadata
+from slidestore.metadata.schema_file import VendorSchema
 
 __all__ = [
     "AssociatedImageInfo",
+    "SchemaRegistry",
     "SlideMetadata",
     "VendorFields",
-    "VendorMapping",
+    "VendorSchema",
+    "default_registry",
     "normalize",
-    "register",
+    "reset_default_registry",
 ]
-
-
-def _float(value: str | None) -> float | None:
-    if value is None:
-        return None
-    try:
-        number = float(value)
-    except ValueError:
-        return None
-    return number if number > 0 else None
 
 
 def _background(value: str | None) -> tuple[int, int, int]:
@@ -43,25 +39,28 @@ def normalize(
     properties: Mapping[str, str],
     levels: Sequence[LevelInfo],
     associated: Sequence[AssociatedImageInfo] = (),
+    registry: SchemaRegistry | None = None,
 ) -> SlideMetadata:
-    """Build :class:`SlideMetadata` from OpenSlide properties and level geometry."""
-    mapping = mapping_for(properties)
-    fields = mapping.extract(properties) if mapping else VendorFields()
+    """Build :class:`SlideMetadata` from OpenSlide properties and level geometry, the
+    vendor's fields through the schema the registry picks for ``properties``."""
+    fields = (registry or default_registry()).fields(properties)
     return SlideMetadata(
         vendor=properties.get("openslide.vendor", "unknown"),
         width=levels[0].width,
         height=levels[0].height,
         levels=tuple(levels),
-        mpp_x=_float(properties.get("openslide.mpp-x")),
-        mpp_y=_float(properties.get("openslide.mpp-y")),
-        objective_power=_float(properties.get("openslide.objective-power")),
+        mpp_x=fields.mpp_x,
+        mpp_y=fields.mpp_y,
+        objective_power=fields.objective_power,
         scanner_id=fields.scanner_id,
         scanner_model=fields.scanner_model,
+        software=fields.software,
         acquired_at=fields.acquired_at,
         compression=fields.compression,
         quality=fields.quality,
         background_color=_background(properties.get("openslide.background-color")),
         associated_images=tuple(associated),
         quickhash=properties.get("openslide.quickhash-1"),
+        metadata_schema=fields.schema,
         properties=dict(properties),
     )

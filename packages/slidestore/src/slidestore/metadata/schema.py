@@ -29,6 +29,8 @@ class SlideMetadata(msgspec.Struct, frozen=True, kw_only=True):
     objective_power: float | None = None
     scanner_id: str | None = None
     scanner_model: str | None = None
+    software: str | None = None
+    """The scanner's or image library's software (name and version), when recorded."""
     acquired_at: str | None = None
     """ISO 8601 date or date-time of the scan, as precise as the file records it."""
     compression: str | None = None
@@ -36,4 +38,6 @@ class SlideMetadata(msgspec.Struct, frozen=True, kw_only=True):
     background_color: tuple[int, int, int] = (255, 255, 255)
     associated_images: tuple[AssociatedImageInfo, ...] = ()
     quickhash: str | None = None
+    metadata_schema: str | None = None
+    """``name@version`` of the vendor schema that normalised the fields (None: none matched)."""
     properties: dict[str, str] = msgspec.field(default_factory=dict)

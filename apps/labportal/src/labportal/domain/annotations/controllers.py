@@ -5,15 +5,19 @@ from __future__ import annotations
 import uuid
 from typing import Annotated, Any
 
-from litestar import Controller, delete, get, patch, post
+from litestar import Controller, delete, get, patch, post, put
 from litestar.di import NamedDependency, Provide
 from litestar.params import FromPath, JSONBody, QueryParameter
+from litestar.status_codes import HTTP_200_OK
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from labportal.domain.accounts.convert import user_ref
 from labportal.domain.annotations import geojson
-from labportal.domain.annotations.models import Annotation
+from labportal.domain.annotations.classes import ClassService
+from labportal.domain.annotations.models import Annotation, AnnotationClass
 from labportal.domain.annotations.schemas import (
+    AnnotationClassesIn,
+    AnnotationClassOut,
     AnnotationIn,
     AnnotationOut,
     AnnotationPage,
@@ -42,6 +46,9 @@ def annotation_out(a: Annotation) -> AnnotationOut:
         points=a.points,
         label=a.label,
         color=a.color,
+        class_name=a.class_name,
+        length_um=a.length_um,
+        area_um2=a.area_um2,
         bbox=[a.min_x, a.min_y, a.max_x, a.max_y],
         created_by=user_ref(a.created_by),
         created_at=a.created_at,
@@ -79,9 +86,16 @@ class MaterialAnnotations(Controller):
         ] = None,
         limit: Annotated[int, QueryParameter(ge=1, le=5000)] = 1000,
         offset: Annotated[int, QueryParameter(ge=0, le=1_000_000)] = 0,
+        classes: Annotated[
+            str | None,
+            QueryParameter(
+                name="class", max_length=2000, description="only these classes (comma-separated)"
+            ),
+        ] = None,
     ) -> AnnotationPage:
+        wanted = [c.strip() for c in (classes or "").split(",") if c.strip()]
         rows, truncated = await annotations.query(
-            material_id, principal.user, parse_bbox(bbox), limit, offset
+            material_id, principal.user, parse_bbox(bbox), limit, offset, wanted
         )
         return AnnotationPage(items=[annotation_out(a) for a in rows], truncated=truncated)
 
@@ -125,7 +139,7 @@ class AnnotationController(Controller):
     tags = ["annotations"]
     dependencies = DEPENDENCIES
 
-    @patch("/", opt=WRITE, summary="Move or relabel an annotation (author or admin)")
+    @patch("/", opt=WRITE, summary="Move, relabel or reclassify an annotation (author or admin)")
     async def update_annotation(
         self,
         annotation_id: FromPath[uuid.UUID],
@@ -143,3 +157,41 @@ class AnnotationController(Controller):
         annotations: NamedDependency[AnnotationService],
     ) -> None:
         await annotations.delete(annotation_id, principal.user)
+
+
+def provide_classes(db_session: NamedDependency[AsyncSession]) -> ClassService:
+    return ClassService(db_session)
+
+
+def _out(rows: list[AnnotationClass]) -> list[AnnotationClassOut]:
+    return [AnnotationClassOut(name=r.name, color=r.color) for r in rows]
+
+
+class TeamAnnotationClassesController(Controller):
+    path = "/api/teams/{team_id:uuid}/annotation-classes"
+    tags = ["annotations"]
+    dependencies = {"classes": Provide(provide_classes, sync_to_thread=False)}
+
+    @get("/", opt={"scope": "cases:read"}, summary="The team's annotation classes, in order")
+    async def list_classes(
+        self,
+        team_id: FromPath[uuid.UUID],
+        principal: NamedDependency[Principal],
+        classes: NamedDependency[ClassService],
+    ) -> list[AnnotationClassOut]:
+        return _out(await classes.read(team_id, principal.user))
+
+    @put(
+        "/",
+        opt={"scope": "teams:write"},
+        status_code=HTTP_200_OK,
+        summary="Replace the team's annotation classes (admin); annotations keep theirs",
+    )
+    async def replace_classes(
+        self,
+        team_id: FromPath[uuid.UUID],
+        data: AnnotationClassesIn,
+        principal: NamedDependency[Principal],
+        classes: NamedDependency[ClassService],
+    ) -> list[AnnotationClassOut]:
+        return _out(await classes.replace(team_id, principal.user, data.classes))

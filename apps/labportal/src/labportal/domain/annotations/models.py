@@ -2,15 +2,26 @@ from __future__ import annotations
 
 import uuid
 
-from sqlalchemy import JSON, Float, ForeignKey, Index, String
+from sqlalchemy import JSON, Float, ForeignKey, Index, Integer, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from labportal.db.base import Entity
 from labportal.domain.accounts.models import User
 
 
+class AnnotationClass(Entity):
+    """A team's annotation class: the name annotations and model results use, its colour."""
+
+    __tablename__ = "annotation_class"
+    __table_args__ = (UniqueConstraint("team_id", "name"),)
+    team_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("team.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(50))
+    color: Mapped[str] = mapped_column(String(7))
+    position: Mapped[int] = mapped_column(Integer, default=0)
+
+
 class Annotation(Entity):
-    """A point, rectangle (two corners), polygon or free line on a material's slide.
+    """A point, rectangle (two corners), ellipse (two corners of its box), polygon or free line on a material's slide.
 
     ``points`` are level-0 pixel coordinates; the bounding box columns are derived from
     them on every write and indexed, so a viewport query reads only what it shows.
@@ -26,6 +37,11 @@ class Annotation(Entity):
     kind: Mapped[str] = mapped_column(String(16))
     label: Mapped[str] = mapped_column(String(200), default="")
     color: Mapped[str] = mapped_column(String(7), default="#ff0000")
+    class_name: Mapped[str | None] = mapped_column(String(50))
+    """One of the team's annotation classes (required when the team has a list)."""
+    length_um: Mapped[float | None] = mapped_column(Float)
+    """Length (line), perimeter (rectangle, polygon, ellipse) in µm, when the slide has an mpp."""
+    area_um2: Mapped[float | None] = mapped_column(Float)
     points: Mapped[list[list[float]]] = mapped_column(JSON)
     min_x: Mapped[float] = mapped_column(Float)
     min_y: Mapped[float] = mapped_column(Float)

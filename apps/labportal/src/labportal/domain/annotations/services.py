@@ -11,12 +11,31 @@ from sqlalchemy import select
 
 from labportal.db.base import utcnow
 from labportal.domain.accounts.models import User
+from labportal.domain.annotations.classes import ClassService
+from labportal.domain.annotations.measure import measure
 from labportal.domain.annotations.models import Annotation
 from labportal.domain.annotations.schemas import AnnotationIn, AnnotationUpdateIn, check_points
 from labportal.domain.cases.services import ensure_unlocked
+from labportal.domain.materials.models import Material
 from labportal.domain.materials.services import Access, MaterialService
 from labportal.domain.teams.roles import at_least
 from labportal.errors import Forbidden, NotFound, Unprocessable
+
+
+def slide_mpp(material: Material) -> tuple[float, float] | None:
+    """The slide's µm per pixel (x, y) from its normalised metadata, when it has one."""
+    meta = (material.slide or {}).get("metadata") or {}
+    x, y = meta.get("mpp_x"), meta.get("mpp_y") or meta.get("mpp_x")
+    if isinstance(x, int | float) and isinstance(y, int | float) and x > 0 and y > 0:
+        return float(x), float(y)
+    return None
+
+
+def _place(annotation: Annotation, points: list[list[float]], access: Access) -> None:
+    annotation.set_points(points)
+    annotation.length_um, annotation.area_um2 = measure(
+        annotation.kind, points, slide_mpp(access.material)
+    )
 
 
 class AnnotationRepository(SQLAlchemyAsyncRepository[Annotation]):
@@ -30,6 +49,10 @@ class AnnotationService(SQLAlchemyAsyncRepositoryService[Annotation, AnnotationR
     def materials(self) -> MaterialService:
         return MaterialService(session=self.repository.session)
 
+    @property
+    def classes(self) -> ClassService:
+        return ClassService(self.repository.session)
+
     async def query(
         self,
         material_id: uuid.UUID,
@@ -37,9 +60,12 @@ class AnnotationService(SQLAlchemyAsyncRepositoryService[Annotation, AnnotationR
         bbox: tuple[float, float, float, float] | None,
         limit: int,
         offset: int,
+        classes: list[str] | None = None,
     ) -> tuple[list[Annotation], bool]:
         await self.materials.access(material_id, user)
         stmt = select(Annotation).where(Annotation.material_id == material_id)
+        if classes:
+            stmt = stmt.where(Annotation.class_name.in_(classes))
         if bbox is not None:
             x0, y0, x1, y1 = bbox
             stmt = stmt.where(
@@ -55,29 +81,31 @@ class AnnotationService(SQLAlchemyAsyncRepositoryService[Annotation, AnnotationR
         )
         return rows[:limit], len(rows) > limit
 
-    def _new(self, material_id: uuid.UUID, user: User, data: AnnotationIn) -> Annotation:
+    async def _new(self, access: Access, user: User, data: AnnotationIn) -> Annotation:
+        colour = await self.classes.colour_of(access.case.team_id, data.class_name)
         annotation = Annotation(
-            material_id=material_id,
+            material_id=access.material.id,
             kind=data.kind,
             label=data.label,
-            color=data.color,
+            color=data.color or colour or "#ff0000",
+            class_name=data.class_name,
             created_by_id=user.id,
         )
-        annotation.set_points(data.points)
+        _place(annotation, data.points, access)
         annotation.created_by = user
         return annotation
 
     async def create(self, material_id: uuid.UUID, user: User, data: AnnotationIn) -> Annotation:
         access = await self.materials.access(material_id, user, "member")
         ensure_unlocked(access.case, "annotated")
-        return await self.repository.add(self._new(material_id, user, data))
+        return await self.repository.add(await self._new(access, user, data))
 
     async def create_many(
         self, material_id: uuid.UUID, user: User, items: list[AnnotationIn]
     ) -> int:
         access = await self.materials.access(material_id, user, "member")
         ensure_unlocked(access.case, "annotated")
-        await self.repository.add_many([self._new(material_id, user, d) for d in items])
+        await self.repository.add_many([await self._new(access, user, d) for d in items])
         return len(items)
 
     async def _own(self, annotation_id: uuid.UUID, user: User) -> tuple[Annotation, Access]:
@@ -98,12 +126,15 @@ class AnnotationService(SQLAlchemyAsyncRepositoryService[Annotation, AnnotationR
     async def update(
         self, annotation_id: uuid.UUID, user: User, data: AnnotationUpdateIn
     ) -> Annotation:
-        annotation, _ = await self._own(annotation_id, user)
+        annotation, access = await self._own(annotation_id, user)
         if data.points is not UNSET:
             try:
-                annotation.set_points(check_points(annotation.kind, data.points))
+                _place(annotation, check_points(annotation.kind, data.points), access)
             except ValueError as exc:
                 raise Unprocessable(str(exc), code="validation_failed") from None
+        if data.class_name is not UNSET and data.class_name != annotation.class_name:
+            await self.classes.colour_of(access.case.team_id, data.class_name)
+            annotation.class_name = data.class_name
         if data.label is not UNSET:
             annotation.label = data.label
         if data.color is not UNSET:

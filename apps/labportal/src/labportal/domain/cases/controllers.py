@@ -24,7 +24,10 @@ from labportal.domain.cases.schemas import (
 )
 from labportal.domain.cases.services import CaseFilters, CaseService
 from labportal.domain.cases.workflow import Status
+from labportal.domain.fields.services import FieldFilter
 from labportal.domain.materials.controllers import DEPENDENCIES as MATERIALS
+from labportal.domain.materials.controllers import FIELD_FILTERS_DOC, SEARCH
+from labportal.domain.materials.search import SlideFilters
 from labportal.domain.materials.services import MaterialService
 from labportal.errors import Problem
 from labportal.security.principal import Principal
@@ -68,12 +71,21 @@ class TeamCasesController(Controller):
     tags = ["cases"]
     dependencies = {"cases": Provide(provide_cases, sync_to_thread=False)}
 
-    @get("/", opt=READ, summary="A team's cases, filtered and paginated (newest change first)")
+    @get(
+        "/",
+        opt=READ,
+        summary="A team's cases, filtered and paginated (newest change first)",
+        description=FIELD_FILTERS_DOC
+        + " For cases, the scanner filters keep those with at least one slide that matches.",
+        dependencies=SEARCH,
+    )
     async def list_cases(
         self,
         team_id: FromPath[uuid.UUID],
         principal: NamedDependency[Principal],
         cases: NamedDependency[CaseService],
+        field_filters: NamedDependency[list[FieldFilter]],
+        slide_filters: NamedDependency[SlideFilters],
         status: FromQuery[Status | None] = None,
         assignee: Annotated[
             str | None, QueryParameter(max_length=36, description="a user id, 'me' or 'none'")
@@ -86,6 +98,7 @@ class TeamCasesController(Controller):
         offset: Annotated[int, QueryParameter(ge=0, le=1_000_000)] = 0,
     ) -> CasePage:
         filters = _filters(principal, status, assignee, tag, q)
+        filters.fields, filters.slide = field_filters, slide_filters
         rows, total = await cases.list_cases(team_id, principal.user, filters, limit, offset)
         return CasePage(items=[case_out(c) for c in rows], total=total, limit=limit, offset=offset)
 
@@ -115,7 +128,7 @@ class CaseController(Controller):
         case, _ = await cases.get_case(case_id, principal.user)
         return case_out(case)
 
-    @patch("/", opt=WRITE, summary="Edit title, description, tags or assignee (member)")
+    @patch("/", opt=WRITE, summary="Edit title, description, tags, assignee or fields (member)")
     async def update_case(
         self,
         case_id: FromPath[uuid.UUID],

@@ -19,6 +19,8 @@ def case_out(case: Case) -> CaseOut:
         created_by=user_ref(case.created_by),
         created_at=case.created_at,
         updated_at=case.updated_at,
+        fields=case.fields or {},
+        fields_version=case.fields_version,
     )
 
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from sqlalchemy import JSON, ForeignKey, String, Text
+from sqlalchemy import JSON, ForeignKey, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from labportal.db.base import Base, Entity
@@ -32,6 +32,9 @@ class Case(Entity):
     created_by_id: Mapped[uuid.UUID | None] = mapped_column(
         ForeignKey("user_account.id", ondelete="SET NULL")
     )
+    fields: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict, server_default="{}")
+    """Values of the team-defined case fields, as checked against ``fields_version``."""
+    fields_version: Mapped[int | None] = mapped_column(Integer)
     tag_rows: Mapped[list[CaseTag]] = relationship(
         lazy="selectin", cascade="all, delete-orphan", order_by=CaseTag.tag
     )

@@ -14,6 +14,8 @@ from labportal.domain.cases.workflow import Status
 Title = Annotated[str, Meta(min_length=1, max_length=200)]
 Description = Annotated[str, Meta(max_length=20000)]
 Tags = Annotated[list[Annotated[str, Meta(min_length=1, max_length=50)]], Meta(max_length=20)]
+Fields = Annotated[dict[str, Any], Meta(max_length=50)]
+"""Values of the team-defined fields, checked against the current definition."""
 
 
 class CaseCreateIn(msgspec.Struct):
@@ -21,6 +23,7 @@ class CaseCreateIn(msgspec.Struct):
     description: Description = ""
     tags: Tags = msgspec.field(default_factory=list)
     assignee_id: uuid.UUID | None = None
+    fields: Fields = msgspec.field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.title = validation.line(self.title, "title")
@@ -35,6 +38,8 @@ class CaseUpdateIn(msgspec.Struct):
     description: Description | UnsetType = UNSET
     tags: Tags | UnsetType = UNSET
     assignee_id: uuid.UUID | UnsetType | None = UNSET
+    fields: Fields | UnsetType = UNSET
+    """The fields given change (``null`` removes one); the others keep their values."""
 
     def __post_init__(self) -> None:
         if self.title is not UNSET:
@@ -65,6 +70,9 @@ class CaseOut(msgspec.Struct):
     created_by: UserRef | None
     created_at: datetime.datetime
     updated_at: datetime.datetime
+    fields: dict[str, Any] = msgspec.field(default_factory=dict)
+    fields_version: int | None = None
+    """The definition version the values were checked against (None: no fields)."""
 
 
 class CasePage(msgspec.Struct):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from advanced_alchemy.repository import SQLAlchemyAsyncRepository
@@ -16,6 +16,9 @@ from labportal.domain.accounts.models import User
 from labportal.domain.cases import workflow
 from labportal.domain.cases.models import Case, CaseEvent, CaseTag
 from labportal.domain.cases.schemas import CaseCreateIn, CaseUpdateIn
+from labportal.domain.fields.services import FieldFilter, FieldService
+from labportal.domain.materials.models import Material
+from labportal.domain.materials.search import SlideFilters
 from labportal.domain.teams.models import Membership
 from labportal.domain.teams.roles import at_least
 from labportal.domain.teams.services import TeamService
@@ -42,6 +45,9 @@ class CaseFilters:
     unassigned: bool = False
     tag: str | None = None
     text: str | None = None
+    fields: list[FieldFilter] = field(default_factory=list)
+    slide: SlideFilters = field(default_factory=SlideFilters)
+    """Cases with at least one material whose scanner metadata matches."""
 
 
 class CaseService(SQLAlchemyAsyncRepositoryService[Case, CaseRepository]):
@@ -50,6 +56,10 @@ class CaseService(SQLAlchemyAsyncRepositoryService[Case, CaseRepository]):
     @property
     def teams(self) -> TeamService:
         return TeamService(session=self.repository.session)
+
+    @property
+    def fields(self) -> FieldService:
+        return FieldService(self.repository.session)
 
     async def record(
         self, case: Case, actor: User, action: str, changes: dict[str, Any]
@@ -91,6 +101,7 @@ class CaseService(SQLAlchemyAsyncRepositoryService[Case, CaseRepository]):
     async def create_case(self, team_id: uuid.UUID, actor: User, data: CaseCreateIn) -> Case:
         await self.teams.require(team_id, actor, "member")
         assignee = await self._check_assignee(team_id, data.assignee_id)
+        values, version = await self.fields.check(team_id, "case", data.fields)
         case = Case(
             team_id=team_id,
             title=data.title,
@@ -99,10 +110,15 @@ class CaseService(SQLAlchemyAsyncRepositoryService[Case, CaseRepository]):
             assignee_id=data.assignee_id,
             created_by_id=actor.id,
             tag_rows=[CaseTag(tag=t) for t in data.tags],
+            fields=values,
+            fields_version=version,
         )
         case.assignee, case.created_by = assignee, actor
         case = await self.repository.add(case)
-        changes = {"title": data.title, "status": "open", "tags": data.tags}
+        await self.fields.index(team_id, "case", case.id, values)
+        changes: dict[str, Any] = {"title": data.title, "status": "open", "tags": data.tags}
+        if values:
+            changes["fields"] = values
         if assignee is not None:
             changes["assignee"] = {"id": str(assignee.id), "display_name": assignee.display_name}
         await self.record(case, actor, "created", changes)
@@ -124,6 +140,14 @@ class CaseService(SQLAlchemyAsyncRepositoryService[Case, CaseRepository]):
             assignee = await self._check_assignee(case.team_id, data.assignee_id)
             changes["assignee"] = {"from": _who(case.assignee), "to": _who(assignee)}
             case.assignee_id, case.assignee = data.assignee_id, assignee
+        if data.fields is not UNSET:
+            values, version = await self.fields.check(
+                case.team_id, "case", data.fields, case.fields
+            )
+            if values != case.fields or version != case.fields_version:
+                changes["fields"] = {"from": case.fields, "to": values}
+                case.fields, case.fields_version = values, version
+                await self.fields.index(case.team_id, "case", case.id, values)
         if changes:
             case.updated_at = utcnow()
             await self.record(case, actor, "updated", changes)
@@ -179,6 +203,9 @@ class CaseService(SQLAlchemyAsyncRepositoryService[Case, CaseRepository]):
                     Case.description.icontains(filters.text, autoescape=True),
                 )
             )
+        where += await self.fields.conditions(team_id, "case", Case.id, filters.fields)
+        if filters.slide.any():
+            where.append(exists().where(Material.case_id == Case.id, *filters.slide.conditions()))
         db = self.repository.session
         total = await db.scalar(select(func.count()).select_from(Case).where(*where)) or 0
         rows = await db.scalars(

@@ -3,18 +3,20 @@
 from __future__ import annotations
 
 import uuid
+from typing import Annotated
 
 import msgspec
-from litestar import Controller, Response, delete, get, post
+from litestar import Controller, Response, delete, get, patch, post
 from litestar.datastructures import State
 from litestar.di import NamedDependency, Provide
-from litestar.params import FromPath, FromQuery, JSONBody
+from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 from litestar.response import Redirect
 from litestar.status_codes import HTTP_200_OK, HTTP_303_SEE_OTHER
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from labportal.cluster import Cluster
 from labportal.domain.cases.services import ensure_unlocked
+from labportal.domain.fields.services import FieldFilter, provide_field_filters
 from labportal.domain.materials.convert import material_detail, material_out
 from labportal.domain.materials.export import Region, download_url, export_region
 from labportal.domain.materials.models import Material
@@ -25,10 +27,13 @@ from labportal.domain.materials.schemas import (
     MaterialDetailOut,
     MaterialFailedIn,
     MaterialOut,
+    MaterialPage,
+    MaterialUpdateIn,
     UploadOut,
     ViewOut,
 )
-from labportal.domain.materials.services import MaterialService
+from labportal.domain.materials.search import SlideFilters, provide_slide_filters
+from labportal.domain.materials.services import MaterialService, Search
 from labportal.domain.materials.viewing import view_for
 from labportal.security.principal import Principal
 from labportal.settings import Settings
@@ -45,6 +50,15 @@ def provide_cluster(state: State) -> Cluster:
     return state.cluster  # type: ignore[no-any-return]
 
 
+SEARCH = {
+    "field_filters": Provide(provide_field_filters, sync_to_thread=False),
+    "slide_filters": Provide(provide_slide_filters, sync_to_thread=False),
+}
+FIELD_FILTERS_DOC = (
+    "Filters by the team's own fields: `field.<name>=<value>` (equal), `field.<name>.min=` / "
+    "`field.<name>.max=` (ranges of int, number and date fields); and by the scanner metadata "
+    "the cluster normalised at ingest (scanner, objective, mpp range, scan date range)."
+)
 DEPENDENCIES = {
     "materials": Provide(provide_materials, sync_to_thread=False),
     "cluster": Provide(provide_cluster, sync_to_thread=False),
@@ -68,15 +82,24 @@ class CaseMaterialsController(Controller):
     tags = ["materials"]
     dependencies = DEPENDENCIES
 
-    @get("/", opt=READ, summary="A case's slides with their storage status")
+    @get(
+        "/",
+        opt=READ,
+        summary="A case's slides with their storage status, filtered",
+        description=FIELD_FILTERS_DOC,
+        dependencies=SEARCH,
+    )
     async def list_materials(
         self,
         case_id: FromPath[uuid.UUID],
         principal: NamedDependency[Principal],
         materials: NamedDependency[MaterialService],
         cluster: NamedDependency[Cluster],
+        field_filters: NamedDependency[list[FieldFilter]],
+        slide_filters: NamedDependency[SlideFilters],
     ) -> list[MaterialOut]:
-        rows = await materials.list_for_case(case_id, principal.user)
+        search = Search(field_filters, slide_filters)
+        rows = await materials.list_for_case(case_id, principal.user, search)
         return [material_out(m, await _view(cluster, m)) for m in rows]
 
     @post(
@@ -107,6 +130,35 @@ class CaseMaterialsController(Controller):
         )
 
 
+class TeamMaterialsController(Controller):
+    path = "/api/teams/{team_id:uuid}/materials"
+    tags = ["materials"]
+    dependencies = DEPENDENCIES
+
+    @get(
+        "/",
+        opt=READ,
+        summary="Search a team's slides by their fields and scanner metadata (newest first)",
+        description=FIELD_FILTERS_DOC,
+        dependencies=SEARCH,
+    )
+    async def search(
+        self,
+        team_id: FromPath[uuid.UUID],
+        principal: NamedDependency[Principal],
+        materials: NamedDependency[MaterialService],
+        cluster: NamedDependency[Cluster],
+        field_filters: NamedDependency[list[FieldFilter]],
+        slide_filters: NamedDependency[SlideFilters],
+        limit: Annotated[int, QueryParameter(ge=1, le=100)] = 20,
+        offset: Annotated[int, QueryParameter(ge=0, le=1_000_000)] = 0,
+    ) -> MaterialPage:
+        search = Search(field_filters, slide_filters)
+        rows, total = await materials.list_for_team(team_id, principal.user, search, limit, offset)
+        items = [material_out(m, await _view(cluster, m)) for m in rows]
+        return MaterialPage(items=items, total=total, limit=limit, offset=offset)
+
+
 class MaterialController(Controller):
     path = "/api/materials/{material_id:uuid}"
     tags = ["materials"]
@@ -125,6 +177,18 @@ class MaterialController(Controller):
         if view is not None:
             await materials.remember_slide(access.material, cluster, view)
         return material_detail(access.material, view, await materials.labels_allowed(access))
+
+    @patch("/", opt=WRITE, summary="Rename a slide or change its fields (member)")
+    async def update_material(
+        self,
+        material_id: FromPath[uuid.UUID],
+        data: JSONBody[MaterialUpdateIn],
+        principal: NamedDependency[Principal],
+        materials: NamedDependency[MaterialService],
+        cluster: NamedDependency[Cluster],
+    ) -> MaterialOut:
+        material = await materials.update(material_id, principal.user, data)
+        return material_out(material, await _view(cluster, material))
 
     @post(
         "/complete",

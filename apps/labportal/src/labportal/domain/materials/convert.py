@@ -25,6 +25,12 @@ def _fields(material: Material, view: BlobView | None) -> dict[str, object]:
         "error": material.error,
         "created_by": user_ref(material.created_by),
         "created_at": material.created_at,
+        "fields": material.fields or {},
+        "fields_version": material.fields_version,
+        "scanner": material.scanner,
+        "objective_power": material.objective_power,
+        "mpp": material.mpp,
+        "scanned_at": material.scanned_at,
     }
 
 

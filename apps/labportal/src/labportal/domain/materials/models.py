@@ -3,7 +3,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, ForeignKey, String, Text
+from sqlalchemy import JSON, BigInteger, Float, ForeignKey, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from labportal.db.base import Entity
@@ -31,6 +31,14 @@ class Material(Entity):
     one completion attempt it allows."""
     slide: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     """The node's normalized metadata, kept once read (it never changes for a blob)."""
+    scanner: Mapped[str | None] = mapped_column(String(200), index=True)
+    """Scanner model and id, from ``slide`` (the searchable copy of the normalised facts)."""
+    objective_power: Mapped[float | None] = mapped_column(Float)
+    mpp: Mapped[float | None] = mapped_column(Float, index=True)
+    scanned_at: Mapped[str | None] = mapped_column(String(40), index=True)
+    """ISO 8601 date or date-time of the scan, as precise as the file records it."""
+    fields: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict, server_default="{}")
+    fields_version: Mapped[int | None] = mapped_column(Integer)
     created_by_id: Mapped[uuid.UUID | None] = mapped_column(
         ForeignKey("user_account.id", ondelete="SET NULL")
     )

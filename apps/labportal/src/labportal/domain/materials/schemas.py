@@ -5,7 +5,7 @@ import uuid
 from typing import Annotated, Any, Literal
 
 import msgspec
-from msgspec import Meta
+from msgspec import UNSET, Meta, UnsetType
 
 from labportal.domain import validation
 from labportal.domain.accounts.schemas import UserRef
@@ -14,6 +14,7 @@ Sha256 = Annotated[str, Meta(pattern="^[0-9a-f]{64}$")]
 MaterialStatus = Literal["uploading", "failed", "replicating", "ready", "archived", "unavailable"]
 
 MAX_SIZE = 1 << 40  # 1 TiB
+Fields = Annotated[dict[str, Any], Meta(max_length=50)]
 
 
 class MaterialCreateIn(msgspec.Struct):
@@ -21,9 +22,21 @@ class MaterialCreateIn(msgspec.Struct):
     size: Annotated[int, Meta(ge=1, le=MAX_SIZE)]
     sha256: Sha256 | None = None
     """The file's sha256 (hex), when the browser computed it: the same content is stored once."""
+    fields: Fields = msgspec.field(default_factory=dict)
+    """Values of the team-defined material fields."""
 
     def __post_init__(self) -> None:
         self.name = validation.line(self.name, "name")
+
+
+class MaterialUpdateIn(msgspec.Struct):
+    name: Annotated[str, Meta(min_length=1, max_length=255)] | UnsetType = UNSET
+    fields: Fields | UnsetType = UNSET
+    """The fields given change (``null`` removes one); the others keep their values."""
+
+    def __post_init__(self) -> None:
+        if self.name is not UNSET:
+            self.name = validation.line(self.name, "name")
 
 
 class MaterialCompleteIn(msgspec.Struct):
@@ -61,6 +74,13 @@ class MaterialOut(msgspec.Struct):
     error: str
     created_by: UserRef | None
     created_at: datetime.datetime
+    fields: dict[str, Any] = msgspec.field(default_factory=dict)
+    fields_version: int | None = None
+    scanner: str | None = None
+    objective_power: float | None = None
+    mpp: float | None = None
+    scanned_at: str | None = None
+    """The scanner metadata the lists filter on (known once the slide was read)."""
 
 
 class SlideFacts(msgspec.Struct):
@@ -81,6 +101,13 @@ class MaterialDetailOut(MaterialOut):
     slide: SlideFacts | None = None
     replica_nodes: list[ReplicaOut] = msgspec.field(default_factory=list)
     labels_allowed: bool = False
+
+
+class MaterialPage(msgspec.Struct):
+    items: list[MaterialOut]
+    total: int
+    limit: int
+    offset: int
 
 
 class ChallengeOut(msgspec.Struct):

@@ -6,20 +6,26 @@ it), viewer tokens."""
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import msgspec
 from advanced_alchemy.repository import SQLAlchemyAsyncRepository
 from advanced_alchemy.service import SQLAlchemyAsyncRepositoryService
-from sqlalchemy import func, select, update
+from msgspec import UNSET
+from sqlalchemy import delete, func, select, update
 
 from labportal.cluster import Cluster, ready_replicas
+from labportal.db.base import utcnow
 from labportal.domain.accounts.models import User
 from labportal.domain.cases.models import Case
 from labportal.domain.cases.services import CaseService, ensure_unlocked
+from labportal.domain.fields.models import FieldValue
+from labportal.domain.fields.services import FieldFilter, FieldService
 from labportal.domain.materials.models import Material
 from labportal.domain.materials.possession import Challenge, digest, matches, new_challenge
-from labportal.domain.materials.schemas import MaterialCreateIn
+from labportal.domain.materials.schemas import MaterialCreateIn, MaterialUpdateIn
+from labportal.domain.materials.search import SlideFilters, remember_facts
 from labportal.domain.teams.models import Membership, Team
 from labportal.domain.teams.roles import at_least
 from labportal.domain.teams.services import TeamService
@@ -33,6 +39,14 @@ class NoChallenge(Conflict):
 
 class QuotaExceeded(Problem):
     status, code = 507, "quota_exceeded"
+
+
+@dataclass
+class Search:
+    """A material list's filters: the team's fields and the scanner metadata."""
+
+    fields: list[FieldFilter] = field(default_factory=list)
+    slide: SlideFilters = field(default_factory=SlideFilters)
 
 
 class MaterialRepository(SQLAlchemyAsyncRepository[Material]):
@@ -86,14 +100,63 @@ class MaterialService(SQLAlchemyAsyncRepositoryService[Material, MaterialReposit
         team = await self.repository.session.get_one(Team, access.case.team_id)
         return at_least(access.member.role, team.label_min_role or "admin")
 
-    async def list_for_case(self, case_id: uuid.UUID, user: User) -> list[Material]:
-        await self.cases.get_case(case_id, user)
+    async def list_for_case(
+        self, case_id: uuid.UUID, user: User, search: Search | None = None
+    ) -> list[Material]:
+        case, _ = await self.cases.get_case(case_id, user)
+        where = [Material.case_id == case_id, *await self._search(case.team_id, search)]
         rows = await self.repository.session.scalars(
-            select(Material)
-            .where(Material.case_id == case_id)
-            .order_by(Material.created_at, Material.id)
+            select(Material).where(*where).order_by(Material.created_at, Material.id)
         )
         return list(rows.unique())
+
+    async def list_for_team(
+        self, team_id: uuid.UUID, user: User, search: Search, limit: int, offset: int
+    ) -> tuple[list[Material], int]:
+        """Every material of the team's cases that matches, newest first."""
+        await TeamService(session=self.repository.session).membership(team_id, user)
+        where = [Case.team_id == team_id, *await self._search(team_id, search)]
+        db = self.repository.session
+        base = select(Material).join(Case, Case.id == Material.case_id).where(*where)
+        total = await db.scalar(select(func.count()).select_from(base.subquery())) or 0
+        rows = await db.scalars(
+            base.order_by(Material.created_at.desc(), Material.id).limit(limit).offset(offset)
+        )
+        return list(rows.unique()), total
+
+    async def _search(self, team_id: uuid.UUID, search: Search | None) -> list[Any]:
+        if search is None:
+            return []
+        fields = FieldService(self.repository.session)
+        return [
+            *search.slide.conditions(),
+            *await fields.conditions(team_id, "material", Material.id, search.fields),
+        ]
+
+    async def update(self, material_id: uuid.UUID, user: User, data: MaterialUpdateIn) -> Material:
+        """Rename, or change the team-defined fields (member; not under a signed-out case)."""
+        access = await self.access(material_id, user, "member")
+        ensure_unlocked(access.case, "changed")
+        material = access.material
+        changes: dict[str, Any] = {}
+        if data.name is not UNSET and data.name != material.name:
+            changes["name"] = {"from": material.name, "to": data.name}
+            material.name = data.name
+        if data.fields is not UNSET:
+            fields = FieldService(self.repository.session)
+            team_id = access.case.team_id
+            values, version = await fields.check(team_id, "material", data.fields, material.fields)
+            if values != material.fields or version != material.fields_version:
+                changes["fields"] = {"from": material.fields, "to": values}
+                material.fields, material.fields_version = values, version
+                await fields.index(team_id, "material", material.id, values)
+        if changes:
+            material.updated_at = utcnow()
+            await self.cases.record(
+                access.case, user, "material_updated", {"material_id": str(material.id), **changes}
+            )
+            await self.repository.session.flush()
+        return material
 
     async def team_usage(self, team_id: uuid.UUID) -> int:
         """Bytes of the team's materials, uploads in progress included, failed ones not."""
@@ -124,6 +187,8 @@ class MaterialService(SQLAlchemyAsyncRepositoryService[Material, MaterialReposit
                     f"the team holds {used} of its {quota_bytes} bytes; "
                     f"this slide needs {data.size} more"
                 )
+        fields = FieldService(self.repository.session)
+        values, version = await fields.check(case.team_id, "material", data.fields)
         placement = await cluster.place(data.size, data.sha256)
         # Even when the cluster has this content: a sha256 is no proof of holding the file.
         material = Material(
@@ -134,9 +199,12 @@ class MaterialService(SQLAlchemyAsyncRepositoryService[Material, MaterialReposit
             blob_id=None,
             challenge=msgspec.to_builtins(new_challenge(data.size)),
             created_by_id=user.id,
+            fields=values,
+            fields_version=version,
         )
         material.created_by = user
         material = await self.repository.add(material)
+        await fields.index(case.team_id, "material", material.id, values)
         await self.cases.record(
             case, user, "material_added", {"material_id": str(material.id), "name": data.name}
         )
@@ -213,6 +281,7 @@ class MaterialService(SQLAlchemyAsyncRepositoryService[Material, MaterialReposit
             info = await cluster.slide_info(view)
             if info is not None:
                 material.slide = info
+                remember_facts(material, info)
                 await self.repository.session.flush()
 
     async def _release(self, blob_id: str | None, cluster: Cluster, *excluding: uuid.UUID) -> None:
@@ -240,6 +309,9 @@ class MaterialService(SQLAlchemyAsyncRepositoryService[Material, MaterialReposit
         )
         await self.cases.delete_case(case_id, user)  # checks the admin role
         ids = [m.id for m in rows]
+        await self.repository.session.execute(
+            delete(FieldValue).where(FieldValue.record_id.in_([case.id, *ids]))
+        )
         for blob_id in dict.fromkeys(m.blob_id or m.sha256 for m in rows):
             await self._release(blob_id, cluster, *ids)
 
@@ -272,5 +344,8 @@ class MaterialService(SQLAlchemyAsyncRepositoryService[Material, MaterialReposit
             user,
             "material_deleted",
             {"material_id": str(material.id), "name": material.name},
+        )
+        await self.repository.session.execute(
+            delete(FieldValue).where(FieldValue.record_id == material.id)
         )
         await self.repository.delete(material.id)

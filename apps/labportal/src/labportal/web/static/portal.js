@@ -18,9 +18,18 @@ function formBody(form) {
     let value = el.type === "checkbox" ? el.checked : el.value;
     const kind = el.dataset.kind;
     if (kind === "list") value = value.split(",").map((s) => s.trim()).filter(Boolean);
-    else if (kind === "int") value = value === "" ? null : Number(value);
+    else if (kind === "int" || kind === "number") value = value === "" ? null : Number(value);
+    else if (kind === "json") {
+      try { value = JSON.parse(value); } catch { /* sent as text: the API says what is wrong */ }
+    }
     else if (kind === "nullable" && value === "") value = null;
     if (el.dataset.optional !== undefined && (value === "" || value === null)) continue;
+    if (el.name.startsWith("fields.")) {
+      // A team-defined field: an empty input clears it (null), a checkbox is true or false.
+      body.fields = body.fields || {};
+      body.fields[el.name.slice(7)] = value === "" ? null : value;
+      continue;
+    }
     body[el.name] = value;
   }
   return body;

@@ -95,6 +95,9 @@ async function upload(form) {
   progress.value = 0;
   const body = { name: file.name, size: file.size };
   if (sha256) body.sha256 = sha256;
+  // The team's material fields in the form (portal.js's formBody; empty ones left out).
+  const fields = Object.entries(formBody(form).fields || {}).filter(([, v]) => v !== null);
+  if (fields.length) body.fields = Object.fromEntries(fields);
   const created = await api(`/api/cases/${form.dataset.case}/materials`, body);
   const materialUrl = `/api/materials/${created.material.id}`;
   const complete = async (blobId) => {

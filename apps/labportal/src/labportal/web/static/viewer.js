@@ -85,6 +85,11 @@ function shape(a) {
     el.setAttribute("x", pts[0].x); el.setAttribute("y", pts[0].y);
     el.setAttribute("width", Math.max(1, pts[1].x - pts[0].x));
     el.setAttribute("height", Math.max(1, pts[1].y - pts[0].y));
+  } else if (a.kind === "ellipse") {
+    el = document.createElementNS(SVG, "ellipse");
+    el.setAttribute("cx", (pts[0].x + pts[1].x) / 2); el.setAttribute("cy", (pts[0].y + pts[1].y) / 2);
+    el.setAttribute("rx", Math.max(1, (pts[1].x - pts[0].x) / 2));
+    el.setAttribute("ry", Math.max(1, (pts[1].y - pts[0].y) / 2));
   } else {
     el = document.createElementNS(SVG, a.kind === "polygon" ? "polygon" : "polyline");
     el.setAttribute("points", pts.map((p) => `${p.x},${p.y}`).join(" "));
@@ -109,7 +114,10 @@ function redraw() {
 async function loadAnnotations() {
   const b = viewer.viewport.viewportToImageRectangle(viewer.viewport.getBounds());
   const bbox = [b.x, b.y, b.x + b.width, b.y + b.height].map(Math.round).join(",");
-  const page = await api("GET", `/api/materials/${MATERIAL}/annotations?bbox=${bbox}&limit=5000`);
+  // The page's own ?class=a,b (the layers to show) goes to the API as is.
+  const only = new URLSearchParams(window.location.search).get("class");
+  const classes = only ? `&class=${encodeURIComponent(only)}` : "";
+  const page = await api("GET", `/api/materials/${MATERIAL}/annotations?bbox=${bbox}&limit=5000${classes}`);
   annotations = page.items;
   redraw();
   renderList();
