@@ -109,9 +109,13 @@ async def purge(object_url: str, blob_id: str) -> None:
     base = base_of(object_url)
 
     def remove() -> None:
-        fs, _ = fsspec.core.url_to_fs(base)
-        for url in (f"{base}/{blob_id}{MANIFEST}", object_url, f"{base}/{blob_id}{THUMBNAIL}"):
-            path = fs._strip_protocol(url)
+        fs, root = fsspec.core.url_to_fs(base)
+        name = object_url.rsplit("/", 1)[1]
+        for path in (
+            f"{root}/{blob_id}{MANIFEST}",
+            f"{root}/{name}",
+            f"{root}/{blob_id}{THUMBNAIL}",
+        ):
             with contextlib.suppress(FileNotFoundError):
                 fs.rm(path)
 

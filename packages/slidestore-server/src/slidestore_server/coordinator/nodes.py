@@ -9,8 +9,10 @@ read by its error mapping (``slidestore.client.http``), like every client of the
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
+import time
 from typing import Any
 
 import anyio
@@ -83,18 +85,27 @@ class NodeClient:
         if answer.status_code not in (200, 204, 404):
             raise _failed(answer, f"DELETE {node_url}/blobs/{blob_id}")
 
-    async def archive(self, node_url: str, blob_id: str, archive_url: str) -> ArchivedCopy:
+    async def archive(
+        self,
+        node_url: str,
+        blob_id: str,
+        archive_url: str,
+        bytes_per_second: float | None = None,
+    ) -> ArchivedCopy:
         """Stream a blob from a node to ``{archive_url}/{blob_id}`` (or ``….zst`` when zstd
         pays, see ``slidestore.blobs.archive_codec``); verify its sha256.
 
         Memory stays bounded (the codec's sample, then chunk by chunk). On a mismatch or a
         failure the partial object is removed and :class:`NodeCallFailed` raised, so a
-        corrupt copy is never taken for the archive.
+        corrupt copy is never taken for the archive. ``bytes_per_second`` caps the stream
+        like a repair copy (``SLIDESTORE_COPY_BYTES_PER_SECOND``).
         """
         base = archive_url.rstrip("/")
         digest = hashlib.sha256()
         encoder = ArchiveEncoder()
-        fs, _ = fsspec.core.url_to_fs(base)
+        # The filesystem and its root path, once: a chained URL (``simplecache::file://…``)
+        # has no path a string operation could cut out of ``{base}/{name}``.
+        fs, root = fsspec.core.url_to_fs(base)
         out: Any = None
         written: list[str] = []
 
@@ -103,12 +114,9 @@ class NodeClient:
             if out is None:
                 if encoder.encoding is None:
                     return
-                url = f"{base}/{object_name(blob_id, encoder.encoding)}"
-                path = fs._strip_protocol(url)
+                path = f"{root}/{object_name(blob_id, encoder.encoding)}"
                 written.append(path)
-                await anyio.to_thread.run_sync(
-                    lambda: fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
-                )
+                await anyio.to_thread.run_sync(lambda: fs.makedirs(root, exist_ok=True))
                 out = await anyio.to_thread.run_sync(lambda: fs.open(path, "wb"))
             if data:
                 await anyio.to_thread.run_sync(out.write, data)
@@ -124,9 +132,13 @@ class NodeClient:
                     if answer.status_code != 200:
                         await answer.aread()
                         raise _failed(answer, f"GET {node_url}/blobs/{blob_id}")
+                    started = time.monotonic()
                     async for chunk in answer.aiter_bytes(_CHUNK):
                         digest.update(chunk)
                         await write(encoder.feed(chunk))
+                        if bytes_per_second:
+                            ahead = encoder.raw_bytes / bytes_per_second
+                            await asyncio.sleep(max(0.0, ahead - (time.monotonic() - started)))
                 await write(encoder.finish())
             finally:
                 if out is not None:

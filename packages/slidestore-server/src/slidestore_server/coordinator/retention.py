@@ -138,7 +138,12 @@ class Retention:
             target = await worklist.target_of(conn, blob_id)
         for source in sources:
             try:
-                stored = await coord.nodes.archive(source, blob_id, coord.settings.archive_url)
+                stored = await coord.nodes.archive(
+                    source,
+                    blob_id,
+                    coord.settings.archive_url,
+                    coord.settings.copy_bytes_per_second,
+                )
                 await archive.store_sidecars(coord.nodes, source, stored, blob_id, target)
                 return stored
             except (NodeCallFailed, OSError) as exc:
