@@ -189,6 +189,11 @@ def test_idle_slides_are_archived_shown_restored_and_deleted(
             sdk.archive(busy_id)
         with pytest.raises(errors.Forbidden):
             sdk.set_lifecycle(busy_id, 1)
+    # An operator's token for one blob (what the portal mints) restores that blob only.
+    scoped = tokens.mint(cluster.secret, ops={Operation.ADMIN}, blob=busy_id, ttl=60)
+    with slidestore.connect(cluster.coordinator.url, scoped, backoff=0.05) as narrow:
+        with pytest.raises(errors.Forbidden):
+            narrow.restore(idle_id)
     assert cluster.blob(idle_id).status is BlobStatus.ARCHIVED
 
     # Restore: R copies come back, each bit for bit the original.
@@ -299,9 +304,12 @@ def test_archived_rows_come_back_from_the_archive_when_the_database_is_lost(
 ) -> None:
     """A lost database whose nodes remember nothing of an archived blob (their ledgers
     wiped too): the new leader reads the archive's manifests and the blob is archived,
-    restorable, again."""
+    restorable, again. The archive is a second fsspec backend here: the
+    ``simplecache::file://`` chain (``memory://`` would be one archive per process, so the
+    nodes could never read what the coordinator wrote)."""
     archive = tmp_path / "archive"
-    cluster = make_cluster(nodes=3, coordinator_settings={"archive_url": f"file://{archive}"})
+    url = f"simplecache::file://{archive}"
+    cluster = make_cluster(nodes=3, coordinator_settings={"archive_url": url})
     path = slide(4)
     with cluster.client() as sdk:
         blob_id = sdk.upload(path, wait="all", progress=False)
@@ -331,6 +339,8 @@ def test_archived_rows_come_back_from_the_archive_when_the_database_is_lost(
             timeout=30,
         )
         assert view.size == path.stat().st_size
+        assert view.archive_url is not None and view.archive_url.startswith(url)
+        assert (archive / f"{blob_id}.json").exists()
         operator.restore(blob_id)
     cluster.wait_durable(blob_id, R, timeout=60)
     assert set(cluster.disk_hashes(blob_id).values()) == {blob_id}

@@ -10,9 +10,9 @@ Its own tokens at the coordinator are a client's, not an operator's, minted per 
 for that request alone: ``write`` (placements), ``read`` (blob views) and ``delete`` (drop
 the portal's claim on a blob; deleted only when no other client placed it too), and
 ``download`` of one blob for a proof of possession. The one ``admin`` call is readiness's
-node list, and the lifecycle calls an operator makes: restoring an archived slide
-and setting a team's idle period on its blobs (their permission is the team role the
-portal checks first). The browser gets the ``upload`` grant the coordinator's placement carries, and
+node list; restoring an archived slide and setting a team's idle period on a blob are
+``admin`` on that one blob (``blob`` in the token: no other blob, no node list), after the
+portal checked the team role. The browser gets the ``upload`` grant the coordinator's placement carries, and
 ``read`` (and ``labels`` when the team allows it) on one blob for a viewer.
 """
 

@@ -202,7 +202,7 @@ async def restore(request: Request) -> Response:
     """Copy an archived blob back; the body (a ``Retention``, optional) is its new retention,
     pinned by default so it is not archived again at once."""
     blob_id = _blob_id(request)
-    require(request, Operation.ADMIN)
+    require(request, Operation.ADMIN, blob_id)
     retention = await decode(request, Retention)
     coord = coordinator(request)
     async with coord.engine.begin() as conn:
@@ -217,7 +217,7 @@ async def archive_blob(request: Request) -> Response:
     """An operator archives a blob now (``admin``): the leader streams it into the archive
     and, once it is there, drops its copies. 202: asked; the view says when it is done."""
     blob_id = _blob_id(request)
-    require(request, Operation.ADMIN)
+    require(request, Operation.ADMIN, blob_id)
     coord = coordinator(request)
     if not coord.settings.archive_url:
         raise NoArchive("this cluster has no archive (SLIDESTORE_ARCHIVE_URL is not set)")
@@ -230,7 +230,7 @@ async def archive_blob(request: Request) -> Response:
 async def put_lifecycle(request: Request) -> Response:
     """A blob's own idle period before archiving (``admin``)."""
     blob_id = _blob_id(request)
-    require(request, Operation.ADMIN)
+    require(request, Operation.ADMIN, blob_id)
     lifecycle = await decode(request, Lifecycle)
     coord = coordinator(request)
     async with coord.engine.begin() as conn:

@@ -159,6 +159,7 @@ class AsyncCluster:
             content=content,
             ok=ok,
             ops={Operation.ADMIN},
+            blob=blob_id,  # a minting provider makes it an operator's token for this blob only
         )
         return _blob_decoder.decode(response.content)
 
