@@ -42,7 +42,6 @@ class Retention:
         coord = self.coord
         now = coord.now()
         settings = coord.settings
-        coord.read_clock_file()
         async with coord.engine.connect() as conn:
             doomed = (
                 await worklist.doomed_copies(conn, now, coord.timeouts)

@@ -56,7 +56,7 @@ class CoordinatorSettings(msgspec.Struct, kw_only=True, frozen=True):
     ``PUT /v1/blobs/{id}/lifecycle`` overrides it)."""
     clock_file: Path | None = None
     """SLIDESTORE_CLOCK_FILE: for tests: a file holding seconds added to the retention
-    clock (last access and idle periods), re-read every pass: days pass without waiting."""
+    clock (last access and idle periods), re-read at every use: days pass without waiting."""
     loop_interval: float = 0.5
     """SLIDESTORE_LOOP_INTERVAL: seconds between passes of the leader's loop."""
     lease_seconds: float = 3.0

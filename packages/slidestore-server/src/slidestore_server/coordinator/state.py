@@ -40,7 +40,7 @@ class Coordinator:
     #: Nodes that just answered 507 to a copy: placement and repair pass them over.
     refusals: Refusals = field(default_factory=Refusals)
     #: Seconds the retention clock is ahead of the wall clock (``SLIDESTORE_CLOCK_FILE``,
-    #: tests only), re-read by the loop every pass.
+    #: tests only), re-read whenever the retention clock is asked.
     clock_offset: float = 0.0
 
     async def placeable_nodes(self) -> list[NodeInfo]:
@@ -79,7 +79,9 @@ class Coordinator:
 
     def lifecycle_now(self) -> float:
         """The retention clock: last accesses are stamped and idle periods measured by it
-        (the wall clock, unless a test moved it on with ``SLIDESTORE_CLOCK_FILE``)."""
+        (the wall clock, unless a test moved it on with ``SLIDESTORE_CLOCK_FILE``, read
+        at every use then: a stamp never lags a move of the clock)."""
+        self.read_clock_file()
         return time.time() + self.clock_offset
 
     def read_clock_file(self) -> None:
