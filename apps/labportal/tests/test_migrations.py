@@ -17,6 +17,9 @@ from labportal.db.models import Base
 
 from .conftest import create_pg_database, drop_pg_database, pg_url
 
+HEAD_REVISION = "0006_lifecycle"
+"""The newest migration: every chain of them ends here."""
+
 
 @pytest.fixture(params=["sqlite", "postgres"])
 def empty_database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
@@ -57,12 +60,12 @@ def test_upgrade_matches_models_and_downgrade_empties(empty_database: str) -> No
     tables, diff, revision = _inspect(empty_database)
     assert set(Base.metadata.tables) <= set(tables)
     assert diff == [], diff
-    assert revision == "0005_metadata"
+    assert revision == HEAD_REVISION
     assert main(["--database-url", empty_database, "db", "downgrade", "base"]) == 0
     tables, _, revision = _inspect(empty_database)
     assert [t for t in tables if t != "alembic_version"] == [] and revision is None
     assert main(["--database-url", empty_database, "db", "upgrade", "head"]) == 0
-    assert _inspect(empty_database)[2] == "0005_metadata"
+    assert _inspect(empty_database)[2] == HEAD_REVISION
 
 
 def test_0005_fills_the_search_columns_of_slides_read_before(empty_database: str) -> None:

@@ -66,6 +66,7 @@ def test_the_table_covers_the_coordinators_codes() -> None:
         "wait_timeout",
         "too_many_waits",
         "not_archived",
+        "no_archive",
         "database_unavailable",
     )
     for code in coordinator_codes:

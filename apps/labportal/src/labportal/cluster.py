@@ -10,7 +10,9 @@ Its own tokens at the coordinator are a client's, not an operator's, minted per 
 for that request alone: ``write`` (placements), ``read`` (blob views) and ``delete`` (drop
 the portal's claim on a blob; deleted only when no other client placed it too), and
 ``download`` of one blob for a proof of possession. The one ``admin`` call is readiness's
-node list. The browser gets the ``upload`` grant the coordinator's placement carries, and
+node list; restoring an archived slide and setting a team's idle period on a blob are
+``admin`` on that one blob (``blob`` in the token: no other blob, no node list), after the
+portal checked the team role. The browser gets the ``upload`` grant the coordinator's placement carries, and
 ``read`` (and ``labels`` when the team allows it) on one blob for a viewer.
 """
 
@@ -20,6 +22,7 @@ import contextlib
 import logging
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
 
 from labportal.errors import Problem
 from labportal.settings import Settings
@@ -157,6 +160,22 @@ class Cluster:
     async def slide_info(self, view: BlobView) -> dict[str, Any] | None:
         """``/slides/{id}/info`` from the first replica that answers (None: none did)."""
         return await self.sdk.slide_info(view)
+
+    # -- lifecycle (``admin`` calls: the portal checked the team role first) ----------------
+
+    async def restore(self, blob_id: str) -> BlobView:
+        with _mapped(f"restore {blob_id}"):
+            return await self.sdk.restore(blob_id)
+
+    async def set_lifecycle(self, blob_id: str, archive_after_days: float | None) -> None:
+        with _mapped(f"lifecycle of {blob_id}"), contextlib.suppress(errors.BlobNotFound):
+            await self.sdk.set_lifecycle(blob_id, archive_after_days)
+
+    def archived_thumbnail_url(self, blob_id: str, subject: str) -> str:
+        """The thumbnail the archive keeps with an archived slide (the coordinator serves
+        it with a viewer's read token on that blob)."""
+        token = quote(self.view_token(blob_id, subject))
+        return f"{self.url.rstrip('/')}/v1/blobs/{blob_id}/thumbnail?token={token}"
 
     async def health(self) -> Health:
         """Coordinator and storage nodes, for ``/readyz`` (an error when not configured)."""

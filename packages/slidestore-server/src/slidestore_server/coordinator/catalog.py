@@ -326,6 +326,8 @@ async def view(
         status = BlobStatus.DELETED
     elif blob.archived:
         status = BlobStatus.ARCHIVED
+    elif blob.restoring and counted < blob.target:
+        status = BlobStatus.RESTORING
     elif not copies and await lost(conn, [blob_id]):
         status = BlobStatus.LOST
     elif not any(r.state is NodeState.ALIVE for r in copies):
@@ -343,6 +345,10 @@ async def view(
         pinned=blob.pinned,
         expires_at=blob.expires_at,
         archive_url=blob.archive_url,
+        last_access=blob.last_access,
+        archive_after_days=blob.archive_after_days,
+        archive_bytes=blob.archive_bytes,
+        archive_encoding=blob.archive_encoding,
     )
 
 
@@ -377,10 +383,12 @@ async def mark_deleted(conn: AsyncConnection, blob_id: str) -> list[tuple[str, s
     """Mark deleted (repair never copies it again); return (node id, url) of its holders."""
     await _require(conn, blob_id)
     seq = await next_seq(conn)
+    # Not archived any more: the nodes' tombstone says deleted, and the archived copy
+    # (archive_url stays until then) is removed by the retention loop (lifecycle.py).
     await conn.execute(
         update(blobs)
         .where(blobs.c.blob_id == blob_id)
-        .values(deleted=True, deleted_at=time.time(), ledger_seq=seq)
+        .values(deleted=True, archived=False, deleted_at=time.time(), ledger_seq=seq)
     )
     await conn.execute(delete(owners).where(owners.c.blob_id == blob_id))
     # Forget pending placements too, so a late commit of the same upload stays deleted.
@@ -427,18 +435,68 @@ async def set_retention(conn: AsyncConnection, blob_id: str, retention: Retentio
     await _policy_changed(conn, blob_id, pinned=pinned, expires_at=retention.expires_at)
 
 
-async def restore(conn: AsyncConnection, blob_id: str, retention: Retention) -> Any:
-    """Un-archive: the leader copies it back from ``archive_url`` and repair adds R."""
+async def restore(conn: AsyncConnection, blob_id: str, retention: Retention, now: float) -> Any:
+    """Un-archive: the leader copies it back from ``archive_url`` and repair adds R; the
+    blob is ``restoring`` until it has R copies. ``now`` (the retention clock) counts as
+    its last access, so it is not idle again at once."""
     row = await _require(conn, blob_id)
     if row.archive_url is None or row.deleted:
         return None
+    if not row.archived:
+        return row  # already live (or coming back): nothing to do
     await _policy_changed(
         conn,
         blob_id,
         archived=False,
+        restoring=True,
+        archive_now=False,
+        last_access=now,
         pinned=retention.pinned or retention.expires_at is None,
         expires_at=retention.expires_at,
     )
+    return row
+
+
+async def finish_restore(conn: AsyncConnection, blob_id: str) -> None:
+    """After a copy: a restoring blob with R healthy copies is restored."""
+    healthy = (
+        select(func.count())
+        .select_from(replicas)
+        .where(replicas.c.blob_id == blobs.c.blob_id, replicas.c.quarantined.is_(False))
+        .scalar_subquery()
+    )
+    await conn.execute(
+        update(blobs)
+        .where(blobs.c.blob_id == blob_id, blobs.c.restoring.is_(True), healthy >= blobs.c.target)
+        .values(restoring=False)
+    )
+
+
+async def record_access(conn: AsyncConnection, blob_ids: Sequence[str], now: float) -> None:
+    """Blobs a node served to someone since its last heartbeat (``Heartbeat.accessed``):
+    one UPDATE per chunk of ids, whatever the number of tiles behind them."""
+    ids = sorted(blob_ids)
+    for start in range(0, len(ids), _CHUNK):
+        await conn.execute(
+            update(blobs)
+            .where(blobs.c.blob_id.in_(ids[start : start + _CHUNK]))
+            .values(last_access=now)
+        )
+
+
+async def set_lifecycle(conn: AsyncConnection, blob_id: str, days: float | None) -> None:
+    await _require(conn, blob_id)
+    await conn.execute(
+        update(blobs).where(blobs.c.blob_id == blob_id).values(archive_after_days=days)
+    )
+
+
+async def request_archive(conn: AsyncConnection, blob_id: str) -> Any:
+    """An operator's ``POST /v1/blobs/{id}/archive``: the leader archives it next pass."""
+    row = await _require(conn, blob_id)
+    if not (row.deleted or row.archived):
+        await conn.execute(update(blobs).where(blobs.c.blob_id == blob_id).values(archive_now=True))
+        await bump(conn)
     return row
 
 

@@ -3,6 +3,6 @@ see their codes), and are named here too for the coordinator's modules."""
 
 from __future__ import annotations
 
-from slidestore.cluster.errors import NodeUnknown, NotArchived, TooManyWaits, WaitTimeout
+from slidestore.cluster.errors import NoArchive, NodeUnknown, NotArchived, TooManyWaits, WaitTimeout
 
-__all__ = ["NodeUnknown", "NotArchived", "TooManyWaits", "WaitTimeout"]
+__all__ = ["NoArchive", "NodeUnknown", "NotArchived", "TooManyWaits", "WaitTimeout"]

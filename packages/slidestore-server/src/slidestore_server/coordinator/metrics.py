@@ -62,6 +62,25 @@ class CoordinatorMetrics:
             buckets=_PLACEMENT_BUCKETS,
             registry=registry,
         )
+        self.archive_blobs = Gauge(
+            "slidestore_cluster_archived_blobs", "blobs in the archive only", registry=registry
+        )
+        self.restoring = Gauge(
+            "slidestore_cluster_restoring_blobs",
+            "blobs coming back from the archive (fewer copies than R so far)",
+            registry=registry,
+        )
+        self.archive_bytes = Gauge(
+            "slidestore_cluster_archive_bytes",
+            "bytes the archived blobs take in the archive (zstd where it paid)",
+            registry=registry,
+        )
+        self.archive_saved_bytes = Gauge(
+            "slidestore_cluster_archive_saved_bytes",
+            "space saved by archiving: the R copies archived blobs no longer take on nodes, "
+            "minus their archived objects",
+            registry=registry,
+        )
         self.leader = Gauge(
             "slidestore_cluster_leader", "1 while this coordinator leads", registry=registry
         )
@@ -72,3 +91,8 @@ class CoordinatorMetrics:
         self.under_replicated.set(counts["blobs"]["under_replicated"])
         self.lost.set(counts["blobs"].get("lost", 0))
         self.blobs.set(counts["blobs"]["total"])
+        self.restoring.set(counts["blobs"].get("restoring", 0))
+        archived = counts.get("archive", {})
+        self.archive_blobs.set(archived.get("blobs", 0))
+        self.archive_bytes.set(archived.get("archive_bytes", 0))
+        self.archive_saved_bytes.set(archived.get("saved_bytes", 0))

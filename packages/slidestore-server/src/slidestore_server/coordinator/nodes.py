@@ -1,20 +1,26 @@
 """The coordinator's HTTP calls to storage nodes, each with an admin token it mints.
 
-Exactly three: ``POST {node}/replicas`` (have it pull a copy), ``DELETE {node}/blobs/{id}``
-(trim, delete, retire) and ``GET {node}/blobs/{id}`` (stream into the archive). Tokens
+``POST {node}/replicas`` (have it pull a copy), ``DELETE {node}/blobs/{id}`` (trim, delete,
+retire), ``GET {node}/blobs/{id}`` (stream into the archive) and, for the archive too, a
+slide's thumbnail and info (kept there so an archived slide still shows). Tokens
 come from the SDK's :class:`~slidestore.client.auth.MintedTokens` and error answers are
 read by its error mapping (``slidestore.client.http``), like every client of the protocol.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
+import time
+from typing import Any
 
 import anyio
 import fsspec
 import httpx
 import msgspec
 
+from slidestore.blobs.archive_codec import ArchiveEncoder, object_name
 from slidestore.client.auth import MintedTokens
 from slidestore.client.http import response_error
 from slidestore.cluster.wire import PURPOSE_HEADER, REPLICA_PURPOSE, Replicate, Replicated
@@ -79,37 +85,102 @@ class NodeClient:
         if answer.status_code not in (200, 204, 404):
             raise _failed(answer, f"DELETE {node_url}/blobs/{blob_id}")
 
-    async def archive(self, node_url: str, blob_id: str, archive_url: str) -> str:
-        """Stream a blob from a node to ``{archive_url}/{blob_id}``; verify its sha256.
+    async def archive(
+        self,
+        node_url: str,
+        blob_id: str,
+        archive_url: str,
+        bytes_per_second: float | None = None,
+    ) -> ArchivedCopy:
+        """Stream a blob from a node to ``{archive_url}/{blob_id}`` (or ``….zst`` when zstd
+        pays, see ``slidestore.blobs.archive_codec``); verify its sha256.
 
-        Returns the object's URL. On a mismatch the partial object is removed and
-        :class:`NodeCallFailed` raised, so a corrupt copy is never taken for the archive.
+        Memory stays bounded (the codec's sample, then chunk by chunk). On a mismatch or a
+        failure the partial object is removed and :class:`NodeCallFailed` raised, so a
+        corrupt copy is never taken for the archive. ``bytes_per_second`` caps the stream
+        like a repair copy (``SLIDESTORE_COPY_BYTES_PER_SECOND``).
         """
-        url = f"{archive_url.rstrip('/')}/{blob_id}"
+        base = archive_url.rstrip("/")
         digest = hashlib.sha256()
-        fs, path = fsspec.core.url_to_fs(url)
-        try:
-            async with self.client.stream(
-                "GET",
-                f"{node_url}/blobs/{blob_id}",
-                headers={**self._headers(), PURPOSE_HEADER: REPLICA_PURPOSE},
-                timeout=60.0,
-            ) as answer:
-                if answer.status_code != 200:
-                    await answer.aread()
-                    raise _failed(answer, f"GET {node_url}/blobs/{blob_id}")
-                parent = path.rsplit("/", 1)[0]
-                await anyio.to_thread.run_sync(lambda: fs.makedirs(parent, exist_ok=True))
+        encoder = ArchiveEncoder()
+        # The filesystem and its root path, once: a chained URL (``simplecache::file://…``)
+        # has no path a string operation could cut out of ``{base}/{name}``.
+        fs, root = fsspec.core.url_to_fs(base)
+        out: Any = None
+        written: list[str] = []
+
+        async def write(data: bytes) -> None:
+            nonlocal out
+            if out is None:
+                if encoder.encoding is None:
+                    return
+                path = f"{root}/{object_name(blob_id, encoder.encoding)}"
+                written.append(path)
+                await anyio.to_thread.run_sync(lambda: fs.makedirs(root, exist_ok=True))
                 out = await anyio.to_thread.run_sync(lambda: fs.open(path, "wb"))
-                try:
+            if data:
+                await anyio.to_thread.run_sync(out.write, data)
+
+        try:
+            try:
+                async with self.client.stream(
+                    "GET",
+                    f"{node_url}/blobs/{blob_id}",
+                    headers={**self._headers(), PURPOSE_HEADER: REPLICA_PURPOSE},
+                    timeout=60.0,
+                ) as answer:
+                    if answer.status_code != 200:
+                        await answer.aread()
+                        raise _failed(answer, f"GET {node_url}/blobs/{blob_id}")
+                    started = time.monotonic()
                     async for chunk in answer.aiter_bytes(_CHUNK):
                         digest.update(chunk)
-                        await anyio.to_thread.run_sync(out.write, chunk)
-                finally:
+                        await write(encoder.feed(chunk))
+                        if bytes_per_second:
+                            ahead = encoder.raw_bytes / bytes_per_second
+                            await asyncio.sleep(max(0.0, ahead - (time.monotonic() - started)))
+                await write(encoder.finish())
+            finally:
+                if out is not None:
                     await anyio.to_thread.run_sync(out.close)
+            if digest.hexdigest() != blob_id:
+                raise NodeCallFailed(f"copy of {blob_id} on {node_url} does not match its sha256")
         except httpx.HTTPError as exc:
+            await _remove(fs, written)
             raise NodeCallFailed(f"GET {node_url}/blobs/{blob_id}: {exc!r}") from exc
-        if digest.hexdigest() != blob_id:
-            await anyio.to_thread.run_sync(lambda: fs.rm(path))
-            raise NodeCallFailed(f"copy of {blob_id} on {node_url} does not match its sha256")
-        return url
+        except BaseException:
+            await _remove(fs, written)
+            raise
+        assert encoder.encoding is not None
+        return ArchivedCopy(
+            url=f"{base}/{object_name(blob_id, encoder.encoding)}",
+            size=encoder.raw_bytes,
+            stored_bytes=encoder.stored_bytes,
+            encoding=encoder.encoding.value,
+        )
+
+    async def fetch(self, node_url: str, path: str) -> bytes | None:
+        """A small answer of a node (a slide's thumbnail or info for the archive); None
+        when it has none."""
+        try:
+            answer = await self.client.get(
+                f"{node_url}{path}", headers=self._headers(), timeout=30.0
+            )
+        except httpx.HTTPError:
+            return None
+        return answer.content if answer.status_code == 200 else None
+
+
+class ArchivedCopy(msgspec.Struct, frozen=True, kw_only=True):
+    """What :meth:`NodeClient.archive` stored."""
+
+    url: str
+    size: int
+    stored_bytes: int
+    encoding: str
+
+
+async def _remove(fs: Any, paths: list[str]) -> None:
+    for path in paths:
+        with contextlib.suppress(OSError):
+            await anyio.to_thread.run_sync(lambda p=path: fs.rm(p))

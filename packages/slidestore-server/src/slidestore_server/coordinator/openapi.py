@@ -21,6 +21,7 @@ _STRUCTS = (
     wire.Placement,
     wire.BlobView,
     wire.Retention,
+    wire.Lifecycle,
     wire.ErrorBody,
 )
 BLOB = {
@@ -122,6 +123,26 @@ def document() -> dict[str, Any]:
                     [BLOB],
                     requestBody=_body("Retention", required=False),
                 )
+            },
+            "/v1/blobs/{blob_id}/archive": {
+                "post": _op(_ok("BlobView", 400, 401, 403, 404, 409, status=202), [BLOB])
+            },
+            "/v1/blobs/{blob_id}/lifecycle": {
+                "put": _op(
+                    _ok("BlobView", 400, 401, 403, 404), [BLOB], requestBody=_body("Lifecycle")
+                )
+            },
+            "/v1/blobs/{blob_id}/thumbnail": {
+                "get": {
+                    "parameters": [BLOB],
+                    "responses": {
+                        "200": {
+                            "description": "the archived slide's thumbnail",
+                            "content": {"image/jpeg": {}},
+                        },
+                        **{k: v for k, v in _ok(None, 400, 401, 403, 404).items() if k != "200"},
+                    },
+                }
             },
         },
     }

@@ -177,6 +177,7 @@ class Repairer:
             done = await coord.nodes.replicate(target.url, order)
             async with coord.engine.begin() as conn:
                 await registry.add_replica(conn, task.blob_id, task.target)
+                await catalog.finish_restore(conn, task.blob_id)
             coord.metrics.bytes_copied.inc(done.copied_bytes)
             coord.metrics.copies.labels("ok").inc()
             log.info(

@@ -17,6 +17,7 @@ from slidestore.cluster.wire import (
     API,
     BlobStatus,
     BlobView,
+    Lifecycle,
     Placement,
     PlacementRequest,
     Retention,
@@ -25,8 +26,8 @@ from slidestore.cluster.wire import (
 from slidestore.errors import BlobNotFound, InvalidRequest
 from slidestore.tokens import Capability, Operation
 from slidestore_server.auth import require
-from slidestore_server.coordinator import catalog, waits
-from slidestore_server.coordinator.errors import NotArchived, WaitTimeout
+from slidestore_server.coordinator import archive, catalog, waits
+from slidestore_server.coordinator.errors import NoArchive, NotArchived, WaitTimeout
 from slidestore_server.coordinator.http import coordinator, decode, float_param, json
 from slidestore_server.params import blob_id_param as _blob_id
 
@@ -201,13 +202,58 @@ async def restore(request: Request) -> Response:
     """Copy an archived blob back; the body (a ``Retention``, optional) is its new retention,
     pinned by default so it is not archived again at once."""
     blob_id = _blob_id(request)
-    require(request, Operation.ADMIN)
+    require(request, Operation.ADMIN, blob_id)
     retention = await decode(request, Retention)
     coord = coordinator(request)
     async with coord.engine.begin() as conn:
-        if await catalog.restore(conn, blob_id, retention) is None:
+        if await catalog.restore(conn, blob_id, retention, coord.lifecycle_now()) is None:
             raise NotArchived(f"blob {blob_id} has no archived copy")
+        await catalog.bump(conn)
+    coord.wake.set()  # the leader starts the copy from the archive now
     return json(await _view(request, blob_id))
+
+
+async def archive_blob(request: Request) -> Response:
+    """An operator archives a blob now (``admin``): the leader streams it into the archive
+    and, once it is there, drops its copies. 202: asked; the view says when it is done."""
+    blob_id = _blob_id(request)
+    require(request, Operation.ADMIN, blob_id)
+    coord = coordinator(request)
+    if not coord.settings.archive_url:
+        raise NoArchive("this cluster has no archive (SLIDESTORE_ARCHIVE_URL is not set)")
+    async with coord.engine.begin() as conn:
+        await catalog.request_archive(conn, blob_id)
+    coord.wake.set()
+    return json(await _view(request, blob_id), status=202)
+
+
+async def put_lifecycle(request: Request) -> Response:
+    """A blob's own idle period before archiving (``admin``)."""
+    blob_id = _blob_id(request)
+    require(request, Operation.ADMIN, blob_id)
+    lifecycle = await decode(request, Lifecycle)
+    coord = coordinator(request)
+    async with coord.engine.begin() as conn:
+        await catalog.set_lifecycle(conn, blob_id, lifecycle.archive_after_days)
+    return json(await _view(request, blob_id))
+
+
+async def archived_thumbnail(request: Request) -> Response:
+    """An archived blob's thumbnail, kept in the archive (``read`` on the blob): what a
+    portal shows while no node holds the slide."""
+    blob_id = _blob_id(request)
+    require(request, Operation.READ, blob_id)
+    found = await _view(request, blob_id)
+    data = None
+    if found is not None and found.archive_url is not None:
+        data = await archive.thumbnail(found.archive_url, blob_id)
+    if data is None:
+        raise BlobNotFound(f"no archived thumbnail of blob {blob_id}")
+    return Response(
+        data,
+        media_type="image/jpeg",
+        headers={"Cache-Control": "private, max-age=3600", "Access-Control-Allow-Origin": "*"},
+    )
 
 
 def routes() -> list[Route]:
@@ -219,4 +265,7 @@ def routes() -> list[Route]:
         Route(f"{blob}/wait", wait_blob, methods=["GET"]),
         Route(f"{blob}/retention", put_retention, methods=["PUT"]),
         Route(f"{blob}/restore", restore, methods=["POST"]),
+        Route(f"{blob}/archive", archive_blob, methods=["POST"]),
+        Route(f"{blob}/lifecycle", put_lifecycle, methods=["PUT"]),
+        Route(f"{blob}/thumbnail", archived_thumbnail, methods=["GET"]),
     ]

@@ -58,6 +58,11 @@ async def heartbeat(request: Request) -> Response:
                 blob_id,
                 extra={"blob_id": blob_id, "node": node_id},
             )
+    if msg.accessed:
+        # Its own short transaction after the heartbeat's: its blob rows are locked after
+        # the change serial there (catalog.next_seq), never before it.
+        async with coord.engine.begin() as conn:
+            await catalog.record_access(conn, msg.accessed, coord.lifecycle_now())
     # After the commit: on SQLite the heartbeat's transaction holds the write lock.
     async with coord.engine.connect() as conn:
         added = [ref.blob_id for ref in msg.added]

@@ -59,6 +59,16 @@ blobs = Table(
     Column("deleted_at", Double, nullable=True),
     Column("policy_at", Double, nullable=True),
     Column("ledger_seq", BigInteger, nullable=True),
+    # Lifecycle (coordinator/lifecycle.py): when a node last served it to someone (the
+    # retention clock), its own idle period before archiving (NULL: the cluster's), an
+    # archive asked for by an operator, the archived object's size and encoding, and
+    # whether a restore is bringing its copies back.
+    Column("last_access", Double, nullable=True),
+    Column("archive_after_days", Double, nullable=True),
+    Column("archive_now", Boolean, nullable=True),
+    Column("archive_bytes", BigInteger, nullable=True),
+    Column("archive_encoding", String(8), nullable=True),
+    Column("restoring", Boolean, nullable=True),
     Index("ix_blobs_expires_at", "expires_at"),
     Index("ix_blobs_ledger_seq", "ledger_seq"),
 )

@@ -48,7 +48,15 @@ class CoordinatorSettings(msgspec.Struct, kw_only=True, frozen=True):
     rebalance_bytes_per_second: Annotated[float, msgspec.Meta(ge=1024)] | None = 50e6
     """SLIDESTORE_REBALANCE_BYTES_PER_SECOND: bandwidth cap of each move's copy."""
     archive_url: str | None = None
-    """SLIDESTORE_ARCHIVE_URL: fsspec URL expired blobs are archived under."""
+    """SLIDESTORE_ARCHIVE_URL: fsspec URL expired and idle blobs are archived under (a
+    local ``file://`` path, or any URL fsspec opens; nodes restore from the same URL)."""
+    archive_idle_days: Annotated[float, msgspec.Meta(ge=0)] | None = None
+    """SLIDESTORE_ARCHIVE_IDLE_DAYS: archive blobs nobody read (tiles, zarr, downloads)
+    for this many days (needs archive_url; None or 0: never; a blob's own
+    ``PUT /v1/blobs/{id}/lifecycle`` overrides it)."""
+    clock_file: Path | None = None
+    """SLIDESTORE_CLOCK_FILE: for tests: a file holding seconds added to the retention
+    clock (last access and idle periods), re-read at every use: days pass without waiting."""
     loop_interval: float = 0.5
     """SLIDESTORE_LOOP_INTERVAL: seconds between passes of the leader's loop."""
     lease_seconds: float = 3.0

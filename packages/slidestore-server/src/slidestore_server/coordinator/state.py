@@ -39,6 +39,9 @@ class Coordinator:
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     #: Nodes that just answered 507 to a copy: placement and repair pass them over.
     refusals: Refusals = field(default_factory=Refusals)
+    #: Seconds the retention clock is ahead of the wall clock (``SLIDESTORE_CLOCK_FILE``,
+    #: tests only), re-read whenever the retention clock is asked.
+    clock_offset: float = 0.0
 
     async def placeable_nodes(self) -> list[NodeInfo]:
         now = self.now()
@@ -73,3 +76,19 @@ class Coordinator:
     def now() -> float:
         # Wall clock: shared by every coordinator on the database (see schema.py).
         return time.time()
+
+    def lifecycle_now(self) -> float:
+        """The retention clock: last accesses are stamped and idle periods measured by it
+        (the wall clock, unless a test moved it on with ``SLIDESTORE_CLOCK_FILE``, read
+        at every use then: a stamp never lags a move of the clock)."""
+        self.read_clock_file()
+        return time.time() + self.clock_offset
+
+    def read_clock_file(self) -> None:
+        path = self.settings.clock_file
+        if path is None:
+            return
+        try:
+            self.clock_offset = float(path.read_text().strip() or 0)
+        except (OSError, ValueError):
+            self.clock_offset = 0.0

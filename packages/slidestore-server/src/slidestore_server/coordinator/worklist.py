@@ -143,11 +143,18 @@ async def readable_holders(
     return [row.url for row in rows]
 
 
-async def retire(conn: AsyncConnection, blob_id: str, archive_url: str | None) -> None:
-    """Past retention: archived (copies dropped, restorable) or, without archive, deleted."""
+async def retire(
+    conn: AsyncConnection, blob_id: str, archive_url: str | None, stored: Any = None
+) -> None:
+    """Past retention: archived (copies dropped, restorable) or, without archive, deleted.
+    ``stored``: the archived copy just written (its size and encoding are recorded)."""
     values: dict[str, Any] = (
-        {"archived": True, "archive_url": archive_url} if archive_url else {"deleted": True}
+        {"archived": True, "archive_url": archive_url, "restoring": False}
+        if archive_url
+        else {"deleted": True}
     )
+    if stored is not None:
+        values.update(archive_bytes=stored.stored_bytes, archive_encoding=stored.encoding)
     # A tombstone for every node (archived ones carry the archive's URL).
     values.update(deleted_at=time.time(), ledger_seq=await catalog.next_seq(conn))
     # Re-check retention in the update: an operator may have pinned it meanwhile.
@@ -188,7 +195,11 @@ async def counts(conn: AsyncConnection, now: float, timeouts: LivenessTimeouts) 
         .subquery()
     )
     lost = int((await conn.execute(select(func.count()).select_from(lost_ids))).scalar() or 0)
+    restoring = (
+        await conn.execute(select(func.count()).where(blobs.c.restoring.is_(True), _live()))
+    ).scalar()
     return {
+        "archive": await archive_totals(conn),
         "nodes": by_state,
         "blobs": {
             "total": int(totals[0] or 0),
@@ -196,5 +207,118 @@ async def counts(conn: AsyncConnection, now: float, timeouts: LivenessTimeouts) 
             "archived": int(totals[2] or 0),
             "under_replicated": max(0, int(under_replicated or 0) - lost),
             "lost": lost,
+            "restoring": int(restoring or 0),
         },
+    }
+
+
+def _idle_days(default_days: float | None) -> Any:
+    return func.coalesce(blobs.c.archive_after_days, default_days or 0.0)
+
+
+def _idle(now: float, default_days: float | None) -> Any:
+    """Live blobs an operator asked to archive, or unused for longer than their period
+    (their own ``archive_after_days``, else the cluster's; 0: never)."""
+    days = _idle_days(default_days)
+    used = func.coalesce(blobs.c.last_access, blobs.c.created_at)
+    return and_(
+        _live(),
+        or_(blobs.c.archive_now.is_(True), and_(days > 0, used + days * 86400.0 < now)),
+    )
+
+
+async def target_of(conn: AsyncConnection, blob_id: str) -> int:
+    found = await conn.execute(select(blobs.c.target).where(blobs.c.blob_id == blob_id))
+    return int(found.scalar() or 1)
+
+
+async def idle(
+    conn: AsyncConnection, now: float, default_days: float | None, limit: int = 50
+) -> list[Any]:
+    rows = await conn.execute(
+        select(
+            blobs.c.blob_id,
+            blobs.c.size,
+            blobs.c.archive_url,
+            blobs.c.archive_bytes,
+            blobs.c.archive_encoding,
+        )
+        .where(_idle(now, default_days))
+        .order_by(func.coalesce(blobs.c.last_access, blobs.c.created_at))
+        .limit(limit)
+    )
+    return list(rows)
+
+
+async def archive_idle(
+    conn: AsyncConnection,
+    blob_id: str,
+    stored: Any,
+    now: float,
+    default_days: float | None,
+) -> bool:
+    """Record the archived copy (``stored``: url, stored bytes, encoding) and, if the blob
+    is still idle (nobody read it meanwhile), mark it archived: its copies become doomed.
+    Whether it was archived."""
+    await conn.execute(
+        update(blobs)
+        .where(blobs.c.blob_id == blob_id, _live())
+        .values(
+            archive_url=stored.url,
+            archive_bytes=stored.stored_bytes,
+            archive_encoding=stored.encoding,
+        )
+    )
+    seq = await catalog.next_seq(conn)
+    done = await conn.execute(
+        update(blobs)
+        .where(blobs.c.blob_id == blob_id, _idle(now, default_days))
+        .values(
+            archived=True,
+            archive_now=False,
+            restoring=False,
+            deleted_at=time.time(),
+            ledger_seq=seq,
+        )
+    )
+    return bool(done.rowcount)
+
+
+async def archives_to_purge(conn: AsyncConnection, limit: int = 50) -> list[Any]:
+    """Deleted blobs whose archived copy is still there (removed by the leader)."""
+    rows = await conn.execute(
+        select(blobs.c.blob_id, blobs.c.archive_url)
+        .where(blobs.c.deleted.is_(True), blobs.c.archive_url.is_not(None))
+        .limit(limit)
+    )
+    return list(rows)
+
+
+async def archive_purged(conn: AsyncConnection, blob_id: str) -> None:
+    await conn.execute(
+        update(blobs)
+        .where(blobs.c.blob_id == blob_id, blobs.c.deleted.is_(True))
+        .values(archive_url=None, archive_bytes=None, archive_encoding=None)
+    )
+
+
+async def archive_totals(conn: AsyncConnection) -> dict[str, int]:
+    """Archived blobs, what they take in the archive, and the space saved: the R copies
+    they no longer occupy on nodes minus their archived objects."""
+    archived = and_(blobs.c.archived.is_(True), blobs.c.deleted.is_(False))
+    row = (
+        await conn.execute(
+            select(
+                func.count(),
+                func.coalesce(func.sum(blobs.c.size), 0),
+                func.coalesce(func.sum(blobs.c.size * blobs.c.target), 0),
+                func.coalesce(func.sum(func.coalesce(blobs.c.archive_bytes, blobs.c.size)), 0),
+            ).where(archived)
+        )
+    ).one()
+    return {
+        "blobs": int(row[0]),
+        "bytes": int(row[1]),
+        "archive_bytes": int(row[3]),
+        "saved_bytes": int(row[2]) - int(row[3]),
     }

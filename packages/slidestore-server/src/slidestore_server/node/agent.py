@@ -38,6 +38,7 @@ from slidestore.cluster.wire import (
 )
 from slidestore.errors import BlobNotFound
 from slidestore.tokens import Operation
+from slidestore_server.node.access import AccessLog
 from slidestore_server.node.agent_status import AgentStatus, write_status
 from slidestore_server.node.capacity import Capacity
 from slidestore_server.node.changes import ChangeSignal
@@ -71,6 +72,7 @@ class ClusterAgent:
         capacity: Capacity,
         changes: ChangeSignal,
         on_deleted: Callable[[list[str]], Awaitable[None]] | None = None,
+        access: AccessLog | None = None,
     ) -> None:
         """``on_deleted``: called on the event loop after copies of blobs the coordinator
         announced as deleted were removed here (drop open slides, renditions)."""
@@ -89,6 +91,7 @@ class ClusterAgent:
         self.ledger_seq = 0
         """The coordinator's ledger cursor as of the last update stored (ledger.py)."""
         self.on_deleted = on_deleted
+        self.access = access
 
     # -- the loop ----------------------------------------------------------------------
 
@@ -178,19 +181,24 @@ class ClusterAgent:
 
     async def _heartbeat(self, client: Transport, snapshot: Snapshot) -> None:
         delta = self.tracker.delta(snapshot)
+        accessed = await asyncio.to_thread(self.access.collect) if self.access else set()
         message = Heartbeat(
             report=await asyncio.to_thread(self._report, snapshot),
             added=delta.added,
             removed=delta.removed,
             quarantined=delta.quarantined,
             ledger_seq=self.ledger_seq,
+            accessed=tuple(sorted(accessed)),
         )
         try:
             ack = await self._post(
                 client, f"{API}/nodes/{self.node_id}/heartbeat", message, HeartbeatAck
             )
-        except errors.SlidestoreError as exc:
-            if exc.status != 404:  # node_unknown (or a coordinator without this route)
+        except BaseException as exc:
+            if self.access is not None:
+                self.access.give_back(accessed)  # sent with the next heartbeat
+            # 404: node_unknown (or a coordinator without this route): register again.
+            if not isinstance(exc, errors.SlidestoreError) or exc.status != 404:
                 raise
             self.status.registered = False
             raise NodeForgotten() from None

@@ -33,6 +33,7 @@ from slidestore_server.metrics import (
     metrics_endpoint,
 )
 from slidestore_server.node import openapi
+from slidestore_server.node.access import AccessLog
 from slidestore_server.node.capacity import Capacity
 from slidestore_server.node.changes import ChangeSignal
 from slidestore_server.node.cluster import BackgroundDuties
@@ -129,6 +130,7 @@ def build_state(settings: NodeSettings) -> NodeState:
         slides=slide_cache,
         renditions=renditions,
         foreground=Foreground(settings.data_dir),
+        access=AccessLog(settings.data_dir),
         render_budget=RenderBudget(
             settings.iiif_render_budget_bytes, settings.iiif_render_wait_seconds
         ),

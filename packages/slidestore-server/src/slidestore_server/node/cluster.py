@@ -37,6 +37,8 @@ class BackgroundDuties:
 
     async def stop(self) -> None:
         self.node.scrubber.stop()
+        if not self.lock.held:
+            self.node.access.flush()
         task, self._task = self._task, None
         if task is not None:
             task.cancel()
@@ -46,6 +48,8 @@ class BackgroundDuties:
 
     async def _run(self) -> None:
         while not await asyncio.to_thread(self.lock.try_acquire):
+            # Not the agent: hand what was read here to the one that is (node/access.py).
+            await asyncio.to_thread(self.node.access.flush)
             await asyncio.sleep(RETRY_SECONDS)
         log.info("this worker runs the node's background duties")
         duties: list[Coroutine[Any, Any, None]] = []
@@ -58,6 +62,7 @@ class BackgroundDuties:
                 capacity=node.capacity,
                 changes=node.changes,
                 on_deleted=self._deleted,
+                access=node.access,
             )
             duties.append(agent.run())
         if node.scrubber.enabled:

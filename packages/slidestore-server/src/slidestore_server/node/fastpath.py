@@ -102,6 +102,7 @@ class TileFastPath:
         ]
         await send({"type": "http.response.start", "status": 200, "headers": headers})
         await send({"type": "http.response.body", "body": tile.data})
+        self.node.access.touch(blob_id)
         return True
 
 

@@ -10,6 +10,7 @@ from slidestore_server.settings import NodeSettings
 if TYPE_CHECKING:
     from slidestore.blobs import BlobStore
     from slidestore.uploads import UploadManager
+    from slidestore_server.node.access import AccessLog
     from slidestore_server.node.capacity import Capacity
     from slidestore_server.node.changes import ChangeSignal
     from slidestore_server.node.foreground import Foreground
@@ -36,6 +37,8 @@ class NodeState:
     """When people last asked this node for something: replica sends yield to them."""
     render_budget: RenderBudget
     """Memory the IIIF renders in progress may take together."""
+    access: AccessLog
+    """Blobs people read (tiles, zarr, downloads) since the last heartbeat."""
 
     def blob_arrived(self) -> None:
         """A blob was stored here (an upload completed, a replica was copied): every path

@@ -119,6 +119,53 @@ class AsyncCluster:
             blob=blob_id,
         )
 
+    # -- lifecycle (an operator's, or a portal's: ``admin``) --------------------------------
+
+    async def restore(self, blob_id: str, retention: wire.Retention | None = None) -> wire.BlobView:
+        """Bring an archived blob back: the nodes pull it from the archive until it has R
+        copies (its status is ``restoring`` until then: poll :meth:`info` for progress).
+        ``retention``: its retention from now on (pinned by default). 409 ``not_archived``
+        when it has no archived copy."""
+        return await self._blob_call(
+            "POST", blob_id, "restore", _encoder.encode(retention or wire.Retention())
+        )
+
+    async def archive(self, blob_id: str) -> wire.BlobView:
+        """Archive a blob now (the leader streams it into the archive, then drops its
+        copies); 409 ``no_archive`` on a cluster without one."""
+        return await self._blob_call("POST", blob_id, "archive", None, ok=(202,))
+
+    async def set_lifecycle(self, blob_id: str, archive_after_days: float | None) -> wire.BlobView:
+        """How many days the blob may go unread before it is archived (None: the cluster's
+        default; 0: never)."""
+        body = _encoder.encode(wire.Lifecycle(archive_after_days=archive_after_days))
+        return await self._blob_call("PUT", blob_id, "lifecycle", body)
+
+    async def archived_thumbnail(self, blob_id: str) -> bytes:
+        """The JPEG thumbnail kept in the archive with an archived blob (``read``)."""
+        response = await self.transport.coordinator(
+            "GET", f"{wire.API}/blobs/{blob_id}/thumbnail", ops={Operation.READ}, blob=blob_id
+        )
+        return response.content
+
+    async def _blob_call(
+        self,
+        method: str,
+        blob_id: str,
+        action: str,
+        content: bytes | None,
+        ok: tuple[int, ...] = (200,),
+    ) -> wire.BlobView:
+        response = await self.transport.coordinator(
+            method,
+            f"{wire.API}/blobs/{blob_id}/{action}",
+            content=content,
+            ok=ok,
+            ops={Operation.ADMIN},
+            blob=blob_id,  # a minting provider makes it an operator's token for this blob only
+        )
+        return _blob_decoder.decode(response.content)
+
     async def nodes(self) -> list[wire.NodeView]:
         """Every storage node the coordinator knows (an operator's view: ``admin``)."""
         response = await self.transport.coordinator(

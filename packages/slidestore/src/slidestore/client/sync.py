@@ -183,6 +183,18 @@ class Cluster:
     def nodes(self) -> list[wire.NodeView]:
         return self._run(self._core.nodes())
 
+    def restore(self, blob_id: str, retention: wire.Retention | None = None) -> wire.BlobView:
+        return self._run(self._core.restore(blob_id, retention))
+
+    def archive(self, blob_id: str) -> wire.BlobView:
+        return self._run(self._core.archive(blob_id))
+
+    def set_lifecycle(self, blob_id: str, archive_after_days: float | None) -> wire.BlobView:
+        return self._run(self._core.set_lifecycle(blob_id, archive_after_days))
+
+    def archived_thumbnail(self, blob_id: str) -> bytes:
+        return self._run(self._core.archived_thumbnail(blob_id))
+
     def wait(
         self, blob_id: str, replicas: int | None = None, *, timeout: float = 600.0
     ) -> wire.BlobView:

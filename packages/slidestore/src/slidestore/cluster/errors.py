@@ -84,6 +84,13 @@ class NotArchived(SlidestoreError, RuntimeError):
     status = 409
 
 
+class NoArchive(SlidestoreError, RuntimeError):
+    """``archive`` of a blob on a cluster without an archive (``SLIDESTORE_ARCHIVE_URL``)."""
+
+    code = "no_archive"
+    status = 409
+
+
 class DatabaseUnavailable(ClusterUnavailable):
     """The coordinator's database is away (a restart, a lost connection); the coordinator
     answers 503 with ``Retry-After`` and clients try again or another coordinator."""

@@ -7,6 +7,7 @@ side encodes and decodes exactly these structs with ``msgspec.json``.
 from __future__ import annotations
 
 import enum
+from typing import Annotated
 
 import msgspec
 
@@ -124,6 +125,10 @@ class Heartbeat(msgspec.Struct, frozen=True, kw_only=True):
     quarantined: tuple[str, ...] = ()
     ledger_seq: int = 0
     """The ``LedgerUpdate.seq`` of the last update this node stored."""
+    accessed: tuple[str, ...] = ()
+    """Blobs people read here (tiles, zarr, info, downloads) since the last acknowledged
+    heartbeat: the coordinator stamps their last access with its own clock on receipt
+    (a node's clock is never used). Batched here, so reading costs no write."""
 
 
 class HeartbeatAck(msgspec.Struct, frozen=True, kw_only=True):
@@ -226,6 +231,9 @@ class BlobStatus(enum.StrEnum):
     """Every copy failed its checksums and is quarantined: no good bytes are left in the
     cluster (only an archive, if any, can bring the blob back)."""
     ARCHIVED = "archived"
+    """In the archive only (retention, or unused for its idle period): restorable."""
+    RESTORING = "restoring"
+    """Coming back from the archive: fewer copies than R so far (``replicas`` grows)."""
     DELETED = "deleted"
 
 
@@ -241,6 +249,21 @@ class BlobView(msgspec.Struct, frozen=True, kw_only=True):
     pinned: bool
     expires_at: float | None
     archive_url: str | None = None
+    last_access: float | None = None
+    """When a node last served it to someone (coordinator clock; None: never read)."""
+    archive_after_days: float | None = None
+    """Its own idle period before archiving (None: the cluster's default; 0: never)."""
+    archive_bytes: int | None = None
+    """What its archived object takes (compressed when that was smaller)."""
+    archive_encoding: str | None = None
+    """``zstd`` or ``raw``: how the archived object is stored."""
+
+
+class Lifecycle(msgspec.Struct, frozen=True, kw_only=True):
+    """``PUT /v1/blobs/{blob_id}/lifecycle`` (``admin``): how long the blob may go unused
+    before it is archived. None: the cluster's ``SLIDESTORE_ARCHIVE_IDLE_DAYS``; 0: never."""
+
+    archive_after_days: Annotated[float, msgspec.Meta(ge=0)] | None = None
 
 
 class Retention(msgspec.Struct, frozen=True, kw_only=True):

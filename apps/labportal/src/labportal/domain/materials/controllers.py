@@ -19,6 +19,7 @@ from labportal.domain.cases.services import ensure_unlocked
 from labportal.domain.fields.services import FieldFilter, provide_field_filters
 from labportal.domain.materials.convert import material_detail, material_out
 from labportal.domain.materials.export import Region, download_url, export_region
+from labportal.domain.materials.lifecycle import archived_thumbnail, restore_material
 from labportal.domain.materials.models import Material
 from labportal.domain.materials.schemas import (
     ChallengeOut,
@@ -176,7 +177,26 @@ class MaterialController(Controller):
         view = await _view(cluster, access.material)
         if view is not None:
             await materials.remember_slide(access.material, cluster, view)
-        return material_detail(access.material, view, await materials.labels_allowed(access))
+        detail = material_detail(access.material, view, await materials.labels_allowed(access))
+        detail.archived_thumbnail = archived_thumbnail(
+            cluster, access.material, detail.status, principal.user
+        )
+        return detail
+
+    @post(
+        "/restore",
+        opt=WRITE,
+        status_code=HTTP_200_OK,
+        summary="Bring an archived slide back (member); poll the slide for the progress",
+    )
+    async def restore(
+        self,
+        material_id: FromPath[uuid.UUID],
+        principal: NamedDependency[Principal],
+        materials: NamedDependency[MaterialService],
+        cluster: NamedDependency[Cluster],
+    ) -> MaterialOut:
+        return await restore_material(materials, cluster, material_id, principal.user)
 
     @patch("/", opt=WRITE, summary="Rename a slide or change its fields (member)")
     async def update_material(

@@ -11,7 +11,9 @@ from labportal.domain import validation
 from labportal.domain.accounts.schemas import UserRef
 
 Sha256 = Annotated[str, Meta(pattern="^[0-9a-f]{64}$")]
-MaterialStatus = Literal["uploading", "failed", "replicating", "ready", "archived", "unavailable"]
+MaterialStatus = Literal[
+    "uploading", "failed", "replicating", "ready", "archived", "restoring", "unavailable"
+]
 
 MAX_SIZE = 1 << 40  # 1 TiB
 Fields = Annotated[dict[str, Any], Meta(max_length=50)]
@@ -101,6 +103,8 @@ class MaterialDetailOut(MaterialOut):
     slide: SlideFacts | None = None
     replica_nodes: list[ReplicaOut] = msgspec.field(default_factory=list)
     labels_allowed: bool = False
+    archived_thumbnail: str | None = None
+    """While archived or restoring: the thumbnail kept in the archive."""
 
 
 class MaterialPage(msgspec.Struct):

@@ -68,7 +68,9 @@ def status_of(material: Material, view: BlobView | None) -> str:
     if material.blob_id is None:
         return "failed" if material.error else "uploading"
     if view is not None and view.status == BlobStatus.ARCHIVED:
-        return "archived"  # retention moved it to the archive; an admin may restore it
+        return "archived"  # retention or disuse moved it to the archive; a member restores it
+    if view is not None and view.status == BlobStatus.RESTORING:
+        return "restoring"  # coming back from the archive: replicas / target is the progress
     if view is not None and view.status == BlobStatus.LOST:
         return "lost"  # every copy failed its checksums: only an archive can bring it back
     if view is None or view.status in (BlobStatus.DELETED, BlobStatus.UNAVAILABLE):
@@ -251,6 +253,9 @@ class MaterialService(SQLAlchemyAsyncRepositoryService[Material, MaterialReposit
             )
         material.blob_id, material.error = blob_id, ""
         await self.repository.session.flush()
+        team = await self.repository.session.get_one(Team, access.case.team_id)
+        if team.archive_after_days is not None:  # the team's idle period (lifecycle.py)
+            await cluster.set_lifecycle(blob_id, team.archive_after_days)
         return material, view
 
     async def _spend_challenge(self, material: Material) -> Challenge:

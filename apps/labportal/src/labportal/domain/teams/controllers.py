@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import Annotated
 
-from litestar import Controller, delete, get, patch, post
+from litestar import Controller, delete, get, patch, post, put
 from litestar.di import NamedDependency, Provide
 from litestar.params import FromPath, JSONBody, PathParameter
 from litestar.status_codes import HTTP_200_OK, HTTP_204_NO_CONTENT
@@ -13,6 +13,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from labportal.cluster import Cluster
 from labportal.domain.materials.controllers import DEPENDENCIES as MATERIALS
+from labportal.domain.materials.lifecycle import (
+    ArchiveSummary,
+    apply_team_lifecycle,
+    archive_summary,
+)
 from labportal.domain.materials.services import MaterialService
 from labportal.domain.teams.convert import invitation_out, member_out, team_out
 from labportal.domain.teams.invitations import InvitationService
@@ -23,6 +28,7 @@ from labportal.domain.teams.schemas import (
     MemberOut,
     RoleIn,
     TeamCreateIn,
+    TeamLifecycleIn,
     TeamOut,
     TeamUpdateIn,
     TransferIn,
@@ -108,6 +114,43 @@ class TeamController(Controller):
         cluster: NamedDependency[Cluster],
     ) -> None:
         await materials.delete_team(team_id, principal.user, cluster)
+
+    @get(
+        "/{team_id:uuid}/archive",
+        opt=READ,
+        summary="The team's slides in the archive, the space that saves, its idle period",
+        dependencies=MATERIALS,
+    )
+    async def archive(
+        self,
+        team_id: FromPath[uuid.UUID],
+        principal: NamedDependency[Principal],
+        teams: NamedDependency[TeamService],
+        cluster: NamedDependency[Cluster],
+    ) -> ArchiveSummary:
+        team, _ = await teams.get_team(team_id, principal.user)
+        return await archive_summary(teams.db, cluster, team)
+
+    @put(
+        "/{team_id:uuid}/lifecycle",
+        opt=WRITE,
+        summary="Archive the team's slides unread for N days (admin); applied to every blob",
+        dependencies=MATERIALS,
+    )
+    async def set_lifecycle(
+        self,
+        team_id: FromPath[uuid.UUID],
+        data: JSONBody[TeamLifecycleIn],
+        principal: NamedDependency[Principal],
+        teams: NamedDependency[TeamService],
+        cluster: NamedDependency[Cluster],
+    ) -> ArchiveSummary:
+        await teams.require(team_id, principal.user, "admin")
+        team, _ = await teams.get_team(team_id, principal.user)
+        team.archive_after_days = data.archive_after_days
+        await teams.db.flush()
+        await apply_team_lifecycle(teams.db, cluster, team)
+        return await archive_summary(teams.db, cluster, team)
 
     @get("/{team_id:uuid}/members", opt=READ, summary="Members and their roles")
     async def list_members(

@@ -3,7 +3,7 @@ from __future__ import annotations
 import datetime
 import uuid
 
-from sqlalchemy import ForeignKey, String, Text, UniqueConstraint
+from sqlalchemy import Float, ForeignKey, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from labportal.db.base import Entity
@@ -16,6 +16,9 @@ class Team(Entity):
     description: Mapped[str] = mapped_column(Text, default="")
     label_min_role: Mapped[str] = mapped_column(String(16), default="admin", server_default="admin")
     """The weakest role that may see slide labels and macro photos (patient identifiers)."""
+    archive_after_days: Mapped[float | None] = mapped_column(Float, nullable=True)
+    """Days a slide of the team may go unread before the cluster archives it (None: the
+    cluster's default; 0: never). Set on every blob of the team through the SDK."""
 
 
 class Membership(Entity):

@@ -36,6 +36,13 @@ class TeamUpdateIn(msgspec.Struct):
             self.description = validation.text(self.description, "description")
 
 
+class TeamLifecycleIn(msgspec.Struct):
+    """``PUT /api/teams/{id}/lifecycle`` (admin): days a slide may go unread before the
+    cluster archives it (None: the cluster's default; 0: never; at most ten years)."""
+
+    archive_after_days: Annotated[float, msgspec.Meta(ge=0, le=3650)] | None = None
+
+
 class TeamOut(msgspec.Struct):
     id: uuid.UUID
     name: str

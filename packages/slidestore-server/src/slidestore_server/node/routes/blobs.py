@@ -185,6 +185,8 @@ async def get_blob(request: Request) -> Response:
     blob_range = await run_in_threadpool(node.blobs.open_range, blob_id, start, end)
     # Another node pulling a replica: it waits for nobody, so it yields to those who do.
     pull = request.headers.get(PURPOSE_HEADER) == REPLICA_PURPOSE
+    if not pull:
+        node.access.touch(blob_id)  # a download: someone uses the slide
     rate = node.settings.busy_replica_bytes_per_second
     return BlobResponse(
         blob_range,

@@ -18,7 +18,7 @@ from slidestore.tokens import Operation
 from slidestore_server.auth import require
 from slidestore_server.node.fastpath import STORED_MISS
 from slidestore_server.node.responses import RENDER_VERSION, etag_matches, immutable
-from slidestore_server.node.routes.common import blob_id_param, open_entry
+from slidestore_server.node.routes.common import blob_id_param, open_entry, read_entry
 from slidestore_server.node.state import NodeState
 from slidestore_server.node.tiles import stored_tile, tile_etag
 
@@ -48,7 +48,7 @@ async def tile(request: Request) -> Response:
     etag_key = tile_etag(blob_id, level, col, row, fmt)
     if etag_matches(request, f'"{etag_key}"'):
         return immutable(request, b"", "", etag_key, max_age=node.settings.cache_max_age)
-    entry = await open_entry(node, blob_id)
+    entry = await read_entry(node, blob_id)
     # Asked once per request: by the fast path (it saw the slide open), else here.
     result = (
         None if STORED_MISS in request.scope else stored_tile(node, entry, level, col, row, fmt)

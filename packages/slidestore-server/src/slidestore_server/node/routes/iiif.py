@@ -22,7 +22,7 @@ from slidestore.protocols import iiif
 from slidestore.tokens import Operation, Verifier
 from slidestore_server.auth import require
 from slidestore_server.node.responses import RENDER_VERSION, immutable
-from slidestore_server.node.routes.common import blob_id_param, open_entry
+from slidestore_server.node.routes.common import blob_id_param, open_entry, read_entry
 from slidestore_server.node.slides import SlideEntry
 from slidestore_server.node.state import NodeState
 from slidestore_server.node.tiles import checked_iiif_tile
@@ -84,7 +84,7 @@ async def image(request: Request) -> Response:
     p = request.path_params
     parsed = iiif.parse(p["region"], p["size"], p["rotation"], f"{p['quality']}.{p['format']}")
     node: NodeState = request.app.state.node
-    entry = await open_entry(node, blob_id)
+    entry = await read_entry(node, blob_id)
     level0 = entry.pyramid.levels[0]
     plan = iiif.resolve(parsed, level0.width, level0.height, iiif.DEFAULT_LIMITS)
     canonical = plan.canonical(level0.width, level0.height)

@@ -21,7 +21,7 @@ from slidestore.errors import InvalidRequest, OutOfBounds
 from slidestore.tokens import Operation
 from slidestore_server.auth import require
 from slidestore_server.node.responses import RENDER_VERSION, immutable
-from slidestore_server.node.routes.common import blob_id_param, open_entry
+from slidestore_server.node.routes.common import blob_id_param, open_entry, read_entry
 from slidestore_server.node.routes.iiif import stable_digest
 from slidestore_server.node.state import NodeState
 from slidestore_server.node.tiles import checked_zarr_key
@@ -34,7 +34,7 @@ async def key(request: Request) -> Response:
     require(request, Operation.READ, blob_id)
     name = str(request.path_params["key"])
     node: NodeState = request.app.state.node
-    entry = await open_entry(node, blob_id)
+    entry = await read_entry(node, blob_id)
     data = await run_in_threadpool(checked_zarr_key, node, entry, name)
     if data is None:
         raise OutOfBounds(f"zarr key {name[:200]!r} does not exist in blob {blob_id}")
