@@ -9,7 +9,6 @@ same run gives the same result however the tiles were scheduled.
 
 from __future__ import annotations
 
-import sys
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
@@ -34,6 +33,7 @@ from slidestore.analysis.planning import (
     plan_tiles,
     planning_mask,
 )
+from slidestore.analysis.progress import RunProgress, start_progress
 from slidestore.analysis.provenance import file_sha256
 from slidestore.analysis.registry import decode_params, input_spec, resolve_model
 from slidestore.analysis.result import AnalysisResult
@@ -48,14 +48,6 @@ WINDOW_PER_THREAD = 4
 
 def _now() -> str:
     return datetime.now(UTC).isoformat()
-
-
-def _progress_bar(total: int, enabled: bool, label: str) -> Any:
-    if not enabled:
-        return None
-    from tqdm.auto import tqdm  # a widget in a notebook, a text bar in a terminal
-
-    return tqdm(total=total, desc=label, unit="tile")
 
 
 def _locality(client: Client, spec: SourceSpec) -> dict[str, Any]:
@@ -74,7 +66,7 @@ def _execute(
     read: Any,
     jobs: list[TileJob],
     overlap: int,
-    bar: Any,
+    bar: RunProgress | None,
 ) -> tuple[list[TileOutput], dict[str, Any]]:
     workers = client.scheduler_info()["workers"]
     threads = sum(int(w.get("nthreads", 1)) for w in workers.values()) or 1
@@ -211,14 +203,16 @@ def run(
     hashing = ThreadPoolExecutor(1, thread_name_prefix="slidestore-hash")
     sha256 = hashing.submit(_slide_sha256, spec)
     hashing.shutdown(wait=False)
-    bar = _progress_bar(len(jobs), progress, resolved.name)
-    if progress and dask.dashboard_link:
-        print(f"slidestore.analysis: Dask dashboard at {dask.dashboard_link}", file=sys.stderr)
+    scheduler = str(dask.scheduler.address) if dask.scheduler is not None else ""
+    bar = start_progress(progress, len(jobs), resolved.name, scheduler, dask.dashboard_link)
     try:
         outputs, counts = _execute(dask, resolved, decoded, spec, read, jobs, inputs.overlap, bar)
-    finally:
+    except BaseException as exc:
         if bar is not None:
-            bar.close()
+            bar.close(exc)
+        raise
+    if bar is not None:
+        bar.close()
     slide_ctx = SlideContext(
         width=source.width,
         height=source.height,
