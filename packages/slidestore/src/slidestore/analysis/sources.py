@@ -208,6 +208,9 @@ class RemoteSource:
         array = self.group[str(info.index)]
         assert isinstance(array, zarr.Array)
         pixels = np.asarray(array[:, y0:y1, x0:x1])
+        if (x0, y0, x1, y1) == (x, y, x + width, y + height):
+            # Inside the level: the one copy from zarr's planar chunks to (h, w, 3).
+            return np.ascontiguousarray(pixels.transpose(1, 2, 0))
         out = imaging.fill(height, width, self.background)
         out[y0 - y : y1 - y, x0 - x : x1 - x] = pixels.transpose(1, 2, 0)
         return out
