@@ -284,6 +284,7 @@ def cpu_list(worker_cpu: dict[str, float]) -> str:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="a band for nuclei, no locality")
+    parser.add_argument("--no-nuclei", action="store_true", help="leave the nuclei run out")
     args = parser.parse_args()
     path = cached_svs(*BIG)
     region = band_region(BIG[1], BAND_ROWS, TILE)
@@ -344,18 +345,19 @@ def main() -> int:
         f"(goal >= 1.7x idle; 1 worker at {load_one}, 2 at {load_two})",
     )
 
-    local3, client3 = cluster(2)  # fresh workers: their peak RSS is this run's
-    with local3, client3:
-        nuclei_region = band_region(BIG[1], NUCLEI_QUICK_ROWS, 512) if args.quick else None
-        what = f"a band of {NUCLEI_QUICK_ROWS} tile rows" if args.quick else "the whole slide"
-        n_tiles, per_s, rss, n_cpu = nuclei_figures(client3, path, nuclei_region)
-        report(f"nuclei, {what}, 2 workers", f"{n_tiles} tiles, {per_s:.2f} tiles/s")
-        report(
-            "nuclei: per tile, worker CPU",
-            f"{sum(n_cpu.values()) / max(n_tiles, 1) * 1000:.0f} ms ({cpu_list(n_cpu)} s)",
-        )
-        report("nuclei: peak RSS per worker", f"{rss:.0f} MB", "(goal < 1024 MB)")
-        report("  measured at", load())
+    if not args.no_nuclei:
+        local3, client3 = cluster(2)  # fresh workers: their peak RSS is this run's
+        with local3, client3:
+            nuclei_region = band_region(BIG[1], NUCLEI_QUICK_ROWS, 512) if args.quick else None
+            what = f"a band of {NUCLEI_QUICK_ROWS} tile rows" if args.quick else "the whole slide"
+            n_tiles, per_s, rss, n_cpu = nuclei_figures(client3, path, nuclei_region)
+            report(f"nuclei, {what}, 2 workers", f"{n_tiles} tiles, {per_s:.2f} tiles/s")
+            report(
+                "nuclei: per tile, worker CPU",
+                f"{sum(n_cpu.values()) / max(n_tiles, 1) * 1000:.0f} ms ({cpu_list(n_cpu)} s)",
+            )
+            report("nuclei: peak RSS per worker", f"{rss:.0f} MB", "(goal < 1024 MB)")
+            report("  measured at", load())
 
     if not args.quick:
         share = locality_figure(cached_svs(8000, 6000, seed=5))
