@@ -181,6 +181,7 @@ def test_without_node_ids_tiles_read_over_http_anywhere(
         result = remote.analyze(STATS, client=client, progress=False)  # = analysis.run
     local = analysis.run(STATS, open_slide(slide_path), client=client, progress=False)
     assert result.features == local.features
+    assert result.measurements.column("sha256") == local.measurements.column("sha256")
     plain = {_pids(client)[a] for a, node in where.items() if node == -1}
     rows = result.measurements.to_pylist()
     assert any(r["pid"] in plain for r in rows)

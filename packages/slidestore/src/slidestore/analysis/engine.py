@@ -9,9 +9,7 @@ same run gives the same result however the tiles were scheduled.
 
 from __future__ import annotations
 
-import sys
 import uuid
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any
@@ -23,6 +21,7 @@ import zarr
 from distributed import Client, Future, as_completed
 
 import slidestore
+from slidestore.analysis.batching import Batcher
 from slidestore.analysis.dask_client import default_client, engine_description
 from slidestore.analysis.errors import AnalysisError, TileFailed
 from slidestore.analysis.locality import workers_for_nodes
@@ -32,8 +31,9 @@ from slidestore.analysis.planning import (
     check_region,
     choose_read,
     plan_tiles,
-    tissue_plan_mask,
+    planning_mask,
 )
+from slidestore.analysis.progress import RunProgress, start_progress
 from slidestore.analysis.provenance import file_sha256
 from slidestore.analysis.registry import decode_params, input_spec, resolve_model
 from slidestore.analysis.result import AnalysisResult
@@ -44,23 +44,10 @@ __all__ = ["run"]
 
 WINDOW_PER_THREAD = 4
 """Tasks in flight per worker thread: enough to keep workers busy between round trips."""
-MAX_TILES_PER_TASK = 16
-TASKS_PER_THREAD = 8
-"""A task runs a few consecutive tiles (Dask's cost per task is about a millisecond of
-scheduler and worker time, as long as decoding a tile), but a run still has at least
-this many tasks per worker thread to balance and to retry cheaply."""
 
 
 def _now() -> str:
     return datetime.now(UTC).isoformat()
-
-
-def _progress_bar(total: int, enabled: bool, label: str) -> Any:
-    if not enabled:
-        return None
-    from tqdm.auto import tqdm  # a widget in a notebook, a text bar in a terminal
-
-    return tqdm(total=total, desc=label, unit="tile")
 
 
 def _locality(client: Client, spec: SourceSpec) -> dict[str, Any]:
@@ -79,19 +66,17 @@ def _execute(
     read: Any,
     jobs: list[TileJob],
     overlap: int,
-    bar: Any,
+    bar: RunProgress | None,
 ) -> tuple[list[TileOutput], dict[str, Any]]:
     workers = client.scheduler_info()["workers"]
     threads = sum(int(w.get("nthreads", 1)) for w in workers.values()) or 1
     window = max(4, WINDOW_PER_THREAD * threads)
-    per_task = max(1, min(MAX_TILES_PER_TASK, len(jobs) // (threads * TASKS_PER_THREAD)))
-    chunks = [tuple(jobs[i : i + per_task]) for i in range(0, len(jobs), per_task)]
+    batcher = Batcher(jobs, threads)
     restrict = _locality(client, spec)
     run_id = uuid.uuid4().hex[:8]
     outputs: list[TileOutput | None] = [None] * len(jobs)
     local_bytes = remote_bytes = 0
     cpu_seconds = 0.0
-    pending: Iterator[tuple[TileJob, ...]] = iter(chunks)
 
     def failed(job: TileJob, cause: str) -> TileFailed:
         x, y = round(job.ox * read.downsample), round(job.oy * read.downsample)
@@ -112,8 +97,10 @@ def _execute(
         )
 
     queue = as_completed(loop=client.loop)  # type: ignore[no-untyped-call]
-    # range first: zip stops on it without pulling a chunk it would then drop.
-    for _, chunk in zip(range(window), pending, strict=False):
+    for _ in range(window):
+        chunk = batcher.next()
+        if chunk is None:
+            break
         queue.add(submit(chunk))  # type: ignore[no-untyped-call]
     try:
         for future in queue:
@@ -128,13 +115,14 @@ def _execute(
                     raise failed(jobs[done.index], done.cause)
                 outputs[done.index] = done.output
                 cpu_seconds += done.cpu_seconds
+                batcher.record(1, done.seconds)
                 if done.local:
                     local_bytes += done.nbytes
                 else:
                     remote_bytes += done.nbytes
             if bar is not None:
                 bar.update(len(results))
-            following = next(pending, None)
+            following = batcher.next()
             if following is not None:
                 queue.add(submit(following))  # type: ignore[no-untyped-call]
     except BaseException:
@@ -207,7 +195,7 @@ def run(
     mask = None
     tissue_fraction = None
     if inputs.tissue_only and not inputs.whole_image:
-        mask = tissue_plan_mask(source)
+        mask = planning_mask(spec.identity, source)
         tissue_fraction = float(mask[0].mean())
     jobs = plan_tiles(read, inputs, area, mask)
     dask = client if client is not None else default_client()
@@ -215,14 +203,16 @@ def run(
     hashing = ThreadPoolExecutor(1, thread_name_prefix="slidestore-hash")
     sha256 = hashing.submit(_slide_sha256, spec)
     hashing.shutdown(wait=False)
-    bar = _progress_bar(len(jobs), progress, resolved.name)
-    if progress and dask.dashboard_link:
-        print(f"slidestore.analysis: Dask dashboard at {dask.dashboard_link}", file=sys.stderr)
+    scheduler = str(dask.scheduler.address) if dask.scheduler is not None else ""
+    bar = start_progress(progress, len(jobs), resolved.name, scheduler, dask.dashboard_link)
     try:
         outputs, counts = _execute(dask, resolved, decoded, spec, read, jobs, inputs.overlap, bar)
-    finally:
+    except BaseException as exc:
         if bar is not None:
-            bar.close()
+            bar.close(exc)
+        raise
+    if bar is not None:
+        bar.close()
     slide_ctx = SlideContext(
         width=source.width,
         height=source.height,

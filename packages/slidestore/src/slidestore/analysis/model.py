@@ -141,7 +141,8 @@ class Model(Protocol[P]):
     """A msgspec Struct; its JSON schema (``msgspec.json.schema``) is published."""
 
     def process_tile(self, pixels: np.ndarray, ctx: TileContext, params: P) -> TileOutput:
-        """``pixels``: (h, w, 3) uint8 RGB including overlap. Must be deterministic."""
+        """``pixels``: (h, w, 3) uint8 RGB including overlap, possibly read-only (a view
+        of a cached tile): copy before writing. Must be deterministic."""
         ...
 
     def reduce(self, outputs: list[TileOutput], slide: SlideContext, params: P) -> Reduced:

@@ -7,7 +7,10 @@ region, row-major, and keeps only the tiles the low-level tissue mask touches.
 
 from __future__ import annotations
 
+import collections
 import math
+import threading
+from collections.abc import Hashable
 from dataclasses import dataclass
 from typing import Final
 
@@ -20,7 +23,15 @@ from slidestore.analysis.sources import PixelSource
 from slidestore.errors import InvalidRequest, OutOfBounds
 from slidestore.imaging import RGBArray
 
-__all__ = ["Read", "TileJob", "choose_read", "plan_tiles", "read_tile", "tissue_plan_mask"]
+__all__ = [
+    "Read",
+    "TileJob",
+    "choose_read",
+    "plan_tiles",
+    "planning_mask",
+    "read_tile",
+    "tissue_plan_mask",
+]
 
 MPP_TOLERANCE: Final = 0.10
 PLANNING_MASK_PIXELS: Final = 2048 * 2048
@@ -137,6 +148,31 @@ def tissue_plan_mask(source: PixelSource) -> tuple[np.ndarray, float]:
     mask, _ = tissue_mask(pixels)
     # One mask pixel of margin: a tile that only touches the tissue edge still gets a task.
     return ndimage.binary_dilation(mask), level.downsample
+
+
+PlanMask = tuple[np.ndarray, float]
+
+PLANNING_MASKS_KEPT: Final = 4
+_masks: collections.OrderedDict[Hashable, PlanMask] = collections.OrderedDict()
+_masks_lock = threading.Lock()
+
+
+def planning_mask(identity: Hashable, source: PixelSource) -> PlanMask:
+    """``tissue_plan_mask(source)``, kept for the last few slides by ``identity`` (which
+    must change when the slide's content does: a blob id, or a file's path, size and
+    mtime). A second run on a slide plans at once instead of re-reading a level."""
+    with _masks_lock:
+        found = _masks.get(identity)
+        if found is not None:
+            _masks.move_to_end(identity)
+            return found
+    mask = tissue_plan_mask(source)
+    mask[0].flags.writeable = False  # shared by later runs
+    with _masks_lock:
+        _masks[identity] = mask
+        while len(_masks) > PLANNING_MASKS_KEPT:
+            _masks.popitem(last=False)
+    return mask
 
 
 def plan_tiles(

@@ -31,6 +31,8 @@ class TileDone:
     """Read from a file on the worker's host (else over HTTP)."""
     cpu_seconds: float
     """CPU time of the task's thread for reading and processing the tile."""
+    seconds: float
+    """Wall time of reading and processing the tile (sizes later tasks)."""
 
 
 @dataclass(frozen=True)
@@ -79,7 +81,7 @@ def run_tile(
     job: TileJob,
     overlap: int,
 ) -> TileDone | TileError:
-    cpu = time.thread_time()
+    cpu, wall = time.thread_time(), time.perf_counter()
     try:
         source = open_source(spec)
         pixels, left, top = read_tile(source, read, job, overlap)
@@ -88,4 +90,11 @@ def run_tile(
             raise TypeError(f"process_tile returned {type(output).__name__}, not a TileOutput")
     except Exception as exc:  # named in TileFailed by the caller, with the tile
         return TileError(job.index, f"{type(exc).__name__}: {exc}", traceback.format_exc())
-    return TileDone(job.index, output, int(pixels.nbytes), source.local, time.thread_time() - cpu)
+    return TileDone(
+        job.index,
+        output,
+        int(pixels.nbytes),
+        source.local,
+        time.thread_time() - cpu,
+        time.perf_counter() - wall,
+    )
