@@ -10,13 +10,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from .helpers import PASSWORD, Portal, problem
-from .tasks_kit import (  # noqa: F401 (fixtures)
-    dask_scheduler,
-    lab,
-    sample_blob,
-    tportal,
-    wait_for,
-)
+from .tasks_kit import lab, wait_for
 
 pytestmark = pytest.mark.asyncio
 
