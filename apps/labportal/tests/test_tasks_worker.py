@@ -63,7 +63,7 @@ def start_worker(portal: Portal, scheduler: str, log: Path) -> subprocess.Popen[
 async def until_running(
     portal: Portal, user: object, task: str, worker: subprocess.Popen[bytes], log: Path
 ) -> str:
-    deadline = time.monotonic() + 120
+    deadline = time.monotonic() + 300  # a worker's imports and Dask connection, on a loaded machine
     while time.monotonic() < deadline:
         if worker.poll() is not None:
             raise AssertionError(f"worker exited: {log.read_text()[-3000:]}")
