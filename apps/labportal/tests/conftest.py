@@ -80,6 +80,7 @@ def portal_settings(database_url: str, **overrides: object) -> Settings:
         "argon2_memory_kib": 1024,
         "argon2_parallelism": 1,
         "log_level": "WARNING",
+        "task_runner": False,  # the task tests turn it on, with their own Dask scheduler
     }
     base.update(overrides)
     return Settings(**base)  # type: ignore[arg-type]
@@ -121,6 +122,8 @@ def server(
             LABPORTAL_CLUSTER_URL=real_cluster,
             LABPORTAL_CLUSTER_SECRET=REAL_CLUSTER_SECRET,
             LABPORTAL_METRICS_TOKEN=METRICS_TOKEN,
+            LABPORTAL_MODELS_DIR=str(tmp / "models"),
+            LABPORTAL_DASK_WORKERS="1",
         )
         try:
             yield process
@@ -149,3 +152,10 @@ async def cportal(database_url: str, fake: FakeCluster) -> AsyncIterator[Portal]
         await running.app.state.cluster.aclose()
         running.app.state.cluster = Cluster(settings, transport=fake.transport())
         yield running
+
+
+# The task tests' fixtures (a Dask scheduler, the sample slide in the real cluster, a
+# portal that runs tasks); imported last: tasks_kit uses the definitions above.
+from .tasks_kit import dask_scheduler, sample_blob, tportal  # noqa: E402
+
+__all__ = ["dask_scheduler", "sample_blob", "tportal"]

@@ -7,9 +7,11 @@ from labportal.domain.cases.models import Case, CaseEvent, CaseTag
 from labportal.domain.discussion.models import Comment
 from labportal.domain.fields.models import FieldSchema, FieldValue
 from labportal.domain.materials.models import Material
+from labportal.domain.tasks.models import AnalysisTask, RegisteredModel, TaskFeature, TaskResult
 from labportal.domain.teams.models import Invitation, Membership, Team
 
 __all__ = [
+    "AnalysisTask",
     "Annotation",
     "AnnotationClass",
     "ApiToken",
@@ -23,6 +25,9 @@ __all__ = [
     "Invitation",
     "Material",
     "Membership",
+    "RegisteredModel",
+    "TaskFeature",
+    "TaskResult",
     "Team",
     "User",
     "UserSession",

@@ -10,6 +10,7 @@ same run gives the same result however the tiles were scheduled.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any
@@ -173,16 +174,17 @@ def run(
     *,
     region: tuple[int, int, int, int] | None = None,
     client: Client | None = None,
-    progress: bool = True,
+    progress: bool | Callable[[int, int], None] = True,
     arrays_path: str | None = None,
 ) -> AnalysisResult:
     """Run ``model`` (a registered name or a model object) on ``slide`` (a local
-    :class:`slidestore.Slide`, a path, or a client ``RemoteSlide``).
+        :class:`slidestore.Slide`, a path, or a client ``RemoteSlide``).
 
-    ``region``: level-0 ``(x, y, width, height)`` to restrict the run to. ``client``: a
-    ``distributed.Client`` (default: ``SLIDESTORE_DASK_SCHEDULER`` or an embedded local
-    cluster). ``arrays_path``: write the result's arrays to this zarr directory instead
-    of memory. Raises ``UnknownModel``, ``BadParams``, ``SlideUnsuitable``, ``TileFailed``.
+        ``region``: level-0 ``(x, y, width, height)`` to restrict the run to. ``client``: a
+        ``distributed.Client`` (default: ``SLIDESTORE_DASK_SCHEDULER`` or an embedded local
+        cluster). ``progress``: a tqdm bar, or a callback ``(tiles done, tiles planned)``
+    called as tiles finish (what it raises stops the run, its Dask futures cancelled). ``arrays_path``: write the result's arrays to this zarr directory instead
+        of memory. Raises ``UnknownModel``, ``BadParams``, ``SlideUnsuitable``, ``TileFailed``.
     """
     started = _now()
     resolved = resolve_model(model)

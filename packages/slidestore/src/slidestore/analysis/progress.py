@@ -11,6 +11,7 @@ the widget is driven by the engine, counting tiles done of tiles planned.
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from typing import Any, Protocol
 
 from distributed.utils import is_kernel
@@ -87,10 +88,33 @@ def _widgets_available() -> bool:
     return True
 
 
+class CallbackProgress:
+    """A caller's ``report(done, planned)`` as the run's progress; an exception it raises
+    (a cancelled task) stops the run, which cancels its futures."""
+
+    def __init__(self, report: Callable[[int, int], None], total: int) -> None:
+        self.report, self.total, self.done = report, total, 0
+        report(0, total)
+
+    def update(self, tiles: int) -> None:
+        self.done += tiles
+        self.report(self.done, self.total)
+
+    def close(self, error: BaseException | None = None) -> None:
+        pass
+
+
 def start_progress(
-    enabled: bool, total: int, label: str, scheduler: str, dashboard: str | None
+    enabled: bool | Callable[[int, int], None],
+    total: int,
+    label: str,
+    scheduler: str,
+    dashboard: str | None,
 ) -> RunProgress | None:
-    """The progress display for a run of ``total`` tiles (None when not ``enabled``)."""
+    """The progress display for a run of ``total`` tiles (None when not ``enabled``; a
+    callable gets ``(tiles done, tiles planned)`` instead of a display)."""
+    if callable(enabled):
+        return CallbackProgress(enabled, total)
     if not enabled:
         return None
     if is_kernel() and _widgets_available():  # type: ignore[no-untyped-call]

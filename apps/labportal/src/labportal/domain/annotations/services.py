@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 from advanced_alchemy.repository import SQLAlchemyAsyncRepository
 from advanced_alchemy.service import SQLAlchemyAsyncRepositoryService
@@ -38,6 +39,12 @@ def _place(annotation: Annotation, points: list[list[float]], access: Access) ->
     )
 
 
+def overlapping(table: Any, bbox: tuple[float, float, float, float]) -> list[Any]:
+    """Conditions for rows whose indexed bounding box (``min_x``... columns) meets ``bbox``."""
+    x0, y0, x1, y1 = bbox
+    return [table.min_x <= x1, table.max_x >= x0, table.min_y <= y1, table.max_y >= y0]
+
+
 class AnnotationRepository(SQLAlchemyAsyncRepository[Annotation]):
     model_type = Annotation
 
@@ -67,13 +74,7 @@ class AnnotationService(SQLAlchemyAsyncRepositoryService[Annotation, AnnotationR
         if classes:
             stmt = stmt.where(Annotation.class_name.in_(classes))
         if bbox is not None:
-            x0, y0, x1, y1 = bbox
-            stmt = stmt.where(
-                Annotation.min_x <= x1,
-                Annotation.max_x >= x0,
-                Annotation.min_y <= y1,
-                Annotation.max_y >= y0,
-            )
+            stmt = stmt.where(*overlapping(Annotation, bbox))
         rows = list(
             await self.repository.session.scalars(
                 stmt.order_by(Annotation.created_at, Annotation.id).limit(limit + 1).offset(offset)
