@@ -3,7 +3,8 @@ two users. Register, team, invitation, case, upload a real slide through the pag
 the node), real tiles in the viewer (still loading after the first read token expired: the
 page renews it), an annotation that survives a reload, a region exported from the viewer
 (PNG and TIFF), the original downloaded from the material page (only by a role that may see
-labels), a stock OpenSeadragon IIIF viewer on another origin following the capability-in-path
+labels), the ``tissue`` model run from the material page and its features as a layer in the
+viewer, a stock OpenSeadragon IIIF viewer on another origin following the capability-in-path
 ``id``, and another team's case refused.
 """
 
@@ -13,6 +14,7 @@ import contextlib
 import functools
 import hashlib
 import http.server
+import re
 import shutil
 import statistics
 import threading
@@ -220,6 +222,7 @@ def test_portal_in_a_browser(portal_url: str) -> None:
             _export_from_the_viewer(alice)
             material_page = alice.url.removesuffix("/view")
             _download_the_original(alice, bob, material_page)
+            _run_tissue_and_see_its_layer(alice, material_page)
             _iiif_in_a_stock_viewer_on_another_origin(alice, material_page)
 
             # Alice is not in Bob's team: his case does not exist for her.
@@ -264,6 +267,65 @@ def _download_the_original(alice, bob, material_page: str) -> None:  # type: ign
         material_page.replace("/materials/", "/api/materials/") + "/download", max_redirects=0
     )
     assert refused.status == 403, refused.text()
+
+
+def _run_tissue_and_see_its_layer(page, material_page: str) -> None:  # type: ignore[no-untyped-def]
+    """Run ``tissue`` from the material page (a bad parameter first: the server's reason at
+    its field), wait for it to succeed, read its summary and provenance, then see its features
+    as a layer in the viewer and toggle it off. No console errors on the way."""
+    from playwright.sync_api import expect
+
+    page.goto(material_page)
+    choice = page.locator("#model-choice option").filter(has_text=re.compile(r"^tissue "))
+    expect(choice).to_have_count(1, timeout=20_000)
+    page.select_option("#model-choice", choice.get_attribute("value"))
+    field = page.locator('label[data-param="saturation_threshold"]')
+    field.locator("input").fill("0")  # exclusiveMinimum 0: the server refuses it, not the page
+    page.click("#run-model-button")
+    expect(field.locator(".param-error")).to_contain_text("saturation_threshold")
+    expect(page.locator("#task-list tbody tr")).to_have_count(0)
+    field.locator("input").fill("")  # the model's default
+
+    errors: list[str] = []
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.click("#run-model-button")
+    row = page.locator("#task-list tbody tr")
+    expect(row).to_have_count(1)
+    page.wait_for_function(
+        "() => ['succeeded', 'failed', 'cancelled'].includes("
+        "document.querySelector('#task-list tbody tr')?.dataset.status)",
+        timeout=120_000,
+    )
+    assert row.get_attribute("data-status") == "succeeded", row.text_content()
+    expect(row.locator(".task-status")).to_have_text("succeeded")
+    expect(page.locator("#task-result")).to_be_visible()
+    fraction = page.locator('#task-summary dd[data-key="tissue_fraction"]').text_content() or ""
+    assert 0 < float(fraction) <= 1, fraction
+    assert page.locator("#task-provenance-json").is_hidden()  # on demand
+    page.click("#task-provenance summary")
+    expect(page.locator("#task-provenance-json")).to_contain_text('"tissue"')
+
+    row.get_by_role("link", name="view").click()
+    page.wait_for_url("**/view")
+    layer = page.locator("#task-layers li")
+    expect(layer).to_have_count(1, timeout=20_000)
+    expect(layer.locator(".task-layer-name")).to_have_text(re.compile(r"^tissue \S+$"))
+    shapes = page.locator("#task-overlay g.task-layer path.task-feature")
+    expect(shapes.first).to_be_visible(timeout=30_000)
+    drawn = page.evaluate(
+        """() => [...document.querySelectorAll('#task-overlay path.task-feature')].filter(p => {
+            const r = p.getBoundingClientRect();
+            return r.width > 2 && r.height > 2 && p.getAttribute('d').length > 10;
+        }).length"""
+    )
+    assert drawn >= 1, "the tissue layer draws no shapes"
+    layer.locator("input.task-layer-toggle").uncheck()
+    expect(shapes.first).to_be_hidden()
+    layer.locator("input.task-layer-toggle").check()
+    expect(shapes.first).to_be_visible()
+    assert not errors, errors
+    assert not page.locator("#error").text_content()
 
 
 def expect_visible(locator) -> None:  # type: ignore[no-untyped-def]
