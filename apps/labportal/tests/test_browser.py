@@ -287,7 +287,14 @@ def _run_tissue_and_see_its_layer(page, material_page: str) -> None:  # type: ig
     field.locator("input").fill("")  # the model's default
 
     errors: list[str] = []
-    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+
+    def console_error(message) -> None:  # type: ignore[no-untyped-def]
+        # The browser's own favicon request is not the page's doing.
+        url = message.location.get("url", "")
+        if message.type == "error" and not url.endswith("/favicon.ico"):
+            errors.append(f"{message.text} ({url})")
+
+    page.on("console", console_error)
     page.on("pageerror", lambda e: errors.append(str(e)))
     page.click("#run-model-button")
     row = page.locator("#task-list tbody tr")

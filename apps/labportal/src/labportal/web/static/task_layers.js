@@ -18,7 +18,7 @@
   const PALETTE = ["#00c853", "#2979ff", "#ff9100", "#d500f9", "#00b8d4", "#ffd600", "#ff1744", "#76ff03"];
   let viewer = null;
   let overlay = null; // <svg id="task-overlay"> over the slide, under the annotations
-  const layers = []; // {task, group, visible, loaded: {bbox, truncated} | null, abort, heatmap}
+  const layers = []; // {task, group, visible, loaded: {bbox, truncated} | null, pending, abort, heatmap}
 
   function colour(name) {
     let h = 0;
@@ -111,10 +111,17 @@
     const w = view[2] - view[0], h = view[3] - view[1];
     const bbox = [view[0] - w * MARGIN, view[1] - h * MARGIN, view[2] + w * MARGIN, view[3] + h * MARGIN].map(Math.round);
     if (layer.loaded && layer.loaded.truncated && layer.loaded.bbox.join() === bbox.join()) return;
+    if (layer.pending && covers(layer.pending, view)) return; // on its way
     layer.abort?.abort();
     layer.abort = new AbortController();
+    layer.pending = bbox;
     const q = new URLSearchParams({ bbox: bbox.join(","), limit: String(LIMIT) });
-    const collection = await getJson(`/api/tasks/${layer.task.id}/features?${q}`, layer.abort.signal);
+    let collection;
+    try {
+      collection = await getJson(`/api/tasks/${layer.task.id}/features?${q}`, layer.abort.signal);
+    } finally {
+      if (layer.pending === bbox) layer.pending = null;
+    }
     const features = collection.features || [];
     layer.group.replaceChildren(...features.map(shape));
     layer.loaded = { bbox, truncated: features.length >= LIMIT };
@@ -196,7 +203,7 @@
     const label = document.createElement("label");
     label.append(toggle, " ", name, count);
     item.append(label);
-    const layer = { task, group, visible: true, loaded: null, abort: null, heatmap: null, count };
+    const layer = { task, group, visible: true, loaded: null, pending: null, abort: null, heatmap: null, count };
     toggle.addEventListener("change", () => {
       layer.visible = toggle.checked;
       group.style.display = layer.visible ? "" : "none";
@@ -204,7 +211,10 @@
       // OpenSeadragon sets display on every draw of an overlay: hide it another way.
       if (layer.heatmap) layer.heatmap.img.style.visibility = layer.visible ? "" : "hidden";
       if (layer.visible) load(layer).catch(showError);
-      else layer.abort?.abort();
+      else {
+        layer.abort?.abort();
+        layer.pending = null;
+      }
     });
     layers.push(layer);
     return { layer, item };

@@ -404,31 +404,53 @@
     }
   }
 
-  // Poll each active task until none is left; a task that finishes shows its result (the
+  async function refreshed(active) {
+    // A case may have many running tasks: one listing instead of one request per task.
+    if (!MATERIAL) {
+      const listed = (await api("GET", `/api/tasks?${listQuery()}`)).items;
+      const byId = new Map(listed.map((t) => [t.id, t]));
+      return active.map((t) => byId.get(t.id) || { id: t.id, gone: true });
+    }
+    return Promise.all(
+      active.map((t) =>
+        api("GET", `/api/tasks/${t.id}`).catch((e) => (e.status === 404 ? { id: t.id, gone: true } : t)),
+      ),
+    );
+  }
+
+  // Poll the active tasks until none is left; a task that finishes shows its result (the
   // material page) and the list its new state.
   function poll() {
     if (polling) return;
     polling = setTimeout(async () => {
-      polling = null;
       const active = tasks.filter((t) => ACTIVE.has(t.status));
-      if (!active.length) return;
-      const fresh = await Promise.all(
-        active.map((t) => api("GET", `/api/tasks/${t.id}`).catch((e) => (e.status === 404 ? { id: t.id, gone: true } : t))),
-      );
-      const byId = new Map(fresh.map((t) => [t.id, t]));
-      const finished = fresh.filter((t) => !t.gone && t.status === "succeeded");
-      tasks = tasks.filter((t) => !byId.get(t.id)?.gone).map((t) => (byId.has(t.id) ? byId.get(t.id) : t));
-      render();
-      if (MATERIAL && finished.length) await showResult(finished[0]).catch(showError);
+      try {
+        const fresh = await refreshed(active);
+        const byId = new Map(fresh.map((t) => [t.id, t]));
+        tasks = tasks
+          .filter((t) => !byId.get(t.id)?.gone)
+          .map((t) => (byId.has(t.id) ? byId.get(t.id) : t));
+        render();
+        const finished = fresh.find((t) => !t.gone && t.status === "succeeded");
+        if (MATERIAL && finished) await showResult(finished);
+      } catch (e) {
+        showError(e);
+      } finally {
+        polling = null;
+      }
       if (tasks.some((t) => ACTIVE.has(t.status))) poll();
     }, POLL_MS);
   }
 
-  async function loadTasks() {
+  function listQuery() {
     const q = new URLSearchParams({ limit: "200" });
     if (MATERIAL) q.set("material_id", MATERIAL);
     else q.set("case_id", CASE);
-    tasks = (await api("GET", `/api/tasks?${q}`)).items;
+    return q;
+  }
+
+  async function loadTasks() {
+    tasks = (await api("GET", `/api/tasks?${listQuery()}`)).items;
     render();
     if (tasks.some((t) => ACTIVE.has(t.status))) poll();
     const done = tasks.find((t) => t.status === "succeeded");
