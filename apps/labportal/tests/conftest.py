@@ -80,6 +80,7 @@ def portal_settings(database_url: str, **overrides: object) -> Settings:
         "argon2_memory_kib": 1024,
         "argon2_parallelism": 1,
         "log_level": "WARNING",
+        "task_runner": False,  # the task tests turn it on, with their own Dask scheduler
     }
     base.update(overrides)
     return Settings(**base)  # type: ignore[arg-type]

@@ -57,9 +57,9 @@ def test_upgrade_matches_models_and_downgrade_empties(empty_database: str) -> No
     tables, diff, revision = _inspect(empty_database)
     assert set(Base.metadata.tables) <= set(tables)
     assert diff == [], diff
-    assert revision == "0003"
+    assert revision == "0004_tasks"
     assert main(["--database-url", empty_database, "db", "downgrade", "base"]) == 0
     tables, _, revision = _inspect(empty_database)
     assert [t for t in tables if t != "alembic_version"] == [] and revision is None
     assert main(["--database-url", empty_database, "db", "upgrade", "head"]) == 0
-    assert _inspect(empty_database)[2] == "0003"
+    assert _inspect(empty_database)[2] == "0004_tasks"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ from litestar.openapi.spec import Components, SecurityScheme
 from litestar.plugins.jinja import JinjaTemplateEngine
 from litestar.static_files import create_static_files_router
 from litestar.template import TemplateConfig
+from sqlalchemy.ext.asyncio import async_sessionmaker
 
 import labportal
 from labportal.cluster import Cluster
@@ -28,6 +30,9 @@ from labportal.domain.annotations.controllers import AnnotationController, Mater
 from labportal.domain.cases.controllers import CaseController, TeamCasesController
 from labportal.domain.discussion.controllers import CaseCommentsController, CommentController
 from labportal.domain.materials.controllers import CaseMaterialsController, MaterialController
+from labportal.domain.tasks.controllers import TASK_CONTROLLERS
+from labportal.domain.tasks.dask_engine import DaskEngine
+from labportal.domain.tasks.runner import TaskRunner
 from labportal.domain.teams.controllers import InvitationController, TeamController
 from labportal.errors import EXCEPTION_HANDLERS
 from labportal.security.passwords import Passwords
@@ -55,6 +60,7 @@ API_CONTROLLERS = [
     MaterialController,
     MaterialAnnotations,
     AnnotationController,
+    *TASK_CONTROLLERS,
 ]
 FRONTEND = Path(__file__).parents[2] / "frontend"
 VENDOR = {  # URL path -> directory inside frontend/node_modules (see frontend/package.json)
@@ -126,9 +132,33 @@ def create_app(settings: Settings | None = None) -> Litestar:
         ),
         "metrics": Metrics(),
         "cluster": cluster,
+        # Tasks run on Dask: in this process unless task_runner is off (then only
+        # ``labportal worker`` processes run them; /readyz still checks a scheduler).
+        "engine": DaskEngine(settings) if settings.task_runner or settings.dask_scheduler else None,
+        "runner": None,
     }
+    background: set[asyncio.Task[None]] = set()
+
+    async def start_tasks(app: Litestar) -> None:
+        engine = app.state.engine
+        if engine is None or not settings.task_runner:
+            if engine is not None:
+                background.add(asyncio.create_task(engine.start()))
+            return
+        sessions = async_sessionmaker(alchemy.get_engine(), expire_on_commit=False)
+        runner = TaskRunner(settings, sessions, engine)
+        app.state.runner = runner
+        background.add(asyncio.create_task(engine.start()))
+        background.add(asyncio.create_task(runner.serve()))
 
     async def close_cluster(app: Litestar) -> None:
+        if app.state.runner is not None:
+            await app.state.runner.stop()
+        for task in background:
+            task.cancel()
+        await asyncio.gather(*background, return_exceptions=True)
+        if app.state.engine is not None:
+            await asyncio.to_thread(app.state.engine.close)
         await app.state.cluster.aclose()
 
     return Litestar(
@@ -151,7 +181,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         middleware=[observability_middleware],
         openapi_config=_openapi(),
         template_config=TemplateConfig(directory=WEB / "templates", engine=JinjaTemplateEngine),
-        on_startup=[migrate_on_start],
+        on_startup=[migrate_on_start, start_tasks],
         on_shutdown=[close_cluster],
         state=State(state),
         request_max_body_size=1024 * 1024,

@@ -11,7 +11,9 @@ for that request alone: ``write`` (placements), ``read`` (blob views) and ``dele
 the portal's claim on a blob; deleted only when no other client placed it too), and
 ``download`` of one blob for a proof of possession. The one ``admin`` call is readiness's
 node list. The browser gets the ``upload`` grant the coordinator's placement carries, and
-``read`` (and ``labels`` when the team allows it) on one blob for a viewer.
+``read`` (and ``labels`` when the team allows it) on one blob for a viewer. An analysis
+task's Dask workers get ``read`` on the one blob it runs on, living as long as the task
+may run (:func:`open_for_task`).
 """
 
 from __future__ import annotations
@@ -31,7 +33,9 @@ from slidestore.client import (
     MintedTokens,
     Placement,
     PlacementRequest,
+    RemoteSlide,
     aconnect,
+    connect,
 )
 from slidestore.tokens import Operation
 
@@ -163,6 +167,24 @@ class Cluster:
         if self._sdk is None:
             return Health(coordinator=f"error: {NOT_CONFIGURED}")
         return await self._sdk.health(nodes=True)
+
+
+@contextlib.contextmanager
+def open_for_task(settings: Settings, blob_id: str, subject: str) -> Iterator[RemoteSlide]:
+    """The slide ``blob_id`` through the SDK (blocking: call from a thread), with a token
+    that reads that one blob and nothing else, for at most ``task_timeout_seconds``: the
+    token travels to the Dask workers that read the tiles."""
+    if not (settings.coordinator and settings.cluster_secret):
+        raise ClusterUnavailable(NOT_CONFIGURED)
+    token = tokens.mint(
+        settings.cluster_secret,
+        ops={Operation.READ},
+        blob=blob_id,
+        ttl=settings.task_timeout_seconds,
+        subject=subject,
+    )
+    with connect(settings.coordinator, token, timeout=settings.cluster_timeout_seconds) as sdk:
+        yield sdk.open(blob_id)
 
 
 def ready_replicas(view: BlobView) -> int:

@@ -73,6 +73,29 @@ class Settings:
     """LABPORTAL_FRONTEND_DIR: where ``npm ci`` put node_modules (default: apps/labportal/frontend)."""
     metrics_token: str = ""
     """LABPORTAL_METRICS_TOKEN: the bearer token /metrics demands (unset: /metrics is off)."""
+    dask_scheduler: str = ""
+    """LABPORTAL_DASK_SCHEDULER: the Dask scheduler tasks run on (``tcp://host:8786``);
+    unset: an embedded LocalCluster in each process that runs tasks."""
+    dask_workers: int = 0
+    """LABPORTAL_DASK_WORKERS: worker processes of the embedded LocalCluster (0: one per core)."""
+    task_runner: bool = True
+    """LABPORTAL_TASK_RUNNER: run queued tasks inside the portal process (off: only
+    ``labportal worker`` processes run them)."""
+    task_concurrency: int = 2
+    """LABPORTAL_TASK_CONCURRENCY: tasks one runner has on Dask at once."""
+    task_lease_seconds: int = 30
+    """LABPORTAL_TASK_LEASE_SECONDS: a runner renews its claim on a running task this often
+    (every third of it); a task whose lease ran out (its runner died) is claimed again."""
+    task_poll_seconds: float = 1.0
+    """LABPORTAL_TASK_POLL_SECONDS: how often an idle runner looks for queued tasks."""
+    task_timeout_seconds: int = 3600
+    """LABPORTAL_TASK_TIMEOUT_SECONDS: a run longer than this fails; it also bounds the
+    life of the read token the run's workers get."""
+    models_dir: str = "labportal-models"
+    """LABPORTAL_MODELS_DIR: where registered ONNX files are stored, as ``<sha256>.onnx``
+    (every Dask worker must see it: a shared filesystem with a remote scheduler)."""
+    model_max_bytes: int = 512 * 1024 * 1024
+    """LABPORTAL_MODEL_MAX_BYTES: the largest ONNX file a team admin may register."""
     log_level: str = "INFO"
     debug: bool = False
 

@@ -6,9 +6,11 @@ from labportal.domain.annotations.models import Annotation
 from labportal.domain.cases.models import Case, CaseEvent, CaseTag
 from labportal.domain.discussion.models import Comment
 from labportal.domain.materials.models import Material
+from labportal.domain.tasks.models import AnalysisTask, RegisteredModel, TaskFeature, TaskResult
 from labportal.domain.teams.models import Invitation, Membership, Team
 
 __all__ = [
+    "AnalysisTask",
     "Annotation",
     "ApiToken",
     "Base",
@@ -19,6 +21,9 @@ __all__ = [
     "Invitation",
     "Material",
     "Membership",
+    "RegisteredModel",
+    "TaskFeature",
+    "TaskResult",
     "Team",
     "User",
     "UserSession",

@@ -1,5 +1,5 @@
 """/healthz (the process answers), /readyz (the database, the coordinator and a storage
-node), /metrics.
+node, the Dask scheduler tasks run on and its workers), /metrics.
 
 Liveness stays 200 whatever the dependencies do (a restart would not bring them back);
 readiness is 503 with the reason while any is missing, a slide cluster that is not
@@ -32,10 +32,18 @@ class Health(msgspec.Struct):
     status: str
 
 
+class DaskOut(msgspec.Struct):
+    scheduler: str
+    workers: int
+
+
 class Readiness(msgspec.Struct):
     status: str
     """ready or unavailable"""
     checks: dict[str, str]
+    dask: DaskOut | None = None
+    """The scheduler tasks run on and its worker count (when this process runs tasks or
+    a scheduler is configured)."""
 
 
 async def check_database(engine: NamedDependency[AsyncEngine]) -> str:
@@ -79,9 +87,14 @@ class HealthController(Controller):
         checks["coordinator"] = health.coordinator
         if health.nodes is not None:
             checks["nodes"] = health.nodes
+        dask = None
+        if state.engine is not None:
+            checks["dask"], described = await state.engine.health()
+            if described is not None:
+                dask = DaskOut(scheduler=described["scheduler"], workers=described["workers"])
         ready = all(v == "ok" for v in checks.values())
         return Response(
-            Readiness(status="ready" if ready else "unavailable", checks=checks),
+            Readiness(status="ready" if ready else "unavailable", checks=checks, dask=dask),
             status_code=200 if ready else 503,
         )
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import sys
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any
@@ -55,7 +55,25 @@ def _now() -> str:
     return datetime.now(UTC).isoformat()
 
 
-def _progress_bar(total: int, enabled: bool, label: str) -> Any:
+class _Reporter:
+    """The bar's interface over a caller's ``progress(done, planned)`` callback; an
+    exception it raises (a cancelled task) stops the run and cancels its futures."""
+
+    def __init__(self, report: Callable[[int, int], None], total: int) -> None:
+        self.report, self.total, self.done = report, total, 0
+        report(0, total)
+
+    def update(self, n: int) -> None:
+        self.done += n
+        self.report(self.done, self.total)
+
+    def close(self) -> None:
+        pass
+
+
+def _progress_bar(total: int, enabled: bool | Callable[[int, int], None], label: str) -> Any:
+    if callable(enabled):
+        return _Reporter(enabled, total)
     if not enabled:
         return None
     from tqdm.auto import tqdm  # a widget in a notebook, a text bar in a terminal
@@ -185,16 +203,17 @@ def run(
     *,
     region: tuple[int, int, int, int] | None = None,
     client: Client | None = None,
-    progress: bool = True,
+    progress: bool | Callable[[int, int], None] = True,
     arrays_path: str | None = None,
 ) -> AnalysisResult:
     """Run ``model`` (a registered name or a model object) on ``slide`` (a local
-    :class:`slidestore.Slide`, a path, or a client ``RemoteSlide``).
+        :class:`slidestore.Slide`, a path, or a client ``RemoteSlide``).
 
-    ``region``: level-0 ``(x, y, width, height)`` to restrict the run to. ``client``: a
-    ``distributed.Client`` (default: ``SLIDESTORE_DASK_SCHEDULER`` or an embedded local
-    cluster). ``arrays_path``: write the result's arrays to this zarr directory instead
-    of memory. Raises ``UnknownModel``, ``BadParams``, ``SlideUnsuitable``, ``TileFailed``.
+        ``region``: level-0 ``(x, y, width, height)`` to restrict the run to. ``client``: a
+        ``distributed.Client`` (default: ``SLIDESTORE_DASK_SCHEDULER`` or an embedded local
+        cluster). ``progress``: a tqdm bar, or a callback ``(tiles done, tiles planned)``
+    called as tiles finish (what it raises stops the run, its Dask futures cancelled). ``arrays_path``: write the result's arrays to this zarr directory instead
+        of memory. Raises ``UnknownModel``, ``BadParams``, ``SlideUnsuitable``, ``TileFailed``.
     """
     started = _now()
     resolved = resolve_model(model)
@@ -216,7 +235,7 @@ def run(
     sha256 = hashing.submit(_slide_sha256, spec)
     hashing.shutdown(wait=False)
     bar = _progress_bar(len(jobs), progress, resolved.name)
-    if progress and dask.dashboard_link:
+    if progress is True and dask.dashboard_link:
         print(f"slidestore.analysis: Dask dashboard at {dask.dashboard_link}", file=sys.stderr)
     try:
         outputs, counts = _execute(dask, resolved, decoded, spec, read, jobs, inputs.overlap, bar)

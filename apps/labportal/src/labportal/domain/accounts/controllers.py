@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import uuid
 from typing import Any
 
@@ -9,12 +10,18 @@ from litestar import Controller, Request, Response, delete, get, post
 from litestar.datastructures import Cookie
 from litestar.di import NamedDependency, Provide
 from litestar.params import FromPath, JSONBody
-from litestar.status_codes import HTTP_200_OK, HTTP_202_ACCEPTED, HTTP_204_NO_CONTENT
+from litestar.status_codes import (
+    HTTP_200_OK,
+    HTTP_201_CREATED,
+    HTTP_202_ACCEPTED,
+    HTTP_204_NO_CONTENT,
+)
 
 from labportal.deps import provide_accounts
 from labportal.domain.accounts.convert import token_out, user_out
 from labportal.domain.accounts.models import User, UserSession
 from labportal.domain.accounts.schemas import (
+    BearerTokenOut,
     LoginIn,
     PasswordChangeIn,
     RegisteredOut,
@@ -22,6 +29,7 @@ from labportal.domain.accounts.schemas import (
     SessionOut,
     TokenCreatedOut,
     TokenCreateIn,
+    TokenLoginIn,
     TokenOut,
     UserOut,
 )
@@ -93,6 +101,27 @@ class AuthController(Controller):
         user = await accounts.authenticate(data.email, data.password, _address(request))
         cookie, session = await accounts.open_session(user)
         return _logged_in(user, cookie, session, settings, HTTP_200_OK)
+
+    @post(
+        "/token",
+        guards=UNAUTHENTICATED_WRITE,
+        status_code=HTTP_201_CREATED,
+        summary="E-mail and password for a scoped, expiring bearer token (scripts; no "
+        "session). Rate-limited like login",
+    )
+    async def token(
+        self,
+        request: Request[Any, Any, Any],
+        data: JSONBody[TokenLoginIn],
+        accounts: NamedDependency[AccountService],
+    ) -> BearerTokenOut:
+        user = await accounts.authenticate(data.email, data.password, _address(request))
+        lifetime = datetime.timedelta(seconds=data.ttl_seconds)
+        request_in = TokenCreateIn(name="POST /api/auth/token", scopes=data.scopes)
+        secret, token = await accounts.create_token(user, request_in, lifetime)
+        return BearerTokenOut(
+            token=secret, token_type="bearer", expires_at=token.expires_at, scopes=token.scopes
+        )
 
     @post("/logout", status_code=HTTP_204_NO_CONTENT, summary="Log out (ends this session)")
     async def logout(

@@ -75,6 +75,30 @@ class TokenCreateIn(msgspec.Struct):
         self.scopes = sorted(set(self.scopes))  # type: ignore[arg-type]
 
 
+class TokenLoginIn(msgspec.Struct, forbid_unknown_fields=True):
+    """E-mail and password for a bearer token, without a browser session (scripts)."""
+
+    email: Annotated[str, Meta(max_length=254)]
+    password: Annotated[str, Meta(max_length=256)]
+    scopes: Annotated[list[Scope], Meta(min_length=1, max_length=4)] = msgspec.field(
+        default_factory=lambda: ["teams:read", "teams:write", "cases:read", "cases:write"]
+    )
+    ttl_seconds: Annotated[int, Meta(ge=60, le=365 * 86400)] = 3600
+
+    def __post_init__(self) -> None:
+        self.email = self.email.strip().lower()
+        self.scopes = sorted(set(self.scopes))  # type: ignore[arg-type]
+
+
+class BearerTokenOut(msgspec.Struct):
+    token: str
+    """The secret, shown only once (it is a personal API token: listed and revocable
+    under /api/tokens)."""
+    token_type: Literal["bearer"]
+    expires_at: datetime.datetime
+    scopes: list[str]
+
+
 class TokenOut(msgspec.Struct):
     id: uuid.UUID
     name: str

@@ -100,7 +100,12 @@ class AccountService(SQLAlchemyAsyncRepositoryService[User, UserRepository]):
 
     # -- API tokens ---------------------------------------------------------------------
 
-    async def create_token(self, user: User, data: TokenCreateIn) -> tuple[str, ApiToken]:
+    async def create_token(
+        self,
+        user: User,
+        data: TokenCreateIn,
+        lifetime: datetime.timedelta | None = None,
+    ) -> tuple[str, ApiToken]:
         secret = new_api_token()
         token = ApiToken(
             user_id=user.id,
@@ -108,7 +113,7 @@ class AccountService(SQLAlchemyAsyncRepositoryService[User, UserRepository]):
             prefix=secret[:10],
             token_hash=digest(secret),
             scopes=list(data.scopes),
-            expires_at=utcnow() + datetime.timedelta(days=data.expires_in_days),
+            expires_at=utcnow() + (lifetime or datetime.timedelta(days=data.expires_in_days)),
             last_used_at=None,
         )
         self.repository.session.add(token)

@@ -1,0 +1,1 @@
+"""Analysis tasks: models (built-in and team ONNX), tasks run on Dask, their results."""
