@@ -124,7 +124,7 @@
     }
     const features = collection.features || [];
     layer.group.replaceChildren(...features.map(shape));
-    layer.loaded = { bbox, truncated: features.length >= LIMIT };
+    layer.loaded = { bbox, truncated: collection.truncated ?? features.length >= LIMIT };
     layer.count.textContent = layer.loaded.truncated
       ? ` (the first ${features.length} in view)`
       : ` (${features.length} in view)`;
