@@ -150,3 +150,10 @@ async def cportal(database_url: str, fake: FakeCluster) -> AsyncIterator[Portal]
         await running.app.state.cluster.aclose()
         running.app.state.cluster = Cluster(settings, transport=fake.transport())
         yield running
+
+
+# The task tests' fixtures (a Dask scheduler, the sample slide in the real cluster, a
+# portal that runs tasks); imported last: tasks_kit uses the definitions above.
+from .tasks_kit import dask_scheduler, sample_blob, tportal  # noqa: E402
+
+__all__ = ["dask_scheduler", "sample_blob", "tportal"]

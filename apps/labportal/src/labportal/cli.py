@@ -1,4 +1,4 @@
-"""``labportal db upgrade|downgrade|current`` and ``labportal serve``."""
+"""``labportal db upgrade|downgrade|current``, ``labportal serve`` and ``labportal worker``."""
 
 from __future__ import annotations
 
@@ -26,6 +26,11 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--port", type=int, help="overrides LABPORTAL_PORT (8000)")
     serve.add_argument("--migrate", action="store_true", help="migrate the database first")
 
+    worker = commands.add_parser(
+        "worker", help="run queued analysis tasks (on LABPORTAL_DASK_SCHEDULER, or a local cluster)"
+    )
+    worker.add_argument("--concurrency", type=int, help="overrides LABPORTAL_TASK_CONCURRENCY")
+
     args = parser.parse_args(argv)
     overrides = {"database_url": args.database_url} if args.database_url else {}
     settings = Settings.from_env(**overrides)
@@ -39,6 +44,16 @@ def main(argv: list[str] | None = None) -> int:
             migrate.downgrade(settings.database_url, args.revision)
         else:
             migrate.current(settings.database_url)
+        return 0
+
+    if args.command == "worker":
+        import asyncio
+
+        from labportal.domain.tasks.worker import run_worker
+
+        if args.concurrency:
+            settings = settings.replace(task_concurrency=args.concurrency)
+        asyncio.run(run_worker(settings))
         return 0
 
     import uvicorn

@@ -7,10 +7,10 @@ from dataclasses import dataclass
 from typing import Annotated, Any
 
 from litestar import Controller, Request, Response, delete, get, post
-from litestar.datastructures import State, UploadFile
+from litestar.datastructures import UploadFile
 from litestar.di import NamedDependency
 from litestar.enums import RequestEncodingType
-from litestar.params import Body, FromPath, JSONBody, QueryParameter
+from litestar.params import Body, FromPath, FromQuery, JSONBody, QueryParameter
 from litestar.status_codes import HTTP_201_CREATED, HTTP_204_NO_CONTENT
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -19,7 +19,6 @@ from labportal.domain.annotations.controllers import parse_bbox
 from labportal.domain.tasks import catalog, registry, results
 from labportal.domain.tasks.models import AnalysisTask, TaskFeature
 from labportal.domain.tasks.schemas import (
-    STATUSES,
     HeatmapOut,
     ModelList,
     ModelOut,
@@ -155,10 +154,10 @@ class TaskController(Controller):
         self,
         principal: NamedDependency[Principal],
         db_session: NamedDependency[AsyncSession],
-        material_id: uuid.UUID | None = None,
-        case_id: uuid.UUID | None = None,
+        material_id: FromQuery[uuid.UUID | None] = None,
+        case_id: FromQuery[uuid.UUID | None] = None,
         model: Annotated[str | None, QueryParameter(max_length=100)] = None,
-        status: Status | None = None,
+        status: FromQuery[Status | None] = None,
         limit: Annotated[int, QueryParameter(ge=1, le=500)] = 50,
         offset: Annotated[int, QueryParameter(ge=0, le=1_000_000)] = 0,
     ) -> TaskPage:
@@ -301,7 +300,7 @@ class TaskController(Controller):
         task_id: FromPath[uuid.UUID],
         principal: NamedDependency[Principal],
         db_session: NamedDependency[AsyncSession],
-        class_name: Annotated[str | None, QueryParameter(query="class", max_length=100)] = None,
+        class_name: Annotated[str | None, QueryParameter(name="class", max_length=100)] = None,
     ) -> Response[bytes]:
         _, found = await TaskService(db_session).result(task_id, principal.user)
         if found.heatmap is None or found.heatmap_meta is None:
@@ -316,4 +315,3 @@ class TaskController(Controller):
 
 
 TASK_CONTROLLERS = [ModelController, TeamModelController, TaskController]
-__all__ = ["STATUSES", "TASK_CONTROLLERS", "State"]
