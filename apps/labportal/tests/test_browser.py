@@ -34,6 +34,7 @@ from slidestore_server.testing import CoordinatorProcess, NodeProcess
 
 from .helpers import PASSWORD
 from .server import ServerProcess
+from .tasks_kit import build_onnx, manifest
 
 CHROMIUM = Path("/usr/bin/chromium")
 SLIDE = sample_slide_path()
@@ -103,7 +104,7 @@ def _register(page, base: str, name: str) -> None:  # type: ignore[no-untyped-de
     page.wait_for_url("**/teams")
 
 
-def test_portal_in_a_browser(portal_url: str) -> None:
+def test_portal_in_a_browser(portal_url: str, tmp_path: Path) -> None:
     from playwright.sync_api import expect, sync_playwright
 
     with sync_playwright() as p:
@@ -223,6 +224,7 @@ def test_portal_in_a_browser(portal_url: str) -> None:
             material_page = alice.url.removesuffix("/view")
             _download_the_original(alice, bob, material_page)
             _run_tissue_and_see_its_layer(alice, material_page)
+            _a_per_patch_model_shows_its_heatmap(alice, material_page, tmp_path)
             _iiif_in_a_stock_viewer_on_another_origin(alice, material_page)
 
             # Alice is not in Bob's team: his case does not exist for her.
@@ -332,6 +334,76 @@ def _run_tissue_and_see_its_layer(page, material_page: str) -> None:  # type: ig
     layer.locator("input.task-layer-toggle").check()
     expect(shapes.first).to_be_visible()
     assert not errors, errors
+    assert not page.locator("#error").text_content()
+
+
+def _a_per_patch_model_shows_its_heatmap(page, material_page: str, tmp: Path) -> None:  # type: ignore[no-untyped-def]
+    """A team's ONNX patch classifier (registered by its admin), run from the material page:
+    in the viewer its heatmap lies over the slide at its level-0 bounds, with an opacity
+    slider and a class chooser, and hides with its layer."""
+    from playwright.sync_api import expect
+
+    page.goto(material_page)
+    team = page.locator("#tasks-panel").get_attribute("data-team")
+    csrf = page.locator('meta[name="csrf-token"]').get_attribute("content")
+    model = build_onnx(tmp / "tiny.onnx")
+    registered = page.request.post(
+        f"{material_page.split('/materials/')[0]}/api/teams/{team}/models",
+        headers={"X-CSRF-Token": csrf},
+        multipart={
+            "file": {
+                "name": "tiny.onnx",
+                "mimeType": "application/octet-stream",
+                "buffer": model.read_bytes(),
+            },
+            "manifest": manifest(name="patches", version="2"),
+        },
+    )
+    assert registered.status == 201, registered.text()
+    page.reload()
+    choice = page.locator("#model-choice option").filter(has_text="patches 2")
+    expect(choice).to_have_count(1, timeout=20_000)
+    page.select_option("#model-choice", choice.get_attribute("value"))
+    page.click("#run-model-button")
+    row = page.locator('#task-list tbody tr:has-text("patches 2")')
+    expect(row).to_have_attribute("data-status", "succeeded", timeout=120_000)
+
+    row.get_by_role("link", name="view").click()
+    page.wait_for_url("**/view")
+    layer = page.locator("#task-layers li").filter(has_text="patches 2")
+    heatmap = page.locator("img.task-heatmap")
+    expect(heatmap).to_have_count(1, timeout=20_000)
+    page.wait_for_function(
+        "() => { const i = document.querySelector('img.task-heatmap');"
+        " return i && i.complete && i.naturalWidth > 0 && i.getBoundingClientRect().width > 20; }",
+        timeout=20_000,
+    )
+    # At its level-0 bounds: the image's box is where the viewer puts those pixels.
+    placed = page.evaluate(
+        """async () => {
+            const img = document.querySelector('img.task-heatmap');
+            const r = await (await fetch(`/api/tasks/${img.dataset.task}/result`)).json();
+            const v = window.slideViewer, h = r.heatmap;
+            const a = v.viewport.imageToViewerElementCoordinates(new OpenSeadragon.Point(h.x, h.y));
+            const b = v.viewport.imageToViewerElementCoordinates(
+                new OpenSeadragon.Point(h.x + h.width, h.y + h.height));
+            const box = img.getBoundingClientRect(), stage = v.element.getBoundingClientRect();
+            return [box.left - stage.left - a.x, box.top - stage.top - a.y,
+                    box.width - (b.x - a.x), box.height - (b.y - a.y), r.heatmap.classes];
+        }"""
+    )
+    assert all(abs(d) < 2 for d in placed[:4]), placed
+    layer.locator("input.heatmap-opacity").fill("0.2")
+    expect(heatmap).to_have_attribute("style", re.compile(r"opacity: 0\.2"))
+    assert placed[4] == ["tumour", "stroma"]
+    layer.locator("select.heatmap-class").select_option("stroma")
+    expect(heatmap).to_have_attribute("src", re.compile(r"class=stroma$"))
+    page.wait_for_function(
+        "() => { const i = document.querySelector('img.task-heatmap');"
+        " return i.complete && i.naturalWidth > 0; }"
+    )
+    layer.locator("input.task-layer-toggle").uncheck()
+    expect(heatmap).to_be_hidden()
     assert not page.locator("#error").text_content()
 
 
