@@ -139,6 +139,7 @@ def test_portal_in_a_browser(portal_url: str, tmp_path: Path) -> None:
             alice.fill("#case-form input[name=title]", "Biopsy 17")
             alice.click("#case-form button")
             alice.wait_for_url("**/cases/*")
+            case_page = alice.url
             alice.set_input_files("#upload-file", str(SLIDE))
             console: list[str] = []
             alice.on("console", lambda m: console.append(m.text))
@@ -225,6 +226,8 @@ def test_portal_in_a_browser(portal_url: str, tmp_path: Path) -> None:
             _download_the_original(alice, bob, material_page)
             _run_tissue_and_see_its_layer(alice, material_page)
             _a_per_patch_model_shows_its_heatmap(alice, material_page, tmp_path)
+            _run_on_every_slide_of_the_case(alice, case_page)
+            _delete_a_task(alice, material_page)
             _iiif_in_a_stock_viewer_on_another_origin(alice, material_page)
 
             # Alice is not in Bob's team: his case does not exist for her.
@@ -405,6 +408,49 @@ def _a_per_patch_model_shows_its_heatmap(page, material_page: str, tmp: Path) ->
     layer.locator("input.task-layer-toggle").uncheck()
     expect(heatmap).to_be_hidden()
     assert not page.locator("#error").text_content()
+
+
+def _run_on_every_slide_of_the_case(page, case_page: str) -> None:  # type: ignore[no-untyped-def]
+    """The case page runs a model on each of its slides and shows each slide's newest task
+    of each model (the one slide here already has a tissue task: a new one replaces it)."""
+    from playwright.sync_api import expect
+
+    page.goto(case_page)
+    tissue = page.locator("#case-task-status tr[data-material] .case-task").filter(
+        has_text=re.compile(r"^tissue ")
+    )
+    expect(tissue).to_have_count(1, timeout=20_000)
+    expect(tissue).to_have_attribute("data-status", "succeeded")
+    before = tissue.get_attribute("data-task")
+    choice = page.locator("#model-choice option").filter(has_text=re.compile(r"^tissue "))
+    page.select_option("#model-choice", choice.get_attribute("value"))
+    page.click("#run-model-button")
+    page.wait_for_function(
+        """(before) => [...document.querySelectorAll('#case-task-status .case-task')]
+            .some(e => e.textContent.startsWith('tissue ') && e.dataset.task !== before
+                       && e.dataset.status === 'succeeded')""",
+        arg=before,
+        timeout=120_000,
+    )
+    expect(tissue).to_have_count(1)
+    assert not page.locator("#error").text_content()
+
+
+def _delete_a_task(page, material_page: str) -> None:  # type: ignore[no-untyped-def]
+    """A member deletes a task from the material page: gone from the list and the API."""
+    from playwright.sync_api import expect
+
+    page.goto(material_page)
+    rows = page.locator("#task-list tbody tr")
+    expect(rows).to_have_count(3, timeout=20_000)  # tissue twice, the classifier once
+    oldest = rows.last
+    task = oldest.get_attribute("data-task")
+    page.once("dialog", lambda dialog: dialog.accept())
+    oldest.locator("button.task-delete").click()
+    expect(rows).to_have_count(2)
+    expect(page.locator(f'#task-list tr[data-task="{task}"]')).to_have_count(0)
+    gone = page.request.get(material_page.split("/materials/")[0] + f"/api/tasks/{task}")
+    assert gone.status == 404, gone.text()
 
 
 def expect_visible(locator) -> None:  # type: ignore[no-untyped-def]
