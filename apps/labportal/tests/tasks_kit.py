@@ -134,22 +134,38 @@ async def wait_for(user: User, task_id: str, timeout: float = 120) -> dict[str, 
 
 
 def build_onnx(
-    path: Path, *, classes: int = 2, patch: int = PATCH, declared_classes: int | str = "C"
+    path: Path, *, classes: int = 2, patch: int = PATCH, hide_classes: bool = False
 ) -> Path:
-    """input (N, 3, P, P) -> channel means -> (N, classes) logits; ``declared_classes``
-    is what the graph says its output's second dimension is (a name: dynamic)."""
+    """input (N, 3, P, P) -> channel means -> (N, classes) logits. ``hide_classes``:
+    the output is reshaped to a shape computed at run time, so that a loaded graph does
+    not tell how many classes it returns."""
     weights = np.resize(np.array([[2.0, -1.0], [-1.5, 1.0], [0.5, 0.25]], np.float32), (3, classes))
     axes = numpy_helper.from_array(np.array([2, 3], np.int64), "axes")
     nodes = [
         helper.make_node("ReduceMean", ["input", "axes"], ["means"], keepdims=0),
         helper.make_node("MatMul", ["means", "W"], ["logits"]),
     ]
+    initializers = [axes, numpy_helper.from_array(weights, "W")]
+    output = "logits"
+    if hide_classes:  # reshape to (-1, channels of the input): 3, known only when run
+        initializers += [
+            numpy_helper.from_array(np.array([1], np.int64), "one"),
+            numpy_helper.from_array(np.array([2], np.int64), "two"),
+            numpy_helper.from_array(np.array([-1], np.int64), "minus_one"),
+        ]
+        nodes += [
+            helper.make_node("Shape", ["input"], ["shape"]),
+            helper.make_node("Slice", ["shape", "one", "two"], ["channels"]),
+            helper.make_node("Concat", ["minus_one", "channels"], ["target"], axis=0),
+            helper.make_node("Reshape", ["logits", "target"], ["hidden"]),
+        ]
+        output = "hidden"
     graph = helper.make_graph(
         nodes,
         "tiny",
         [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", 3, patch, patch])],
-        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", declared_classes])],
-        initializer=[axes, numpy_helper.from_array(weights, "W")],
+        [helper.make_tensor_value_info(output, TensorProto.FLOAT, ["N", "C"])],
+        initializer=initializers,
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
     model.ir_version = 9
