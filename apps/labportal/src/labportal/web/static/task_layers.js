@@ -2,10 +2,10 @@
 // layer named "<model> <version>" with a visibility toggle. Its features come, like the
 // annotations, from bbox queries (GET /api/tasks/{id}/features?bbox=) when the view settles,
 // over a margin around the view so small pans ask for nothing; they are drawn once per load
-// as SVG paths in level-0 pixels inside a group whose transform follows the viewport, so
-// panning and zooming move one attribute, not thousands of shapes. Per-patch models also get
-// their heatmap (heatmap.png at its level-0 bounds) as an OpenSeadragon overlay with an
-// opacity slider and, with several classes, a class chooser.
+// as SVG paths in level-0 pixels, one group per layer; while the view moves, the painted
+// overlay moves as one composited picture, drawn again when the view settles. Per-patch
+// models also get their heatmap (heatmap.png at its level-0 bounds) as an OpenSeadragon
+// overlay with an opacity slider and, with several classes, a class chooser.
 "use strict";
 
 (() => {
@@ -84,15 +84,42 @@
 
   // ---- the view -----------------------------------------------------------------------
 
-  // level-0 pixels -> overlay pixels: one scale and one offset (OpenSeadragon does not rotate
-  // here), applied to every layer's group.
-  function follow() {
-    if (!viewer || !viewer.world.getItemCount()) return;
+  // level-0 pixels -> stage pixels: one scale and one offset (OpenSeadragon does not rotate
+  // here).
+  function current() {
     const origin = viewer.viewport.imageToViewerElementCoordinates(new OpenSeadragon.Point(0, 0));
     const unit = viewer.viewport.imageToViewerElementCoordinates(new OpenSeadragon.Point(1000, 0));
-    const scale = (unit.x - origin.x) / 1000;
-    const transform = `matrix(${scale} 0 0 ${scale} ${origin.x} ${origin.y})`;
+    return { scale: (unit.x - origin.x) / 1000, x: origin.x, y: origin.y };
+  }
+
+  // While the view moves, the painted overlay moves as one picture (a CSS transform of the
+  // <svg>, composited, nothing repainted: thousands of shapes cost nothing per frame); once
+  // it settles, the shapes are drawn again, sharp, at the new scale. The <svg> is twice the
+  // stage in each direction so a pan shows painted shapes up to half a screen away.
+  let painted = null; // the view the shapes were last drawn for
+  let settleTimer = null;
+
+  function settle() {
+    clearTimeout(settleTimer);
+    if (!viewer || !viewer.world.getItemCount()) return;
+    const now = current();
+    const stage = overlay.parentNode; // the <svg> starts half a stage above and left of it
+    const w = stage.clientWidth / 2, h = stage.clientHeight / 2;
+    const transform = `matrix(${now.scale} 0 0 ${now.scale} ${now.x + w} ${now.y + h})`;
     for (const layer of layers) layer.group.setAttribute("transform", transform);
+    overlay.style.transform = "";
+    painted = now;
+  }
+
+  function follow() {
+    if (!viewer || !viewer.world.getItemCount()) return;
+    if (!painted) return settle();
+    const now = current();
+    const k = now.scale / painted.scale;
+    overlay.style.transform =
+      `translate(${now.x - k * painted.x}px, ${now.y - k * painted.y}px) scale(${k})`;
+    clearTimeout(settleTimer);
+    settleTimer = setTimeout(settle, 200);
   }
 
   function viewBox() {
@@ -128,7 +155,7 @@
     layer.count.textContent = layer.loaded.truncated
       ? ` (the first ${features.length} in view)`
       : ` (${features.length} in view)`;
-    follow();
+    settle();
   }
 
   function loadAll() {
@@ -224,7 +251,10 @@
     viewer = v;
     overlay = document.createElementNS(SVG, "svg");
     overlay.id = "task-overlay";
-    document.getElementById("stage").append(overlay);
+    const clip = document.createElement("div");
+    clip.id = "task-overlay-clip";
+    clip.append(overlay);
+    document.getElementById("stage").append(clip);
     const q = new URLSearchParams({ material_id: MATERIAL, status: "succeeded", limit: "100" });
     const tasks = (await getJson(`/api/tasks?${q}`)).items;
     const list = document.getElementById("task-layers");
@@ -239,7 +269,11 @@
         .catch(showError);
     }
     viewer.addHandler("update-viewport", follow);
-    viewer.addHandler("animation-finish", loadAll);
+    viewer.addHandler("animation-finish", () => {
+      settle();
+      loadAll();
+    });
+    viewer.addHandler("resize", settle);
     // Opening (again, after a failover to another replica) clears OpenSeadragon's overlays.
     viewer.addHandler("open", () => {
       for (const layer of layers) placeHeatmap(layer);
