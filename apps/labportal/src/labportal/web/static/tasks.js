@@ -14,7 +14,6 @@
   const CASE = panel.dataset.case || null;
   const TEAM = panel.dataset.team;
   const WRITABLE = Boolean(panel.dataset.canWrite);
-  const CSRF = document.querySelector('meta[name="csrf-token"]').content;
   const POLL_MS = 1000;
   const ACTIVE = new Set(["queued", "running"]);
   let models = [];
@@ -30,15 +29,10 @@
     }
   }
 
+  // portal.js's send(): the session cookie, the CSRF header, the JSON body and answer.
   async function api(method, url, body) {
-    const init = { method, credentials: "same-origin", headers: { "X-CSRF-Token": CSRF } };
-    if (body !== undefined) {
-      init.headers["Content-Type"] = "application/json";
-      init.body = JSON.stringify(body);
-    }
-    const r = await fetch(url, init);
-    const answer = r.status === 204 ? {} : await r.json().catch(() => ({}));
-    if (!r.ok) throw new ApiError(r.status, answer);
+    const { response, answer } = await send(url, method, body);
+    if (!response.ok) throw new ApiError(response.status, answer);
     return answer;
   }
 
