@@ -209,6 +209,15 @@ def analysis_bench(session: nox.Session) -> None:
 
 
 @nox.session(python=PYTHON)
+def tasks_bench(session: nox.Session) -> None:
+    """The portal's task API against real processes: POST tissue -> succeeded (goal < 3 s)
+    beside the library's own run, and 100 tasks at once (all succeed, none twice, p99 of
+    GET /api/tasks/{id}). See benchmarks/tasks/."""
+    sync(session, "dev")
+    session.run("python", "benchmarks/tasks/run_tasks_bench.py", *session.posargs)
+
+
+@nox.session(python=PYTHON)
 def analysis_cluster(session: nox.Session) -> None:
     """The analysis tests across real processes (~2 min): a dask scheduler and workers on
     three storage nodes (locality, HTTP fallback), and kill -9 of a worker mid-run."""

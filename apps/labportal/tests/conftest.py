@@ -122,6 +122,8 @@ def server(
             LABPORTAL_CLUSTER_URL=real_cluster,
             LABPORTAL_CLUSTER_SECRET=REAL_CLUSTER_SECRET,
             LABPORTAL_METRICS_TOKEN=METRICS_TOKEN,
+            LABPORTAL_MODELS_DIR=str(tmp / "models"),
+            LABPORTAL_DASK_WORKERS="1",
         )
         try:
             yield process

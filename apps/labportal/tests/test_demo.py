@@ -1,6 +1,6 @@
 """``python -m labportal.demo --check``: the whole system (coordinator, 3 nodes, portal) comes
-up, the sample slide is seeded and replicated 3 times, the checks pass and nothing is left
-running; a second run on the same data directory reuses what the first created."""
+up, the sample slide is seeded and replicated 3 times, a tissue task runs on it, the checks
+pass and nothing is left running (the portal's Dask workers included); a second run on the same data directory reuses what the first created."""
 
 from __future__ import annotations
 
@@ -54,7 +54,8 @@ def test_demo_check_twice_on_one_data_dir(tmp_path: Path) -> None:
     viewer = field(first, "viewer")
     assert re.fullmatch(rf"{portal}/cases/[0-9a-f-]{{36}}", case)
     assert re.fullmatch(rf"{portal}/materials/[0-9a-f-]{{36}}/view", viewer)
-    assert field(first, "seeded") == "account, team, case, material"
+    assert field(first, "seeded") == "account, team, case, material, tissue task"
+    assert re.search(r"checked +tissue task [0-9a-f-]{36}: [1-9]\d* polygons", first), first
     assert "material ready with 3 replicas on 3 nodes" in first
     assert first.count(": 200 image/jpeg") == 3, first
     assert "demo check passed" in first
@@ -76,9 +77,10 @@ def test_demo_check_twice_on_one_data_dir(tmp_path: Path) -> None:
                 "SELECT count(*) FROM team",
                 'SELECT count(*) FROM "case"',
                 "SELECT count(*) FROM case_material",
+                "SELECT count(*) FROM analysis_task WHERE status = 'succeeded'",
             )
         ]
-    assert counts == [1, 1, 1, 1]
+    assert counts == [1, 1, 1, 1, 1]
     # Every server stopped: no process is left with the data directory in its environment.
     assert not holders(data), f"processes left running: {holders(data)}"
 

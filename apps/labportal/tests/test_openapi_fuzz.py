@@ -53,9 +53,10 @@ def seeded(server: ServerProcess) -> dict[str, str]:
             "token": invite["token"],
             "token_id": token["id"],
             "user_id": r.json()["user"]["id"],
-            # Ids of no material or annotation: operations on them answer 404.
+            # Ids of no material, annotation or task: operations on them answer 404.
             "material_id": "00000000-0000-4000-8000-000000000001",
             "annotation_id": "00000000-0000-4000-8000-000000000002",
+            "task_id": "00000000-0000-4000-8000-000000000003",
         }
 
 

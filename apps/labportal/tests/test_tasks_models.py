@@ -118,3 +118,55 @@ async def test_readyz_reports_the_dask_scheduler_and_its_workers(
     assert ready.status_code == 200, body
     assert body["checks"]["dask"] == "ok"
     assert body["dask"] == {"scheduler": dask_scheduler, "workers": 1}
+
+
+async def test_deleting_a_running_task_cancels_its_dask_work(
+    tportal: Portal, sample_slide_path: Path, sample_blob: str, tmp_path: Path, dask_scheduler: str
+) -> None:
+    import asyncio
+    import uuid
+
+    from distributed import Client
+    from sqlalchemy import func, select
+
+    from labportal.domain.tasks.models import TaskResult
+
+    mine = await lab(tportal, sample_slide_path, sample_blob)
+    slow = build_onnx(tmp_path / "slow.onnx", patch=8)
+    registered = await register(
+        mine.owner, mine.team, slow, manifest("slow", patch_size=8, target_mpp=0.5)
+    )
+    assert registered.status_code == 201, registered.text
+    created = await mine.owner.post(
+        "/api/tasks",
+        json={"material_id": mine.material, "model": "slow", "params": {"batch_size": 1}},
+    )
+    task = created.json()["items"][0]["id"]
+    for _ in range(1200):
+        body = (await mine.owner.get(f"/api/tasks/{task}")).json()
+        if body["status"] == "running" and body["progress"]["planned"] > 0:
+            break
+        assert body["status"] in ("queued", "running"), body
+        await asyncio.sleep(0.05)
+    assert body["progress"]["done"] < body["progress"]["planned"], body  # mid-run
+    assert (await mine.owner.delete(f"/api/tasks/{task}")).status_code == 204
+    problem(await mine.owner.get(f"/api/tasks/{task}"), 404)
+
+    def scheduler_tasks() -> int:
+        with Client(dask_scheduler, set_as_default=False) as client:
+            return int(client.run_on_scheduler(lambda dask_scheduler: len(dask_scheduler.tasks)))
+
+    runner = tportal.app.state.runner
+    for _ in range(600):  # the runner notices at its next progress report or renewal
+        if not runner._active and await asyncio.to_thread(scheduler_tasks) == 0:
+            break
+        await asyncio.sleep(0.1)
+    assert not runner._active, "the run did not stop"
+    assert await asyncio.to_thread(scheduler_tasks) == 0, "Dask still holds the run's tasks"
+    async with tportal.session() as db:
+        left = await db.scalar(
+            select(func.count())
+            .select_from(TaskResult)
+            .where(TaskResult.task_id == uuid.UUID(task))
+        )
+    assert left == 0

@@ -5,13 +5,16 @@ Starts a slidestore coordinator (SQLite), three storage nodes in three zones and
 its data and log under the data directory. Then, through the portal's JSON API like any
 client, it seeds a demo account, a team "Demo lab" and a case "Demo case" holding the sample
 slide (uploaded over tus to the node the coordinator picked), waits until the slide has its
-three replicas and prints the portal URL, the login, the case and the viewer.
+three replicas, runs the ``tissue`` model on it through the task API (the portal's own
+runner, on its embedded Dask cluster) so a new user sees a result at once, and prints the
+portal URL, the login, the case, the viewer and the task.
 
 Re-running on the same data directory reuses everything (the cluster secret and the demo
 password are generated once and kept in ``demo.json``): nothing is created twice.
 
 ``--check`` does all of that, then verifies over HTTP that the login works, the material is
-ready with three replicas and every replica serves a DeepZoom tile with the viewer's token;
+ready with three replicas, every replica serves a DeepZoom tile with the viewer's token and
+the tissue task's result has features;
 it stops everything and exits 0 (1 with a message on any failure).
 
 The slidestore servers run as ``python -m slidestore_server.cli`` in this interpreter,
@@ -154,6 +157,9 @@ class System:
                 LABPORTAL_COORDINATOR_URL=coordinator.url,
                 LABPORTAL_CLUSTER_SECRET=self.secret,
                 LABPORTAL_HOST="127.0.0.1",
+                # Tasks run in the portal on an embedded Dask cluster of one worker.
+                LABPORTAL_DASK_WORKERS=1,
+                LABPORTAL_MODELS_DIR=str(self.root / "models"),
             ),
             self.root / "logs" / "portal.log",
             self.portal_url,
@@ -242,6 +248,8 @@ class Seeded:
     blob_id: str
     created: list[str]
     """What this run created (empty on a re-run)."""
+    task_id: str = ""
+    """The demo material's finished ``tissue`` task."""
 
 
 def _ok(response: httpx.Response, *expected: int) -> Any:
@@ -312,7 +320,38 @@ async def seed(base: str, password: str, slide: Path, timeout: float) -> Seeded:
             material = await upload(client, case["id"], slide)
             created.append("material")
         material = await wait_ready(client, material["id"], timeout)
-        return Seeded(case["id"], material["id"], material["blob_id"], created)
+        task = await tissue_task(client, material["id"], created, timeout)
+        return Seeded(case["id"], material["id"], material["blob_id"], created, task)
+
+
+async def tissue_task(
+    client: httpx.AsyncClient, material_id: str, created: list[str], timeout: float
+) -> str:
+    """The material's succeeded ``tissue`` task: an earlier run's, else a new one."""
+    page = _ok(
+        await client.get(
+            "/api/tasks",
+            params={"material_id": material_id, "model": "tissue", "status": "succeeded"},
+        )
+    )
+    if page["items"]:
+        return str(page["items"][0]["id"])
+    answer = _ok(
+        await client.post("/api/tasks", json={"material_id": material_id, "model": "tissue"}),
+        201,
+    )
+    task_id = str(answer["items"][0]["id"])
+    created.append("tissue task")
+    deadline = time.monotonic() + timeout
+    task: dict[str, Any] = {}
+    while time.monotonic() < deadline:
+        task = _ok(await client.get(f"/api/tasks/{task_id}"))
+        if task["status"] == "succeeded":
+            return task_id
+        if task["status"] in ("failed", "cancelled"):
+            raise DemoFailed(f"the tissue task {task['status']}: {task['error']}")
+        await asyncio.sleep(0.3)
+    raise DemoFailed(f"the tissue task was still {task.get('status')} after {timeout:.0f}s")
 
 
 async def upload(client: httpx.AsyncClient, case_id: str, slide: Path) -> dict[str, Any]:
@@ -373,6 +412,14 @@ async def check(base: str, password: str, seeded: Seeded) -> list[str]:
         holders = {r["url"] for r in material["replica_nodes"]}
         done.append(f"material ready with {material['replicas']} replicas on {len(holders)} nodes")
         view = _ok(await client.post(f"/api/materials/{seeded.material_id}/view"))
+        result = _ok(await client.get(f"/api/tasks/{seeded.task_id}/result"))
+        if result["feature_count"] < 1:
+            raise DemoFailed(f"the tissue task found no tissue: {result['summary']}")
+        fraction = result["summary"].get("tissue_fraction")
+        done.append(
+            f"tissue task {seeded.task_id}: {result['feature_count']} polygons, "
+            f"tissue fraction {fraction}"
+        )
         _ok(await client.get(f"/materials/{seeded.material_id}/view"))
     async with httpx.AsyncClient(timeout=30) as nodes:
         for dzi in view["dzi_urls"]:
@@ -458,6 +505,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  case         {base}/cases/{seeded.case_id}")
             print(f"  viewer       {base}/materials/{seeded.material_id}/view")
             print(f"  slide        {slide.name} = blob {seeded.blob_id} on {NODES} nodes")
+            print(f"  tissue task  {base}/api/tasks/{seeded.task_id}/result")
             print(f"  coordinator  {system.url_of('coordinator')}")
             for i in range(NODES):
                 print(f"  node{i}        {system.url_of(f'node{i}')}  (zone{i})")
