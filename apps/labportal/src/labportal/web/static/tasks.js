@@ -45,7 +45,7 @@
     for (const [k, v] of Object.entries(attrs)) {
       if (v === null || v === undefined || v === false) continue;
       if (k === "text") node.textContent = v;
-      else if (k.startsWith("data-") || k === "class" || k === "for" || k.includes("-")) node.setAttribute(k, v);
+      else if (k === "class" || k.includes("-")) node.setAttribute(k, v); // data-*, aria-*
       else node[k] = v;
     }
     node.append(...children);
