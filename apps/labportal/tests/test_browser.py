@@ -88,6 +88,7 @@ def portal_url(cluster: str, tmp_path_factory: pytest.TempPathFactory) -> Iterat
         LABPORTAL_CLUSTER_URL=cluster,
         LABPORTAL_CLUSTER_SECRET=SECRET,
         LABPORTAL_VIEW_TOKEN_TTL_SECONDS=str(VIEW_TOKEN_TTL),
+        LABPORTAL_DASK_WORKERS="1",  # the models run here are small; one worker process starts sooner
     )
     try:
         yield server.url
