@@ -75,6 +75,15 @@ async def test_tissue_task_through_a_script_token(
     assert listed["total"] == 1 and listed["items"][0]["id"] == task["id"]
     assert (await script.get("/api/tasks", params={"status": "failed"})).json()["total"] == 0
 
+    # Results survive a restart: another portal process on the same database serves them.
+    async with Portal.running(tportal.settings.replace(task_runner=False)) as restarted:
+        again = restarted.client()
+        again.headers["Authorization"] = script.headers["Authorization"]
+        kept = (await again.get(f"/api/tasks/{task['id']}/result")).json()
+        assert kept["summary"] == result["summary"] and kept["provenance"] == result["provenance"]
+        features = (await again.get(f"/api/tasks/{task['id']}/features")).json()["features"]
+        assert features == everything["features"]
+
     assert (await script.delete(f"/api/tasks/{task['id']}")).status_code == 204
     problem(await script.get(f"/api/tasks/{task['id']}"), 404)
     problem(await script.get(f"/api/tasks/{task['id']}/features"), 404)

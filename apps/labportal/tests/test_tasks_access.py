@@ -186,3 +186,25 @@ async def test_each_task_is_claimed_by_exactly_one_runner(
         for task in ids:
             await mine.owner.delete(f"/api/tasks/{task}")
         await database.dispose()
+
+
+async def test_a_task_reads_its_slide_with_read_on_that_blob_alone() -> None:
+    import time
+
+    from labportal.cluster import task_token
+    from labportal.settings import Settings
+    from slidestore import tokens
+    from slidestore.errors import Forbidden
+    from slidestore.tokens import Operation
+
+    secret = tokens.new_secret()
+    settings = Settings(cluster_secret=secret, task_timeout_seconds=600)
+    blob = "a" * 64
+    grant = tokens.verify(secret, task_token(settings, blob, "labportal-task-x"))
+    grant.require(Operation.READ, blob)
+    assert grant.ops == {Operation.READ} and grant.sub == "labportal-task-x"
+    assert grant.exp <= time.time() + 601  # no longer than the task may run (+ rounding)
+    with pytest.raises(Forbidden):
+        grant.require(Operation.READ, "b" * 64)  # another blob
+    with pytest.raises(Forbidden):
+        grant.require(Operation.DOWNLOAD, blob)  # the next wider use: the whole file

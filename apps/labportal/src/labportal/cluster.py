@@ -169,6 +169,17 @@ class Cluster:
         return await self._sdk.health(nodes=True)
 
 
+def task_token(settings: Settings, blob_id: str, subject: str) -> str:
+    """``read`` on ``blob_id`` alone, for as long as a task may run."""
+    return tokens.mint(
+        settings.cluster_secret,
+        ops={Operation.READ},
+        blob=blob_id,
+        ttl=settings.task_timeout_seconds,
+        subject=subject,
+    )
+
+
 @contextlib.contextmanager
 def open_for_task(settings: Settings, blob_id: str, subject: str) -> Iterator[RemoteSlide]:
     """The slide ``blob_id`` through the SDK (blocking: call from a thread), with a token
@@ -176,13 +187,7 @@ def open_for_task(settings: Settings, blob_id: str, subject: str) -> Iterator[Re
     token travels to the Dask workers that read the tiles."""
     if not (settings.coordinator and settings.cluster_secret):
         raise ClusterUnavailable(NOT_CONFIGURED)
-    token = tokens.mint(
-        settings.cluster_secret,
-        ops={Operation.READ},
-        blob=blob_id,
-        ttl=settings.task_timeout_seconds,
-        subject=subject,
-    )
+    token = task_token(settings, blob_id, subject)
     with connect(settings.coordinator, token, timeout=settings.cluster_timeout_seconds) as sdk:
         yield sdk.open(blob_id)
 

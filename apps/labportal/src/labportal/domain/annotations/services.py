@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 from advanced_alchemy.repository import SQLAlchemyAsyncRepository
 from advanced_alchemy.service import SQLAlchemyAsyncRepositoryService
@@ -17,6 +18,12 @@ from labportal.domain.cases.services import ensure_unlocked
 from labportal.domain.materials.services import Access, MaterialService
 from labportal.domain.teams.roles import at_least
 from labportal.errors import Forbidden, NotFound, Unprocessable
+
+
+def overlapping(table: Any, bbox: tuple[float, float, float, float]) -> list[Any]:
+    """Conditions for rows whose indexed bounding box (``min_x``... columns) meets ``bbox``."""
+    x0, y0, x1, y1 = bbox
+    return [table.min_x <= x1, table.max_x >= x0, table.min_y <= y1, table.max_y >= y0]
 
 
 class AnnotationRepository(SQLAlchemyAsyncRepository[Annotation]):
@@ -41,13 +48,7 @@ class AnnotationService(SQLAlchemyAsyncRepositoryService[Annotation, AnnotationR
         await self.materials.access(material_id, user)
         stmt = select(Annotation).where(Annotation.material_id == material_id)
         if bbox is not None:
-            x0, y0, x1, y1 = bbox
-            stmt = stmt.where(
-                Annotation.min_x <= x1,
-                Annotation.max_x >= x0,
-                Annotation.min_y <= y1,
-                Annotation.max_y >= y0,
-            )
+            stmt = stmt.where(*overlapping(Annotation, bbox))
         rows = list(
             await self.repository.session.scalars(
                 stmt.order_by(Annotation.created_at, Annotation.id).limit(limit + 1).offset(offset)

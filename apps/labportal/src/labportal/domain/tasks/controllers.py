@@ -16,6 +16,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from labportal.domain.annotations.controllers import parse_bbox
+from labportal.domain.annotations.services import overlapping
 from labportal.domain.tasks import catalog, registry, results
 from labportal.domain.tasks.models import AnalysisTask, TaskFeature
 from labportal.domain.tasks.schemas import (
@@ -62,7 +63,7 @@ def task_out(t: AnalysisTask) -> TaskOut:
     )
 
 
-def wake_runner(request: Request[Any, Any, Any]) -> None:
+async def wake_runner(request: Request[Any, Any, Any]) -> None:
     """After the response (the new tasks are committed): the in-process runner looks now."""
     runner = getattr(request.app.state, "runner", None)
     if runner is not None:
@@ -275,13 +276,7 @@ class TaskController(Controller):
         box = parse_bbox(bbox)
         stmt = select(TaskFeature).where(TaskFeature.task_id == task.id)
         if box is not None:
-            x0, y0, x1, y1 = box
-            stmt = stmt.where(
-                TaskFeature.min_x <= x1,
-                TaskFeature.max_x >= x0,
-                TaskFeature.min_y <= y1,
-                TaskFeature.max_y >= y0,
-            )
+            stmt = stmt.where(*overlapping(TaskFeature, box))
         rows = list(await db_session.scalars(stmt.order_by(TaskFeature.position).limit(limit + 1)))
         return {
             "type": "FeatureCollection",

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import io
 import json
-import math
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -156,7 +155,3 @@ def heatmap_png(data: bytes, meta: dict[str, Any], name: str | None) -> bytes:
     sink = io.BytesIO()
     Image.fromarray(rgba, "RGBA").save(sink, "PNG")
     return sink.getvalue()
-
-
-def finite(value: float) -> bool:
-    return math.isfinite(value)
