@@ -4,7 +4,8 @@ the node), real tiles in the viewer (still loading after the first read token ex
 page renews it), a team-defined case field (defined on the team page, filled in the generated form), an
 annotation that survives a reload, a region exported from the viewer
 (PNG and TIFF), the original downloaded from the material page (only by a role that may see
-labels), a stock OpenSeadragon IIIF viewer on another origin following the capability-in-path
+labels), the ``tissue`` model run from the material page and its features as a layer in the
+viewer, a stock OpenSeadragon IIIF viewer on another origin following the capability-in-path
 ``id``, and another team's case refused.
 """
 
@@ -14,6 +15,7 @@ import contextlib
 import functools
 import hashlib
 import http.server
+import re
 import shutil
 import statistics
 import threading
@@ -33,6 +35,7 @@ from slidestore_server.testing import CoordinatorProcess, NodeProcess
 
 from .helpers import PASSWORD
 from .server import ServerProcess
+from .tasks_kit import build_onnx, manifest
 
 CHROMIUM = Path("/usr/bin/chromium")
 SLIDE = sample_slide_path()
@@ -86,6 +89,7 @@ def portal_url(cluster: str, tmp_path_factory: pytest.TempPathFactory) -> Iterat
         LABPORTAL_CLUSTER_URL=cluster,
         LABPORTAL_CLUSTER_SECRET=SECRET,
         LABPORTAL_VIEW_TOKEN_TTL_SECONDS=str(VIEW_TOKEN_TTL),
+        LABPORTAL_DASK_WORKERS="1",  # the models run here are small; one worker process starts sooner
     )
     try:
         yield server.url
@@ -102,7 +106,7 @@ def _register(page, base: str, name: str) -> None:  # type: ignore[no-untyped-de
     page.wait_for_url("**/teams")
 
 
-def test_portal_in_a_browser(portal_url: str) -> None:
+def test_portal_in_a_browser(portal_url: str, tmp_path: Path) -> None:
     from playwright.sync_api import expect, sync_playwright
 
     with sync_playwright() as p:
@@ -150,6 +154,7 @@ def test_portal_in_a_browser(portal_url: str) -> None:
             alice.wait_for_url("**/cases/*")
             expect(alice.locator("dl.team-fields")).to_contain_text("IHC")
             expect(alice.locator("dl.team-fields")).to_contain_text("3")
+            case_page = alice.url
             alice.set_input_files("#upload-file", str(SLIDE))
             console: list[str] = []
             alice.on("console", lambda m: console.append(m.text))
@@ -240,6 +245,10 @@ def test_portal_in_a_browser(portal_url: str) -> None:
             _export_from_the_viewer(alice)
             material_page = alice.url.removesuffix("/view")
             _download_the_original(alice, bob, material_page)
+            _run_tissue_and_see_its_layer(alice, material_page)
+            _a_per_patch_model_shows_its_heatmap(alice, material_page, tmp_path)
+            _run_on_every_slide_of_the_case(alice, case_page)
+            _delete_a_task(alice, material_page)
             _iiif_in_a_stock_viewer_on_another_origin(alice, material_page)
 
             # Alice is not in Bob's team: his case does not exist for her.
@@ -284,6 +293,185 @@ def _download_the_original(alice, bob, material_page: str) -> None:  # type: ign
         material_page.replace("/materials/", "/api/materials/") + "/download", max_redirects=0
     )
     assert refused.status == 403, refused.text()
+
+
+def _run_tissue_and_see_its_layer(page, material_page: str) -> None:  # type: ignore[no-untyped-def]
+    """Run ``tissue`` from the material page (a bad parameter first: the server's reason at
+    its field), wait for it to succeed, read its summary and provenance, then see its features
+    as a layer in the viewer and toggle it off. No console errors on the way."""
+    from playwright.sync_api import expect
+
+    page.goto(material_page)
+    choice = page.locator("#model-choice option").filter(has_text=re.compile(r"^tissue "))
+    expect(choice).to_have_count(1, timeout=20_000)
+    page.select_option("#model-choice", choice.get_attribute("value"))
+    field = page.locator('label[data-param="saturation_threshold"]')
+    field.locator("input").fill("0")  # exclusiveMinimum 0: the server refuses it, not the page
+    page.click("#run-model-button")
+    expect(field.locator(".param-error")).to_contain_text("saturation_threshold")
+    expect(page.locator("#task-list tbody tr")).to_have_count(0)
+    field.locator("input").fill("")  # the model's default
+
+    errors: list[str] = []
+
+    def console_error(message) -> None:  # type: ignore[no-untyped-def]
+        # The browser's own favicon request is not the page's doing.
+        url = message.location.get("url", "")
+        if message.type == "error" and not url.endswith("/favicon.ico"):
+            errors.append(f"{message.text} ({url})")
+
+    page.on("console", console_error)
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.click("#run-model-button")
+    row = page.locator("#task-list tbody tr")
+    expect(row).to_have_count(1)
+    page.wait_for_function(
+        "() => ['succeeded', 'failed', 'cancelled'].includes("
+        "document.querySelector('#task-list tbody tr')?.dataset.status)",
+        timeout=120_000,
+    )
+    assert row.get_attribute("data-status") == "succeeded", row.text_content()
+    expect(row.locator(".task-status")).to_have_text("succeeded")
+    expect(page.locator("#task-result")).to_be_visible()
+    fraction = page.locator('#task-summary dd[data-key="tissue_fraction"]').text_content() or ""
+    assert 0 < float(fraction) <= 1, fraction
+    assert page.locator("#task-provenance-json").is_hidden()  # on demand
+    page.click("#task-provenance summary")
+    expect(page.locator("#task-provenance-json")).to_contain_text('"tissue"')
+
+    row.get_by_role("link", name="view").click()
+    page.wait_for_url("**/view")
+    layer = page.locator("#task-layers li")
+    expect(layer).to_have_count(1, timeout=20_000)
+    expect(layer.locator(".task-layer-name")).to_have_text(re.compile(r"^tissue \S+$"))
+    shapes = page.locator("#task-overlay g.task-layer path.task-feature")
+    expect(shapes.first).to_be_visible(timeout=30_000)
+    drawn = page.evaluate(
+        """() => [...document.querySelectorAll('#task-overlay path.task-feature')].filter(p => {
+            const r = p.getBoundingClientRect();
+            return r.width > 2 && r.height > 2 && p.getAttribute('d').length > 10;
+        }).length"""
+    )
+    assert drawn >= 1, "the tissue layer draws no shapes"
+    layer.locator("input.task-layer-toggle").uncheck()
+    expect(shapes.first).to_be_hidden()
+    layer.locator("input.task-layer-toggle").check()
+    expect(shapes.first).to_be_visible()
+    assert not errors, errors
+    assert not page.locator("#error").text_content()
+
+
+def _a_per_patch_model_shows_its_heatmap(page, material_page: str, tmp: Path) -> None:  # type: ignore[no-untyped-def]
+    """A team's ONNX patch classifier (registered by its admin), run from the material page:
+    in the viewer its heatmap lies over the slide at its level-0 bounds, with an opacity
+    slider and a class chooser, and hides with its layer."""
+    from playwright.sync_api import expect
+
+    page.goto(material_page)
+    team = page.locator("#tasks-panel").get_attribute("data-team")
+    csrf = page.locator('meta[name="csrf-token"]').get_attribute("content")
+    model = build_onnx(tmp / "tiny.onnx")
+    registered = page.request.post(
+        f"{material_page.split('/materials/')[0]}/api/teams/{team}/models",
+        headers={"X-CSRF-Token": csrf},
+        multipart={
+            "file": {
+                "name": "tiny.onnx",
+                "mimeType": "application/octet-stream",
+                "buffer": model.read_bytes(),
+            },
+            "manifest": manifest(name="patches", version="2"),
+        },
+    )
+    assert registered.status == 201, registered.text()
+    page.reload()
+    choice = page.locator("#model-choice option").filter(has_text="patches 2")
+    expect(choice).to_have_count(1, timeout=20_000)
+    page.select_option("#model-choice", choice.get_attribute("value"))
+    page.click("#run-model-button")
+    row = page.locator('#task-list tbody tr:has-text("patches 2")')
+    expect(row).to_have_attribute("data-status", "succeeded", timeout=120_000)
+
+    row.get_by_role("link", name="view").click()
+    page.wait_for_url("**/view")
+    layer = page.locator("#task-layers li").filter(has_text="patches 2")
+    heatmap = page.locator("img.task-heatmap")
+    expect(heatmap).to_have_count(1, timeout=20_000)
+    page.wait_for_function(
+        "() => { const i = document.querySelector('img.task-heatmap');"
+        " return i && i.complete && i.naturalWidth > 0 && i.getBoundingClientRect().width > 20; }",
+        timeout=20_000,
+    )
+    # At its level-0 bounds: the image's box is where the viewer puts those pixels.
+    placed = page.evaluate(
+        """async () => {
+            const img = document.querySelector('img.task-heatmap');
+            const r = await (await fetch(`/api/tasks/${img.dataset.task}/result`)).json();
+            const v = window.slideViewer, h = r.heatmap;
+            const a = v.viewport.imageToViewerElementCoordinates(new OpenSeadragon.Point(h.x, h.y));
+            const b = v.viewport.imageToViewerElementCoordinates(
+                new OpenSeadragon.Point(h.x + h.width, h.y + h.height));
+            const box = img.getBoundingClientRect(), stage = v.element.getBoundingClientRect();
+            return [box.left - stage.left - a.x, box.top - stage.top - a.y,
+                    box.width - (b.x - a.x), box.height - (b.y - a.y), r.heatmap.classes];
+        }"""
+    )
+    assert all(abs(d) < 2 for d in placed[:4]), placed
+    layer.locator("input.heatmap-opacity").fill("0.2")
+    expect(heatmap).to_have_attribute("style", re.compile(r"opacity: 0\.2"))
+    assert placed[4] == ["tumour", "stroma"]
+    layer.locator("select.heatmap-class").select_option("stroma")
+    expect(heatmap).to_have_attribute("src", re.compile(r"class=stroma$"))
+    page.wait_for_function(
+        "() => { const i = document.querySelector('img.task-heatmap');"
+        " return i.complete && i.naturalWidth > 0; }"
+    )
+    layer.locator("input.task-layer-toggle").uncheck()
+    expect(heatmap).to_be_hidden()
+    assert not page.locator("#error").text_content()
+
+
+def _run_on_every_slide_of_the_case(page, case_page: str) -> None:  # type: ignore[no-untyped-def]
+    """The case page runs a model on each of its slides and shows each slide's newest task
+    of each model (the one slide here already has a tissue task: a new one replaces it)."""
+    from playwright.sync_api import expect
+
+    page.goto(case_page)
+    tissue = page.locator("#case-task-status tr[data-material] .case-task").filter(
+        has_text=re.compile(r"^tissue ")
+    )
+    expect(tissue).to_have_count(1, timeout=20_000)
+    expect(tissue).to_have_attribute("data-status", "succeeded")
+    before = tissue.get_attribute("data-task")
+    choice = page.locator("#model-choice option").filter(has_text=re.compile(r"^tissue "))
+    page.select_option("#model-choice", choice.get_attribute("value"))
+    page.click("#run-model-button")
+    page.wait_for_function(
+        """(before) => [...document.querySelectorAll('#case-task-status .case-task')]
+            .some(e => e.textContent.startsWith('tissue ') && e.dataset.task !== before
+                       && e.dataset.status === 'succeeded')""",
+        arg=before,
+        timeout=120_000,
+    )
+    expect(tissue).to_have_count(1)
+    assert not page.locator("#error").text_content()
+
+
+def _delete_a_task(page, material_page: str) -> None:  # type: ignore[no-untyped-def]
+    """A member deletes a task from the material page: gone from the list and the API."""
+    from playwright.sync_api import expect
+
+    page.goto(material_page)
+    rows = page.locator("#task-list tbody tr")
+    expect(rows).to_have_count(3, timeout=20_000)  # tissue twice, the classifier once
+    oldest = rows.last
+    task = oldest.get_attribute("data-task")
+    page.once("dialog", lambda dialog: dialog.accept())
+    oldest.locator("button.task-delete").click()
+    expect(rows).to_have_count(2)
+    expect(page.locator(f'#task-list tr[data-task="{task}"]')).to_have_count(0)
+    gone = page.request.get(material_page.split("/materials/")[0] + f"/api/tasks/{task}")
+    assert gone.status == 404, gone.text()
 
 
 def expect_visible(locator) -> None:  # type: ignore[no-untyped-def]

@@ -296,6 +296,9 @@ function setupThreads() {
     crossOriginPolicy: "Anonymous",
     timeout: 10000,
   });
+  // The hook other scripts of the page draw over (task_layers.js: model results).
+  window.slideViewer = viewer;
+  document.dispatchEvent(new CustomEvent("slide-viewer", { detail: viewer }));
   viewer.world.addHandler("add-item", (e) => tokenAtLoadTime(e.item.source));
   renewLater(ticket.expires_in * 0.75);
   viewer.addHandler("tile-load-failed", (e) => {
