@@ -29,7 +29,7 @@ from labportal.domain.materials.schemas import (
     ViewOut,
 )
 from labportal.domain.materials.services import MaterialService
-from labportal.domain.materials.viewing import view_for
+from labportal.domain.materials.viewing import thumbnail_url, view_for
 from labportal.security.principal import Principal
 from labportal.settings import Settings
 from slidestore.cluster.wire import BlobView
@@ -187,6 +187,23 @@ class MaterialController(Controller):
         cluster: NamedDependency[Cluster],
     ) -> ViewOut:
         return await view_for(materials, cluster, material_id, principal.user)
+
+    @get(
+        "/thumbnail",
+        opt=READ,
+        summary="The slide's thumbnail: a redirect to a replica with the viewer's read token "
+        "(this blob only, short-lived); size in pixels, 64..1024",
+    )
+    async def thumbnail(
+        self,
+        material_id: FromPath[uuid.UUID],
+        principal: NamedDependency[Principal],
+        materials: NamedDependency[MaterialService],
+        cluster: NamedDependency[Cluster],
+        size: FromQuery[int] = 256,
+    ) -> Redirect:
+        url = await thumbnail_url(materials, cluster, material_id, principal.user, size)
+        return Redirect(url, status_code=HTTP_303_SEE_OTHER, headers={"Cache-Control": "no-store"})
 
     @get(
         "/download",
