@@ -1,8 +1,8 @@
 // The slide viewer: OpenSeadragon over a replica's DeepZoom with a short-lived read-only
 // token, renewed before it expires (every tile URL is built with the current one), failover
 // to the next replica when tiles fail, a scale bar from µm/px, annotations drawn as an SVG
-// overlay in level-0 pixel coordinates (one group transformed as the view moves, so 10,000
-// shapes cost nothing to pan), layers by label, a virtualised list, a ruler and an area tool
+// canvas in level-0 pixel coordinates (repainted under a new transform as the view moves, so
+// 10,000 shapes stay fluid), layers by label, a virtualised list, a ruler and an area tool
 // in µm (not saved unless asked), zoom by objective magnification, rotation, full screen,
 // keyboard shortcuts, side-by-side comparison with another slide of the case (pan and zoom
 // follow) and a shareable link to the current place (the link carries no token: the page
@@ -24,7 +24,7 @@ let measure = null, measuring = "";
 let compare = null; // {viewer, ticket, material}
 let leader = null; // the viewer the user moves; the other follows
 const hiddenLayers = new Set();
-const shapes = { group: null, screen: null, points: [] };
+const shapes = { byColor: null };
 
 function showError(message) {
   document.getElementById("error").textContent = message;
@@ -117,10 +117,16 @@ function layerOf(a) {
   return a.label || "(no label)";
 }
 
+// Colour by label: the slide's labels in alphabetical order take the palette's colours in turn.
+const labelColors = new Map();
+
 function paletteColor(label) {
-  let h = 0;
-  for (const c of label) h = (h * 31 + c.codePointAt(0)) >>> 0;
-  return PALETTE[h % PALETTE.length];
+  if (!labelColors.has(label)) {
+    const labels = [...new Set(annotations.map(layerOf))].sort();
+    labelColors.clear();
+    labels.forEach((l, i) => labelColors.set(l, PALETTE[i % PALETTE.length]));
+  }
+  return labelColors.get(label) || PALETTE[0];
 }
 
 function colorOf(a) {
@@ -159,31 +165,69 @@ function shape(a, project) {
   return el;
 }
 
-// Rebuilt when the set of shapes changes; a move of the view only changes the transform.
+// The saved annotations are painted on a canvas: one Path2D per colour in level-0 pixels,
+// rebuilt when the set changes; a move of the view only repaints them under a new transform
+// (10,000 shapes stay fluid where as many SVG elements would not). Drafts and measurements,
+// a handful of elements, stay in the SVG overlay above.
 function rebuildShapes() {
-  const svg = document.getElementById("overlay");
-  if (!shapes.group) {
-    shapes.group = document.createElementNS(SVG, "g");
-    shapes.screen = document.createElementNS(SVG, "g");
-    svg.append(shapes.group, shapes.screen);
+  const byColor = new Map();
+  const shown = visible();
+  for (const a of shown) {
+    const color = colorOf(a);
+    if (!byColor.has(color)) byColor.set(color, { path: new Path2D(), points: [] });
+    const entry = byColor.get(color);
+    const pts = a.points;
+    if (a.kind === "point") entry.points.push(pts[0]);
+    else if (a.kind === "rectangle") {
+      const [[x0, y0], [x1, y1]] = pts;
+      entry.path.rect(Math.min(x0, x1), Math.min(y0, y1), Math.abs(x1 - x0), Math.abs(y1 - y0));
+    } else {
+      entry.path.moveTo(pts[0][0], pts[0][1]);
+      for (let i = 1; i < pts.length; i++) entry.path.lineTo(pts[i][0], pts[i][1]);
+      if (a.kind === "polygon") entry.path.closePath();
+    }
   }
-  const plain = (x, y) => ({ x, y });
-  const els = visible().map((a) => shape(a, plain));
-  shapes.points = els.filter((el) => el.tagName === "circle");
-  shapes.group.replaceChildren(...els);
+  shapes.byColor = byColor;
+  document.getElementById("annotation-canvas").dataset.shapes = String(shown.length);
   redraw();
 }
 
-function redraw() {
-  if (!shapes.group || !viewer.world.getItemCount()) return;
+function paint() {
+  const canvas = document.getElementById("annotation-canvas");
+  const ratio = window.devicePixelRatio || 1;
+  const w = Math.round(box.clientWidth * ratio), h = Math.round(box.clientHeight * ratio);
+  if (canvas.width !== w || canvas.height !== h) { canvas.width = w; canvas.height = h; }
+  const ctx = canvas.getContext("2d");
+  ctx.setTransform(1, 0, 0, 1, 0, 0);
+  ctx.clearRect(0, 0, w, h);
+  if (!shapes.byColor) return;
   const [a, b, c, d, e, f] = matrix();
-  shapes.group.setAttribute("transform", `matrix(${a} ${b} ${c} ${d} ${e} ${f})`);
-  const r = 5 / Math.max(1e-9, Math.hypot(a, b));
-  for (const p of shapes.points) p.setAttribute("r", r);
+  const scale = Math.max(1e-9, Math.hypot(a, b));
+  for (const [color, { path, points }] of shapes.byColor) {
+    ctx.setTransform(a * ratio, b * ratio, c * ratio, d * ratio, e * ratio, f * ratio);
+    ctx.lineWidth = 2 / scale;
+    ctx.strokeStyle = color;
+    ctx.stroke(path);
+    if (!points.length) continue;
+    ctx.setTransform(ratio, 0, 0, ratio, 0, 0);
+    ctx.fillStyle = color;
+    ctx.beginPath();
+    for (const [x, y] of points) {
+      const sx = a * x + c * y + e, sy = b * x + d * y + f;
+      ctx.moveTo(sx + 5, sy);
+      ctx.arc(sx, sy, 5, 0, 2 * Math.PI);
+    }
+    ctx.fill();
+  }
+}
+
+function redraw() {
+  if (!viewer || !viewer.world.getItemCount()) return;
+  paint();
   const screen = [];
   if (draft && draft.points.length) screen.push(shape(draft, toScreen));
   if (measure) screen.push(...measureShapes());
-  shapes.screen.replaceChildren(...screen);
+  document.getElementById("overlay").replaceChildren(...screen);
   scalebar();
   zoomLevel();
 }
@@ -200,6 +244,7 @@ async function loadAnnotations() {
 }
 
 function changed() {
+  labelColors.clear();
   rebuildShapes();
   renderLayers();
   renderList();
