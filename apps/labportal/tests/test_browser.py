@@ -360,6 +360,8 @@ def _ruler(page) -> None:  # type: ignore[no-untyped-def]
         }"""
     )
     saved = _annotations_saved(page)
+    hit = page.evaluate("([x, y]) => document.elementFromPoint(x, y)?.id", ends[0])
+    assert hit == "overlay", (hit, ends, page.evaluate("[measuring, scrollY, innerHeight]"))
     page.mouse.move(*ends[0])
     page.mouse.down()
     page.mouse.move(*ends[1], steps=8)

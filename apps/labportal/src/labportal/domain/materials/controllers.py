@@ -51,6 +51,11 @@ DEPENDENCIES = {
 }
 
 
+def _to_replica(url: str) -> Redirect:
+    """A redirect to a replica's URL with a token in it: never cached."""
+    return Redirect(url, status_code=HTTP_303_SEE_OTHER, headers={"Cache-Control": "no-store"})
+
+
 async def _view(cluster: Cluster, material: Material) -> BlobView | None:
     return await cluster.blob(material.blob_id) if material.blob_id else None
 
@@ -202,8 +207,9 @@ class MaterialController(Controller):
         cluster: NamedDependency[Cluster],
         size: FromQuery[int] = 256,
     ) -> Redirect:
-        url = await thumbnail_url(materials, cluster, material_id, principal.user, size)
-        return Redirect(url, status_code=HTTP_303_SEE_OTHER, headers={"Cache-Control": "no-store"})
+        return _to_replica(
+            await thumbnail_url(materials, cluster, material_id, principal.user, size)
+        )
 
     @get(
         "/download",
@@ -218,8 +224,7 @@ class MaterialController(Controller):
         materials: NamedDependency[MaterialService],
         cluster: NamedDependency[Cluster],
     ) -> Redirect:
-        url = await download_url(materials, cluster, material_id, principal.user)
-        return Redirect(url, status_code=HTTP_303_SEE_OTHER, headers={"Cache-Control": "no-store"})
+        return _to_replica(await download_url(materials, cluster, material_id, principal.user))
 
     @get(
         "/export",
