@@ -106,6 +106,7 @@ def _register(page, base: str, name: str) -> None:  # type: ignore[no-untyped-de
     page.wait_for_url("**/teams")
 
 
+@pytest.mark.timeout(600)  # one long story (two uploads, the viewer's tools, three users)
 def test_portal_in_a_browser(portal_url: str) -> None:
     from playwright.sync_api import expect, sync_playwright
 
@@ -204,7 +205,8 @@ def test_portal_in_a_browser(portal_url: str) -> None:
             alice.mouse.move(x + 40, y + 30, steps=5)
             alice.mouse.up()
             shapes = alice.locator("#annotation-canvas")
-            expect(shapes).to_have_attribute("data-shapes", "1")
+            expect(shapes).to_have_attribute("data-shapes", "1", timeout=20_000)  # once saved
+            assert not alice.locator("#error").text_content()
             alice.reload()
             expect(shapes).to_have_attribute("data-shapes", "1", timeout=20_000)
             # Listed beside the viewer, in its layer; relabel it there, then delete it.
@@ -323,6 +325,14 @@ def _screenshot(page, name: str) -> None:  # type: ignore[no-untyped-def]
     from PIL import Image
 
     Path(folder).mkdir(parents=True, exist_ok=True)
+    from playwright.sync_api import TimeoutError as Slow
+
+    page.evaluate("window.scrollTo(0, 0)")
+    with contextlib.suppress(Slow):  # best effort: a picture, not a check
+        page.wait_for_function(
+            "() => !window.viewer || viewer.world.getItemAt(0)?.getFullyLoaded()", timeout=10_000
+        )
+    page.wait_for_timeout(2000)  # tiles fade in
     image = Image.open(BytesIO(page.screenshot(full_page=False))).convert("RGB")
     image = image.resize((1024, round(image.height * 1024 / image.width)), Image.Resampling.LANCZOS)
     image.quantize(colors=128, method=Image.Quantize.MEDIANCUT).save(

@@ -239,7 +239,9 @@ async function loadAnnotations() {
     all.push(...page.items);
     if (!page.truncated) break;
   }
-  annotations = all;
+  // Shapes drawn while the list was on its way stay.
+  const loaded = new Set(all.map((a) => a.id));
+  annotations = all.concat(annotations.filter((a) => !loaded.has(a.id)));
   changed();
 }
 
