@@ -124,6 +124,28 @@ def demo(session: nox.Session) -> None:
 
 
 @nox.session(python=PYTHON)
+def screenshots(session: nox.Session) -> None:
+    """PNGs of the portal's case page and viewer in docs/screenshots/ (for reviewers and the
+    README): the browser test takes them on its way, against a real cluster and chromium."""
+    if (problem := bootstrap.ensure_chromium()) is not None:
+        session.error(problem)
+    sync(session, "dev")
+    frontend(session)
+    folder = os.path.join(os.path.dirname(os.path.abspath(__file__)), "docs", "screenshots")
+    session.run(
+        "pytest",
+        "apps/labportal/tests/test_browser.py",
+        "-k",
+        "test_portal_in_a_browser",
+        "-p",
+        "no:randomly",
+        *session.posargs,
+        env={"LABPORTAL_SCREENSHOTS": folder},
+    )
+    session.log(f"screenshots in {folder}: case.png, viewer.png")
+
+
+@nox.session(python=PYTHON)
 def durability(session: nox.Session) -> None:
     """Uploads at full scale: a 5 GiB slide through a real node with its peak RSS checked
     (< 200 MB), plus the restart and kill -9 tests. Prints throughput and RSS."""

@@ -15,6 +15,7 @@ import contextlib
 import functools
 import hashlib
 import http.server
+import os
 import re
 import shutil
 import statistics
@@ -39,6 +40,8 @@ from .tasks_kit import build_onnx, manifest
 
 CHROMIUM = Path("/usr/bin/chromium")
 SLIDE = sample_slide_path()
+COMPANION = SLIDE.parent / "boxes.tiff"  # a second slide of the case: side by side
+MPP = 0.499  # the sample's µm per pixel (its README)
 OPENSEADRAGON = (
     Path(__file__).resolve().parents[1] / "frontend/node_modules/openseadragon/build/openseadragon"
 )
@@ -59,6 +62,7 @@ def _chromium_present() -> None:
     # Not a skip: .ci/run installs Debian's chromium; a missing browser is a failure.
     assert CHROMIUM.exists(), f"{CHROMIUM} is missing (apt-get install chromium)"
     assert SLIDE.exists(), f"{SLIDE} is missing"
+    assert COMPANION.exists(), f"{COMPANION} is missing"
 
 
 @pytest.fixture(scope="module")
@@ -106,6 +110,7 @@ def _register(page, base: str, name: str) -> None:  # type: ignore[no-untyped-de
     page.wait_for_url("**/teams")
 
 
+@pytest.mark.timeout(900)  # one long story (two uploads, the viewer's tools, models, three users)
 def test_portal_in_a_browser(portal_url: str, tmp_path: Path) -> None:
     from playwright.sync_api import expect, sync_playwright
 
@@ -114,6 +119,7 @@ def test_portal_in_a_browser(portal_url: str, tmp_path: Path) -> None:
         try:
             alice_ctx, bob_ctx = browser.new_context(), browser.new_context()
             alice, bob = alice_ctx.new_page(), bob_ctx.new_page()
+            errors = _console_errors(alice) + _console_errors(bob)
             _register(alice, portal_url, "Alice")
             _register(bob, portal_url, "Bob")
             # Bob's own team and case: Alice must not see it later.
@@ -147,6 +153,14 @@ def test_portal_in_a_browser(portal_url: str, tmp_path: Path) -> None:
             alice.click("#case-fields-form button")
             expect(alice.locator("#case-fields-form label")).to_contain_text("version 1")
             alice.goto(team_url + "/cases")
+            # A form shows the server's message under the field it names.
+            alice.evaluate(
+                "document.querySelector('#case-form input[name=title]').required = false"
+            )
+            alice.click("#case-form button")
+            title = alice.locator("#case-form input[name=title]")
+            expect(title).to_have_attribute("aria-invalid", "true")
+            expect(alice.locator("#case-form small.field-error")).not_to_be_empty()
             alice.fill("#case-form input[name=title]", "Biopsy 17")
             alice.select_option("#case-form select[name='fields.stain']", "IHC")
             alice.fill("#case-form input[name='fields.blocks']", "3")
@@ -154,18 +168,12 @@ def test_portal_in_a_browser(portal_url: str, tmp_path: Path) -> None:
             alice.wait_for_url("**/cases/*")
             expect(alice.locator("dl.team-fields")).to_contain_text("IHC")
             expect(alice.locator("dl.team-fields")).to_contain_text("3")
-            case_page = alice.url
-            alice.set_input_files("#upload-file", str(SLIDE))
-            console: list[str] = []
-            alice.on("console", lambda m: console.append(m.text))
-            alice.click("#upload-form button")
-            alice.wait_for_function(
-                "() => document.querySelector('#materials a[href$=\"/view\"]')"
-                " || document.querySelector('#upload-error')?.textContent",
-                timeout=60_000,
-            )
-            error = alice.locator("#upload-error")
-            assert not (error.count() and error.text_content()), (error.text_content(), console)
+            case_page = case_url = alice.url
+            _upload(alice, SLIDE, 1)
+            _upload(alice, COMPANION, 2)
+            _thumbnails_render(alice)
+            _accessible(alice)
+            _screenshot(alice, "case.png")
             tiles: list[tuple[int, str]] = []  # every tile response: status, token
 
             def tile(response) -> None:  # type: ignore[no-untyped-def]
@@ -174,7 +182,9 @@ def test_portal_in_a_browser(portal_url: str, tmp_path: Path) -> None:
                     tiles.append((response.status, token))
 
             alice.on("response", tile)
-            alice.click("#materials a >> text=view")
+            alice.locator("#materials li", has_text=SLIDE.name).get_by_role(
+                "button", name="View"
+            ).click()
             alice.wait_for_url("**/view")
             alice.wait_for_function(
                 "() => window.OpenSeadragon && document.querySelector('#osd canvas')"
@@ -199,7 +209,8 @@ def test_portal_in_a_browser(portal_url: str, tmp_path: Path) -> None:
             alice.wait_for_timeout(1500)
             later = tiles[before:]
             assert later, "zooming in asked for no tiles"
-            assert all(status == 200 for status, _ in tiles), tiles
+            refused = [status for status, _ in tiles if status != 200]
+            assert not refused, (refused, len(tiles))
             assert not first & {token for _, token in later}, "tiles still use the first token"
 
             alice.select_option("#tool", "rectangle")
@@ -217,13 +228,16 @@ def test_portal_in_a_browser(portal_url: str, tmp_path: Path) -> None:
                 alice.mouse.up()
             assert saved.value.status == 201, saved.value.text()
             assert saved.value.json()["area_um2"] > 0  # the slide has an mpp: measured in µm²
-            expect(alice.locator("#overlay rect.annotation")).to_have_count(1)
+            shapes = alice.locator("#annotation-canvas")
+            expect(shapes).to_have_attribute("data-shapes", "1", timeout=20_000)
+            assert not alice.locator("#error").text_content()
             alice.reload()
-            expect(alice.locator("#overlay rect.annotation")).to_have_count(1, timeout=20_000)
-            # Listed beside the viewer; relabel it there, then delete it.
+            expect(shapes).to_have_attribute("data-shapes", "1", timeout=20_000)
+            # Listed beside the viewer, in its layer; relabel it there, then delete it.
             item = alice.locator("#annotation-list li")
             expect(item).to_have_count(1)
             expect(item.locator(".annotation-name")).to_have_text("rectangle mitosis")
+            expect(alice.locator("#layers li")).to_have_text(re.compile(r"mitosis\s*1"))
             alice.fill("#ann-label", "mitotic figure")
             item.get_by_role("button", name="Relabel").click()
             expect(item.locator(".annotation-name")).to_have_text("rectangle mitotic figure")
@@ -231,20 +245,33 @@ def test_portal_in_a_browser(portal_url: str, tmp_path: Path) -> None:
             expect(alice.locator("#annotation-list li .annotation-name")).to_have_text(
                 "rectangle mitotic figure", timeout=20_000
             )
+            alice.wait_for_function("() => window.viewer && viewer.world.getItemCount()")
+            # A layer hidden is not painted; shown again, it is.
+            alice.locator("#layers input[type=checkbox]").uncheck()
+            expect(shapes).to_have_attribute("data-shapes", "0")
+            expect(alice.locator("#annotation-list li")).to_have_count(0)
+            alice.locator("#layers input[type=checkbox]").check()
+            expect(shapes).to_have_attribute("data-shapes", "1")
+
+            _ruler(alice)
+            _accessible(alice)
+            _screenshot(alice, "viewer.png")
             alice.locator("#annotation-list li").get_by_role("button", name="Delete").click()
-            expect(alice.locator("#overlay rect.annotation")).to_have_count(0)
-            remaining = alice.evaluate(
-                """async () => {
-                    const id = location.pathname.split("/")[2];
-                    const r = await fetch(`/api/materials/${id}/annotations`);
-                    return (await r.json()).items.length;
-                }"""
-            )
-            assert remaining == 0
+            expect(shapes).to_have_attribute("data-shapes", "0")
+            assert _annotations_saved(alice) == 0
 
             _export_from_the_viewer(alice)
+            _side_by_side(alice)
+            _shared_view(alice, bob, browser, portal_url)
+            _keys(alice, case_url)
+
             material_page = alice.url.removesuffix("/view")
             _download_the_original(alice, bob, material_page)
+            _accessible(alice)
+            alice.goto(team_url)
+            expect(alice.locator("#storage-used")).to_contain_text("MB of")
+            _accessible(alice)
+            assert not errors, errors
             _run_tissue_and_see_its_layer(alice, material_page)
             _a_per_patch_model_shows_its_heatmap(alice, material_page, tmp_path)
             _run_on_every_slide_of_the_case(alice, case_page)
@@ -256,6 +283,210 @@ def test_portal_in_a_browser(portal_url: str, tmp_path: Path) -> None:
             assert response is not None and response.status == 404
         finally:
             browser.close()
+
+
+def _console_errors(page) -> list[str]:  # type: ignore[no-untyped-def]
+    """Errors the page logs or throws, as they come (shared list, checked at the end)."""
+    found: list[str] = []
+    page.on(
+        "console", lambda m: found.append(f"{page.url}: {m.text}") if m.type == "error" else None
+    )
+    page.on("pageerror", lambda e: found.append(f"{page.url}: {e}"))
+    return found
+
+
+def _upload(page, path: Path, count: int) -> None:  # type: ignore[no-untyped-def]
+    """Attach a file through the case page; wait until ``count`` slides can be viewed."""
+    page.set_input_files("#upload-file", str(path))
+    page.click("#upload-form button")
+    page.wait_for_function(
+        "(n) => document.querySelectorAll('#materials a[role=button][href$=\"/view\"]').length >= n"
+        " || document.querySelector('#upload-error')?.textContent",
+        arg=count,
+        timeout=60_000,
+    )
+    error = page.locator("#upload-error")
+    assert not (error.count() and error.text_content()), error.text_content()
+
+
+def _thumbnails_render(page) -> None:  # type: ignore[no-untyped-def]
+    """Every slide card shows its thumbnail (loaded from the node, not blank)."""
+    from PIL import Image
+
+    thumbs = page.locator("#materials img.thumb")
+    assert thumbs.count() == 2
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('#materials img.thumb')]"
+        ".every(i => i.complete && i.naturalWidth > 0)",
+        timeout=30_000,
+    )
+    for i in range(thumbs.count()):
+        image = Image.open(BytesIO(thumbs.nth(i).screenshot())).convert("L")
+        assert statistics.pvariance(list(image.getdata())) > 100, f"thumbnail {i} is blank"
+
+
+def _accessible(page) -> None:  # type: ignore[no-untyped-def]
+    """Lighthouse's basics: every image has alt text, every form control a label."""
+    missing = page.evaluate(
+        """() => {
+            const bad = [];
+            for (const img of document.querySelectorAll("img")) {
+                if (!(img.getAttribute("alt") || "").trim()) bad.push(`img ${img.src}`);
+            }
+            const controls = "input:not([type=hidden]):not([type=submit]), select, textarea";
+            for (const el of document.querySelectorAll(controls)) {
+                const named = el.labels?.length || el.getAttribute("aria-label")
+                    || el.getAttribute("aria-labelledby");
+                if (!named) bad.push(`${el.tagName} ${el.name || el.id}`);
+            }
+            return bad;
+        }"""
+    )
+    assert not missing, (page.url, missing)
+
+
+def _screenshot(page, name: str) -> None:  # type: ignore[no-untyped-def]
+    """For ``nox -s screenshots``: the page as a reviewer sees it, small (palette PNG)."""
+    folder = os.environ.get("LABPORTAL_SCREENSHOTS")
+    if not folder:
+        return
+    from PIL import Image
+
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    from playwright.sync_api import TimeoutError as Slow
+
+    page.evaluate("window.scrollTo(0, 0)")
+    with contextlib.suppress(Slow):  # best effort: a picture, not a check
+        page.wait_for_function(
+            "() => !window.viewer || viewer.world.getItemAt(0)?.getFullyLoaded()", timeout=10_000
+        )
+    page.wait_for_timeout(2000)  # tiles fade in
+    image = Image.open(BytesIO(page.screenshot(full_page=False))).convert("RGB")
+    image = image.resize((1024, round(image.height * 1024 / image.width)), Image.Resampling.LANCZOS)
+    image.quantize(colors=128, method=Image.Quantize.MEDIANCUT).save(
+        Path(folder) / name, optimize=True
+    )
+
+
+def _annotations_saved(page) -> int:  # type: ignore[no-untyped-def]
+    return page.evaluate(  # type: ignore[no-any-return]
+        """async () => {
+            const id = location.pathname.split("/")[2];
+            const r = await fetch(`/api/materials/${id}/annotations`);
+            return (await r.json()).items.length;
+        }"""
+    )
+
+
+def _ruler(page) -> None:  # type: ignore[no-untyped-def]
+    """At 10× (from the slide's 20× objective), a 1000-pixel ruler reads mpp × 1000 µm within
+    1%; nothing is saved unless asked."""
+    from playwright.sync_api import expect
+
+    page.get_by_role("button", name="10×", exact=True).click()
+    expect(page.locator("#zoom-level")).to_have_text("10×", timeout=10_000)
+    page.wait_for_timeout(1500)  # the zoom animation ends
+    page.click("#ruler")
+    ends = page.evaluate(
+        """() => {
+            const v = viewer.viewport, r = document.getElementById("stage").getBoundingClientRect();
+            const c = v.viewportToImageCoordinates(v.getCenter(true));
+            return [[c.x - 500, c.y], [c.x + 500, c.y]].map(([x, y]) => {
+                const p = v.imageToViewerElementCoordinates(new OpenSeadragon.Point(x, y));
+                return [p.x + r.left, p.y + r.top];
+            });
+        }"""
+    )
+    saved = _annotations_saved(page)
+    hit = page.evaluate("([x, y]) => document.elementFromPoint(x, y)?.id", ends[0])
+    assert hit == "overlay", (hit, ends, page.evaluate("[measuring, scrollY, innerHeight]"))
+    page.mouse.move(*ends[0])
+    page.mouse.down()
+    page.mouse.move(*ends[1], steps=8)
+    page.mouse.up()
+    result = page.locator("#measure-result")
+    expected = MPP * 1000
+    um = float(result.get_attribute("data-um") or "nan")
+    assert abs(um - expected) <= expected * 0.01, (um, expected, result.text_content())
+    assert (result.text_content() or "").endswith(" µm")
+    assert _annotations_saved(page) == saved, "a measurement was saved without asking"
+    expect(page.locator("#save-measure")).to_be_visible()
+
+
+def _side_by_side(page) -> None:  # type: ignore[no-untyped-def]
+    """Compare with the case's other slide: panning either one moves both."""
+    page.keyboard.press("Escape")  # the ruler off
+    page.select_option("#compare", label=COMPANION.name)
+    page.wait_for_function(
+        "() => window.viewer2 && viewer2.world.getItemCount()"
+        " && viewer2.world.getItemAt(0).getFullyLoaded()",
+        timeout=30_000,
+    )
+    centres = (
+        "() => [viewer, viewer2].map(v => [v.viewport.getCenter(true).x,"
+        " v.viewport.getCenter(true).y, v.viewport.getZoom(true)])"
+    )
+    for stage in ("#stage", "#stage2"):
+        before = page.evaluate(centres)
+        box = page.locator(stage).bounding_box()
+        assert box is not None
+        x, y = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+        page.mouse.move(x, y)
+        page.mouse.down()
+        page.mouse.move(x - 120, y - 80, steps=8)
+        page.mouse.up()
+        page.wait_for_timeout(1500)
+        after = page.evaluate(centres)
+        for i in range(2):
+            assert abs(after[i][0] - before[i][0]) > 0.01, (stage, before, after)
+        assert after[0] == pytest.approx(after[1], rel=1e-6, abs=1e-9), (stage, after)
+    page.select_option("#compare", "")
+    expect_hidden = page.locator("#stage2")
+    assert expect_hidden.is_hidden()
+
+
+def _shared_view(alice, bob, browser, base: str) -> None:  # type: ignore[no-untyped-def]
+    """A link to this place and zoom: a member opens it there; someone outside the team
+    gets nothing (the link carries no token)."""
+    alice.evaluate(
+        "viewer.viewport.zoomBy(1.7, null, true); viewer.viewport.panBy("
+        "new OpenSeadragon.Point(0.05, 0.07), true)"
+    )
+    alice.wait_for_timeout(500)
+    alice.click("#share-view")
+    link = alice.input_value("#share-link")
+    assert "token" not in link and link.startswith(base + "/materials/")
+    where = (
+        "() => { const v = viewer.viewport, c = v.viewportToImageCoordinates(v.getCenter(true));"
+        " return [c.x, c.y, v.viewportToImageZoom(v.getZoom(true))]; }"
+    )
+    expected = alice.evaluate(where)
+    bob.goto(link)
+    bob.wait_for_function("() => window.viewer && viewer.world.getItemCount()", timeout=30_000)
+    bob.wait_for_timeout(500)
+    got = bob.evaluate(where)
+    assert got[0] == pytest.approx(expected[0], abs=2) and got[1] == pytest.approx(
+        expected[1], abs=2
+    )
+    assert got[2] == pytest.approx(expected[2], rel=0.005), (got, expected)
+    carol = browser.new_context().new_page()
+    _register(carol, base, "Carol")
+    response = carol.goto(link)
+    assert response is not None and response.status == 404
+
+
+def _keys(page, case_url: str) -> None:  # type: ignore[no-untyped-def]
+    """r rotates, ] opens the case's next slide, [ comes back."""
+    page.click("#osd")
+    page.keyboard.press("r")
+    page.wait_for_function("() => viewer.viewport.getRotation() === 90")
+    here = page.url.split("?")[0]
+    page.keyboard.press("]")
+    page.wait_for_url(lambda url: url.split("?")[0] != here and url.endswith("/view"))
+    page.wait_for_function("() => window.viewer && viewer.world.getItemCount()", timeout=30_000)
+    page.keyboard.press("[")
+    page.wait_for_url(here)
+    page.wait_for_function("() => window.viewer && viewer.world.getItemCount()", timeout=30_000)
 
 
 def _export_from_the_viewer(page) -> None:  # type: ignore[no-untyped-def]
@@ -287,7 +518,7 @@ def _download_the_original(alice, bob, material_page: str) -> None:  # type: ign
     got = hashlib.sha256(Path(info.value.path()).read_bytes()).hexdigest()
     assert got == hashlib.sha256(SLIDE.read_bytes()).hexdigest()
     bob.goto(material_page)
-    bob.wait_for_function("() => document.querySelector('#facts dt')", timeout=20_000)
+    bob.wait_for_function("() => document.querySelector('#slide-facts tr')", timeout=20_000)
     assert bob.locator("#download").is_hidden()
     refused = bob.request.get(
         material_page.replace("/materials/", "/api/materials/") + "/download", max_redirects=0

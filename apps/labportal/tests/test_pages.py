@@ -94,9 +94,9 @@ async def test_team_case_and_invitation_pages(portal: Portal) -> None:
     assert "Kidney" in listing and 'id="case-form"' not in listing
     assert "Kidney" not in (await viewer.get(f"/teams/{team}/cases?tag=other")).text
     detail = (await owner.get(f"/cases/{case['id']}")).text
-    assert "Look at the glomeruli" in detail and "Move to in_review" in detail
-    assert "created" in detail  # the history
-    assert "Move to in_review" not in (await viewer.get(f"/cases/{case['id']}")).text
+    assert "Look at the glomeruli" in detail and ">Send for review</button>" in detail
+    assert "Owner opened the case “Kidney”" in detail  # the history, as a sentence
+    assert ">Send for review</button>" not in (await viewer.get(f"/cases/{case['id']}")).text
     for url in (
         f"/teams/{team}",
         f"/teams/{team}/cases",

@@ -51,6 +51,7 @@ from labportal.settings import Settings
 from labportal.system import logs
 from labportal.system.health import HealthController
 from labportal.system.metrics import Metrics, observability_middleware
+from labportal.web import humanize
 from labportal.web.pages import PAGE_CONTROLLERS
 
 WEB = Path(__file__).parent / "web"
@@ -79,6 +80,7 @@ VENDOR = {  # URL path -> directory inside frontend/node_modules (see frontend/p
     "/vendor/openseadragon": "openseadragon/build/openseadragon",
     "/vendor/tus": "tus-js-client/dist",
     "/vendor/hash-wasm": "hash-wasm/dist",
+    "/vendor/pico": "@picocss/pico/css",
 }
 
 
@@ -96,6 +98,12 @@ def _vendor_routers(settings: Settings) -> list[Any]:
             )
         )
     return routers
+
+
+def _words(engine: JinjaTemplateEngine) -> None:
+    """The templates' filters and helpers for people (sizes, times, sentences)."""
+    engine.engine.filters.update(humanize.FILTERS)
+    engine.engine.globals.update(humanize.GLOBALS)
 
 
 def _openapi() -> OpenAPIConfig:
@@ -193,7 +201,9 @@ def create_app(settings: Settings | None = None) -> Litestar:
         exception_handlers=EXCEPTION_HANDLERS,
         middleware=[observability_middleware],
         openapi_config=_openapi(),
-        template_config=TemplateConfig(directory=WEB / "templates", engine=JinjaTemplateEngine),
+        template_config=TemplateConfig(
+            directory=WEB / "templates", engine=JinjaTemplateEngine, engine_callback=_words
+        ),
         on_startup=[migrate_on_start, start_tasks],
         on_shutdown=[close_cluster],
         state=State(state),

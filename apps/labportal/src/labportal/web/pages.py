@@ -23,6 +23,7 @@ from labportal.domain.cases.controllers import _filters
 from labportal.domain.cases.services import CaseService
 from labportal.domain.discussion.services import CommentService
 from labportal.domain.fields.services import PREFIX, Definition, FieldService, parse_filters
+from labportal.domain.materials.schemas import slide_facts
 from labportal.domain.materials.services import MaterialService, status_of
 from labportal.domain.teams.invitations import InvitationService, effective_status
 from labportal.domain.teams.roles import at_least
@@ -30,6 +31,7 @@ from labportal.domain.teams.services import TeamService
 from labportal.errors import Problem
 from labportal.security.principal import Principal
 from labportal.security.redirects import is_local_path
+from labportal.settings import Settings
 
 
 def _safe_next(value: str | None) -> str:
@@ -90,6 +92,7 @@ class PageController(Controller):
         team_id: FromPath[uuid.UUID],
         viewer: NamedDependency[Principal | None],
         db_session: NamedDependency[AsyncSession],
+        settings: NamedDependency[Settings],
     ) -> Template | Redirect:
         if viewer is None:
             return _login(request)
@@ -116,6 +119,8 @@ class PageController(Controller):
             invitations=invitations,
             definitions={t: _definition_json(d) for t, d in definitions.items()},
             annotation_classes=classes,
+            used=await MaterialService(session=db_session).team_usage(team_id),
+            quota=settings.team_quota_bytes,
         )
 
     @get("/invitations/{token:str}")
@@ -163,6 +168,7 @@ class PageController(Controller):
             team_id, viewer.user, filters, limit, offset
         )
         params = {"status": status, "assignee": assignee, "tag": tag, "q": q, **field_query}
+        slides = await MaterialService(session=db_session).stored_in_cases([c.id for c in rows])
 
         def query(**changes: Any) -> str:
             return urlencode({k: v for k, v in {**params, **changes}.items() if v})
@@ -172,6 +178,7 @@ class PageController(Controller):
             viewer,
             team=team,
             cases=rows,
+            slides=slides,
             total=total,
             limit=limit,
             offset=offset,
@@ -212,6 +219,7 @@ class PageController(Controller):
             assignable=[m for m in members if at_least(m.role, "member")],
             threads=threads,
             materials=materials,
+            facts={m.id: slide_facts(m.slide) for m in materials},
             material_names={m.id: m.name for m in materials},
             events=await cases.events(case_id, viewer.user),
             case_fields=await FieldService(db_session).current(case.team_id, "case"),
@@ -234,6 +242,7 @@ class PageController(Controller):
             "material.html",
             viewer,
             material=access.material,
+            facts=slide_facts(access.material.slide),
             case=access.case,
             can_write=access.can_write,
             local_status=status_of(access.material, None),
@@ -250,13 +259,21 @@ class PageController(Controller):
     ) -> Template | Redirect:
         if viewer is None:
             return _login(request)
-        access = await MaterialService(session=db_session).access(material_id, viewer.user)
+        materials = MaterialService(session=db_session)
+        access = await materials.access(material_id, viewer.user)
+        slides = [
+            m for m in await materials.list_for_case(access.case.id, viewer.user) if m.blob_id
+        ]
+        at = next((i for i, m in enumerate(slides) if m.id == material_id), None)
         return _page(
             "viewer.html",
             viewer,
             material=access.material,
             case=access.case,
             can_write=access.can_write,
+            slides=slides,
+            previous=slides[at - 1] if at is not None and at > 0 else None,
+            next=slides[at + 1] if at is not None and at + 1 < len(slides) else None,
         )
 
 

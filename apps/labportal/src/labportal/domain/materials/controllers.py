@@ -35,7 +35,7 @@ from labportal.domain.materials.schemas import (
 )
 from labportal.domain.materials.search import SlideFilters, provide_slide_filters
 from labportal.domain.materials.services import MaterialService, Search
-from labportal.domain.materials.viewing import view_for
+from labportal.domain.materials.viewing import thumbnail_url, view_for
 from labportal.security.principal import Principal
 from labportal.settings import Settings
 from slidestore.cluster.wire import BlobView
@@ -64,6 +64,11 @@ DEPENDENCIES = {
     "materials": Provide(provide_materials, sync_to_thread=False),
     "cluster": Provide(provide_cluster, sync_to_thread=False),
 }
+
+
+def _to_replica(url: str) -> Redirect:
+    """A redirect to a replica's URL with a token in it: never cached."""
+    return Redirect(url, status_code=HTTP_303_SEE_OTHER, headers={"Cache-Control": "no-store"})
 
 
 async def _view(cluster: Cluster, material: Material) -> BlobView | None:
@@ -273,6 +278,24 @@ class MaterialController(Controller):
         return await view_for(materials, cluster, material_id, principal.user)
 
     @get(
+        "/thumbnail",
+        opt=READ,
+        summary="The slide's thumbnail: a redirect to a replica with the viewer's read token "
+        "(this blob only, short-lived); size in pixels, 64..1024",
+    )
+    async def thumbnail(
+        self,
+        material_id: FromPath[uuid.UUID],
+        principal: NamedDependency[Principal],
+        materials: NamedDependency[MaterialService],
+        cluster: NamedDependency[Cluster],
+        size: FromQuery[int] = 256,
+    ) -> Redirect:
+        return _to_replica(
+            await thumbnail_url(materials, cluster, material_id, principal.user, size)
+        )
+
+    @get(
         "/download",
         opt=READ,
         summary="The original file: a redirect to a replica with a one-minute download token "
@@ -285,8 +308,7 @@ class MaterialController(Controller):
         materials: NamedDependency[MaterialService],
         cluster: NamedDependency[Cluster],
     ) -> Redirect:
-        url = await download_url(materials, cluster, material_id, principal.user)
-        return Redirect(url, status_code=HTTP_303_SEE_OTHER, headers={"Cache-Control": "no-store"})
+        return _to_replica(await download_url(materials, cluster, material_id, principal.user))
 
     @get(
         "/export",

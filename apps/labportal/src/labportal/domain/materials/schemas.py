@@ -149,6 +149,8 @@ class ViewOut(msgspec.Struct):
     labels: dict[str, str] = msgspec.field(default_factory=dict)
     """Label/macro picture URLs (token included) when the team lets your role see them."""
     thumbnail: str | None = None
+    magnification: float | None = None
+    """The scanner's objective power (e.g. 20.0), when the slide records it."""
 
 
 def slide_facts(info: dict[str, Any] | None) -> SlideFacts | None:

@@ -160,6 +160,20 @@ class MaterialService(SQLAlchemyAsyncRepositoryService[Material, MaterialReposit
             await self.repository.session.flush()
         return material
 
+    async def stored_in_cases(self, case_ids: list[uuid.UUID]) -> dict[uuid.UUID, list[Material]]:
+        """The stored slides of cases the caller already listed (a list page's thumbnails)."""
+        found: dict[uuid.UUID, list[Material]] = {case_id: [] for case_id in case_ids}
+        if not case_ids:
+            return found
+        rows = await self.repository.session.scalars(
+            select(Material)
+            .where(Material.case_id.in_(case_ids), Material.blob_id.is_not(None))
+            .order_by(Material.created_at, Material.id)
+        )
+        for material in rows.unique():
+            found[material.case_id].append(material)
+        return found
+
     async def team_usage(self, team_id: uuid.UUID) -> int:
         """Bytes of the team's materials, uploads in progress included, failed ones not."""
         used = await self.repository.session.scalar(

@@ -46,6 +46,25 @@ async function send(url, method, body) {
   return { response, answer };
 }
 
+// In place: the server's message under the field it names (validation errors carry the
+// field as "key"), the field marked invalid for Pico and screen readers.
+function markFields(form, answer) {
+  for (const old of form.querySelectorAll("[aria-invalid]")) old.removeAttribute("aria-invalid");
+  for (const old of form.querySelectorAll("small.field-error")) old.remove();
+  for (const e of answer.errors || []) {
+    const name = String(e.key || "").replace(/^\$\.?/, "").split(".")[0];
+    const field = name && form.elements[name];
+    if (!field || !field.setAttribute) continue;
+    field.setAttribute("aria-invalid", "true");
+    const note = document.createElement("small");
+    note.className = "field-error";
+    note.id = `${form.id || "form"}-${name}-error`;
+    note.textContent = e.message;
+    field.setAttribute("aria-describedby", note.id);
+    field.after(note);
+  }
+}
+
 async function call(el, body) {
   const error = el.querySelector(".error") || document.getElementById("error");
   if (error) error.textContent = "";
@@ -53,6 +72,7 @@ async function call(el, body) {
   let { response, answer } = await send(el.dataset.api, method, body);
   // data-then: a second call with the same body (registration is followed by a login).
   if (response.ok && el.dataset.then) ({ response, answer } = await send(el.dataset.then, "POST", body));
+  if (el.tagName === "FORM") markFields(el, response.ok ? {} : answer);
   if (!response.ok) {
     const message = answer.detail || response.statusText;
     if (error) error.textContent = message; else alert(message);
