@@ -18,7 +18,7 @@ from .conftest import portal_settings
 from .helpers import Portal, problem
 
 pytestmark = pytest.mark.asyncio
-OPEN = {"/api/auth/register", "/api/auth/login"}
+OPEN = {"/api/auth/register", "/api/auth/login", "/api/auth/token"}  # credentials in the body
 
 
 async def test_every_api_route_needs_credentials(portal: Portal) -> None:

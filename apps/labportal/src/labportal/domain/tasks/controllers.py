@@ -7,9 +7,11 @@ from dataclasses import dataclass
 from typing import Annotated, Any
 
 from litestar import Controller, Request, Response, delete, get, post
+from litestar.connection import ASGIConnection
 from litestar.datastructures import UploadFile
 from litestar.di import NamedDependency
 from litestar.enums import RequestEncodingType
+from litestar.handlers import BaseRouteHandler
 from litestar.params import Body, FromPath, FromQuery, JSONBody, QueryParameter
 from litestar.status_codes import HTTP_201_CREATED, HTTP_204_NO_CONTENT
 from sqlalchemy import select
@@ -34,13 +36,15 @@ from labportal.domain.tasks.schemas import (
 )
 from labportal.domain.tasks.services import TaskFilters, TaskService
 from labportal.domain.teams.services import TeamService
-from labportal.errors import NotFound, Unprocessable
-from labportal.security.principal import Principal
+from labportal.errors import NotFound, Unauthorized, Unprocessable
+from labportal.security.principal import SESSION_COOKIE, Principal
 from labportal.settings import Settings
 
 READ, WRITE = {"scope": "cases:read"}, {"scope": "cases:write"}
 PARQUET = "application/vnd.apache.parquet"
 GEOJSON = "application/geo+json"
+MODEL_BODY_BYTES = 600 * 1024 * 1024
+"""The largest model upload read at all (LABPORTAL_MODEL_MAX_BYTES is checked as it streams)."""
 
 
 def task_out(t: AnalysisTask) -> TaskOut:
@@ -99,6 +103,15 @@ class ModelUpload:
     std}, class_names, input_name?, output? ("logits" or "probabilities")."""
 
 
+def credentials_first(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
+    """A caller without credentials gets 401 before a multipart body is read."""
+    if not connection.headers.get("authorization") and not connection.cookies.get(SESSION_COOKIE):
+        raise Unauthorized(
+            "log in or send 'Authorization: Bearer <API token>'",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+
+
 class TeamModelController(Controller):
     path = "/api/teams/{team_id:uuid}/models"
     tags = ["tasks"]
@@ -108,7 +121,8 @@ class TeamModelController(Controller):
         opt={"scope": "teams:write"},
         status_code=HTTP_201_CREATED,
         summary="Register an ONNX patch classifier (team admin; multipart file + manifest)",
-        request_max_body_size=None,
+        request_max_body_size=MODEL_BODY_BYTES,
+        guards=[credentials_first],
     )
     async def register_model(
         self,
