@@ -29,6 +29,7 @@ async def test_every_api_route_needs_credentials(portal: Portal) -> None:
             continue
         path = re.sub(r"\{(\w+):uuid\}", "00000000-0000-4000-8000-000000000000", route.path)
         path = re.sub(r"\{(\w+):str\}", "abc", path)
+        path = re.sub(r"\{(\w+):int\}", "1", path)
         for method in route.methods - {"HEAD", "OPTIONS"}:
             body = problem(await client.request(method, path, json={}), 401)
             assert body["code"] == "unauthorized", (method, path)

@@ -15,7 +15,7 @@ from .server import ServerProcess
 def test_health_ready_metrics_openapi(server: ServerProcess) -> None:
     assert httpx.get(server.url + "/healthz").json() == {"status": "ok"}
     ready = httpx.get(server.url + "/readyz")
-    checks = {"database": "ok", "coordinator": "ok", "nodes": "ok"}
+    checks = {"database": "ok", "coordinator": "ok", "nodes": "ok", "dask": "ok"}
     assert ready.status_code == 200 and ready.json()["checks"] == checks
     doc = httpx.get(server.url + "/schema/openapi.json").json()
     assert doc["info"]["title"] == "labportal" and "/api/teams/{team_id}/cases" in doc["paths"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from starlette.applications import Starlette
@@ -38,15 +38,23 @@ RENDER_RESERVE_BYTES = 1 << 30
 """Free space the render cache's disk keeps: prerendering never fills a user's disk."""
 
 
+class NoAccessLog:
+    """A folder has no archive tier: what was read is not recorded."""
+
+    def touch(self, blob_id: str) -> None:
+        pass
+
+
 @dataclass
 class FolderState:
     """The part of a node's state its read routes use (``settings``, ``slides``,
-    ``render_budget``), plus the index."""
+    ``render_budget``, ``access``), plus the index."""
 
     settings: FolderSettings
     index: FolderIndex
     slides: SlideCache
     render_budget: RenderBudget
+    access: NoAccessLog = field(default_factory=NoAccessLog)
 
     @property
     def blobs(self) -> FolderIndex:

@@ -190,7 +190,7 @@ class TeamAnnotationClassesController(Controller):
     async def replace_classes(
         self,
         team_id: FromPath[uuid.UUID],
-        data: AnnotationClassesIn,
+        data: JSONBody[AnnotationClassesIn],
         principal: NamedDependency[Principal],
         classes: NamedDependency[ClassService],
     ) -> list[AnnotationClassOut]:
