@@ -37,6 +37,10 @@ LONG = frozenset(
         "tests/test_cluster_rebuild.py::test_a_blob_deleted_while_a_holder_was_down_stays_deleted_after_a_rebuild[postgresql]",
         "packages/slidestore-server/tests/test_coordinator_repair.py::test_a_new_leader_waits_for_holders_still_registering[postgresql]",
         "packages/slidestore-server/tests/test_coordinator_repair.py::test_repair_copies_trims_and_deletes_on_real_nodes[postgresql]",
+        "tests/test_cluster_lifecycle.py::test_kill9_mid_archive_and_mid_restore_loses_nothing[postgresql]",
+        "tests/test_cluster_lifecycle.py::test_archived_rows_come_back_from_the_archive_when_the_database_is_lost[postgresql]",
+        "tests/test_cluster_full_nodes.py::test_rebalancing_passes_over_a_node_that_answered_507[postgresql]",
+        "apps/labportal/tests/test_tasks_worker.py::test_a_task_survives_a_killed_worker_and_completes_once[postgres]",
     }
 )
 
