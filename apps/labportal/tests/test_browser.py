@@ -386,7 +386,18 @@ def _ruler(page) -> None:  # type: ignore[no-untyped-def]
 
     page.get_by_role("button", name="10×", exact=True).click()
     expect(page.locator("#zoom-level")).to_have_text("10×", timeout=10_000)
-    page.wait_for_timeout(1500)  # the zoom animation ends
+    # The zoom animation has ended: the current zoom and centre are the target ones (a
+    # fixed wait was not enough on a loaded machine: the ruler's ends moved under it).
+    page.wait_for_function(
+        """() => {
+            const v = viewer.viewport;
+            const a = v.getCenter(true), b = v.getCenter(false);
+            return Math.abs(v.getZoom(true) - v.getZoom(false)) < 1e-9 * v.getZoom(false)
+                && Math.abs(a.x - b.x) < 1e-9 && Math.abs(a.y - b.y) < 1e-9;
+        }""",
+        timeout=20_000,
+    )
+    page.wait_for_timeout(300)
     page.click("#ruler")
     ends = page.evaluate(
         """() => {
