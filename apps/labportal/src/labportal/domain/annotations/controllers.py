@@ -170,16 +170,16 @@ def _out(rows: list[AnnotationClass]) -> list[AnnotationClassOut]:
 class TeamAnnotationClassesController(Controller):
     path = "/api/teams/{team_id:uuid}/annotation-classes"
     tags = ["annotations"]
-    dependencies = {"classes": Provide(provide_classes, sync_to_thread=False)}
+    dependencies = {"class_service": Provide(provide_classes, sync_to_thread=False)}
 
     @get("/", opt={"scope": "cases:read"}, summary="The team's annotation classes, in order")
     async def list_classes(
         self,
         team_id: FromPath[uuid.UUID],
         principal: NamedDependency[Principal],
-        classes: NamedDependency[ClassService],
+        class_service: NamedDependency[ClassService],
     ) -> list[AnnotationClassOut]:
-        return _out(await classes.read(team_id, principal.user))
+        return _out(await class_service.read(team_id, principal.user))
 
     @put(
         "/",
@@ -192,6 +192,6 @@ class TeamAnnotationClassesController(Controller):
         team_id: FromPath[uuid.UUID],
         data: JSONBody[AnnotationClassesIn],
         principal: NamedDependency[Principal],
-        classes: NamedDependency[ClassService],
+        class_service: NamedDependency[ClassService],
     ) -> list[AnnotationClassOut]:
-        return _out(await classes.replace(team_id, principal.user, data.classes))
+        return _out(await class_service.replace(team_id, principal.user, data.classes))
