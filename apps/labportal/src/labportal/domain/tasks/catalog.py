@@ -12,7 +12,7 @@ import functools
 import os
 import uuid
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Any
 
 import msgspec
 from sqlalchemy import select
@@ -24,30 +24,20 @@ from labportal.errors import NotFound, Unprocessable
 from slidestore import analysis
 from slidestore.analysis.errors import BadParams
 from slidestore.analysis.model import Model
+from slidestore.analysis.models.onnx_manifest import OnnxManifest, OnnxRunParams, manifest_input
 from slidestore.analysis.registry import decode_params
 
 HIDDEN = frozenset({"onnx"})
 """Library models not offered as such (see the module's docstring)."""
-TILE_PIXELS = 1024
-"""The onnx engine's tiles hold a whole number of patches within about this edge."""
 
 
 class UnknownModel(NotFound):
     code = "unknown_model"
 
 
-class RegisteredParams(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, frozen=True):
-    """What a task of a registered ONNX classifier may set."""
-
-    threshold: Annotated[
-        float,
-        msgspec.Meta(
-            ge=0, le=1, description="A patch joins a class's polygons at this probability."
-        ),
-    ] = 0.5
-    batch_size: Annotated[
-        int, msgspec.Meta(ge=1, le=4096, description="Patches per inference call.")
-    ] = 64
+class RegisteredParams(OnnxRunParams, kw_only=True, forbid_unknown_fields=True, frozen=True):
+    """What a task of a registered ONNX classifier may set: the library's tunable part
+    (the portal supplies the file and the manifest)."""
 
 
 @functools.cache
@@ -123,10 +113,8 @@ class ModelRef:
             outputs = ["features", "measurements"]
         else:
             assert self.manifest is not None
-            patch = int(self.manifest["patch_size"])
-            mpp = self.manifest.get("target_mpp")
-            tile = max(1, TILE_PIXELS // patch) * patch
-            inputs = InputOut(mpp, None if mpp is not None else 0, tile, 0)
+            spec = manifest_input(msgspec.convert(self.manifest, OnnxManifest))
+            inputs = InputOut(spec.target_mpp, spec.level, spec.tile_size, spec.overlap)
             outputs = ["features", "measurements", "heatmap"]
         return ModelOut(
             name=self.name,

@@ -28,7 +28,9 @@ from slidestore.analysis.model import InputSpec, Reduced, SlideContext, TileCont
 from slidestore.analysis.models.grid_polygons import grid_polygons
 from slidestore.analysis.models.onnx_manifest import (
     OnnxManifest,
+    OnnxRunParams,
     load_manifest,
+    manifest_input,
     session_for,
     softmax,
     validate_session,
@@ -39,7 +41,7 @@ __all__ = ["MODEL", "OnnxModel", "OnnxParams"]
 _EPSILON: Final = 1e-6
 
 
-class OnnxParams(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, frozen=True):
+class OnnxParams(OnnxRunParams, kw_only=True, forbid_unknown_fields=True, frozen=True):
     """Which network, how to feed it, and where to draw class polygons."""
 
     model_path: Annotated[
@@ -51,15 +53,6 @@ class OnnxParams(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, froze
     manifest: Annotated[OnnxManifest | None, msgspec.Meta(description="The manifest inline.")] = (
         None
     )
-    threshold: Annotated[
-        float,
-        msgspec.Meta(
-            ge=0, le=1, description="A patch joins a class's polygons at this probability."
-        ),
-    ] = 0.5
-    batch_size: Annotated[
-        int, msgspec.Meta(ge=1, le=4096, description="Patches per inference call.")
-    ] = 64
 
     def __post_init__(self) -> None:
         if (self.manifest is None) == (self.manifest_path is None):
@@ -100,13 +93,7 @@ class OnnxModel:
             raise BadParams(self.name, str(exc)) from None
 
     def input_for(self, params: OnnxParams) -> InputSpec:
-        manifest = _manifest(params)
-        per_tile = max(1, 1024 // manifest.patch_size)
-        return InputSpec(
-            tile_size=per_tile * manifest.patch_size,
-            target_mpp=manifest.target_mpp,
-            level=None if manifest.target_mpp is not None else 0,
-        )
+        return manifest_input(_manifest(params))
 
     def process_tile(self, pixels: np.ndarray, ctx: TileContext, params: OnnxParams) -> TileOutput:
         manifest = _manifest(params)

@@ -20,7 +20,16 @@ from typing import Annotated, Any, Literal
 import msgspec
 import numpy as np
 
-__all__ = ["OnnxManifest", "load_manifest", "session_for", "validate_session"]
+from slidestore.analysis.model import InputSpec
+
+__all__ = [
+    "OnnxManifest",
+    "OnnxRunParams",
+    "load_manifest",
+    "manifest_input",
+    "session_for",
+    "validate_session",
+]
 
 
 class OnnxManifest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, frozen=True):
@@ -138,3 +147,28 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     exp = np.exp(shifted)
     result: np.ndarray = exp / exp.sum(axis=1, keepdims=True)
     return result
+
+
+class OnnxRunParams(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, frozen=True):
+    """What a run of a classifier may tune (the portal offers these for a registered one)."""
+
+    threshold: Annotated[
+        float,
+        msgspec.Meta(
+            ge=0, le=1, description="A patch joins a class's polygons at this probability."
+        ),
+    ] = 0.5
+    batch_size: Annotated[
+        int, msgspec.Meta(ge=1, le=4096, description="Patches per inference call.")
+    ] = 64
+
+
+def manifest_input(manifest: OnnxManifest) -> InputSpec:
+    """What a classifier reads: the manifest's mpp, tiles of a whole number of patches
+    within about 1024 pixels."""
+    per_tile = max(1, 1024 // manifest.patch_size)
+    return InputSpec(
+        tile_size=per_tile * manifest.patch_size,
+        target_mpp=manifest.target_mpp,
+        level=None if manifest.target_mpp is not None else 0,
+    )
