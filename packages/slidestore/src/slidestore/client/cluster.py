@@ -26,9 +26,8 @@ from slidestore.client.tus import (
     PrimaryFull,
     PrimaryUnreachable,
     TusOptions,
-    TusUpload,
 )
-from slidestore.client.tus_parallel import ParallelUpload, part_ranges
+from slidestore.client.tus_parallel import file_upload
 from slidestore.cluster import wire
 from slidestore.tokens import Operation
 
@@ -316,30 +315,17 @@ class AsyncCluster:
                     if on_offset is not None:
                         on_offset(offset)
 
-                upload: TusUpload | ParallelUpload
-                if len(part_ranges(size, parts)) > 1:
-                    upload = ParallelUpload(
-                        self.transport.client(),
-                        placement.upload_url,
-                        placement.token,
-                        file,
-                        size=size,
-                        sha256=sha256,
-                        parts=parts,
-                        options=options,
-                        progress=report,
-                    )
-                else:
-                    upload = TusUpload(
-                        self.transport.client(),
-                        placement.upload_url,
-                        placement.token,
-                        file,
-                        size=size,
-                        sha256=sha256,
-                        options=options,
-                        progress=report,
-                    )
+                upload = file_upload(
+                    self.transport.client(),
+                    placement.upload_url,
+                    placement.token,
+                    file,
+                    size=size,
+                    sha256=sha256,
+                    parts=parts,
+                    options=options,
+                    progress=report,
+                )
                 try:
                     await upload.run()
                 except (PrimaryUnreachable, PrimaryFull):

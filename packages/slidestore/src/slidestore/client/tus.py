@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Final
 from urllib.parse import urljoin
@@ -94,6 +94,7 @@ class TusUpload:
         progress: Callable[[int], None] | None = None,
         start: int = 0,
         partial: bool = False,
+        final_of: Sequence[str] = (),
     ) -> None:
         self.client = client
         self.upload_url = upload_url
@@ -102,6 +103,10 @@ class TusUpload:
         """Bytes this upload sends: the file's ``size`` bytes from ``start``."""
         self.start = start
         self.partial = partial
+        self.final_of = tuple(final_of)
+        """A tus final upload: the URLs of the complete partial uploads it joins, in
+        order. The node joins them in the creating ``POST``, whose answer names the blob
+        (asked again when that answer is lost: the node resumes or repeats the join)."""
         """A tus partial upload (a piece of a :class:`~slidestore.client.tus_parallel.ParallelUpload`):
         complete when every byte is there, without a blob of its own."""
         self.sha256 = sha256
@@ -156,7 +161,11 @@ class TusUpload:
     # -- the protocol --------------------------------------------------------------------
 
     async def _create(self) -> None:
-        headers = {**self.headers, "Upload-Length": str(self.size)}
+        headers = dict(self.headers)
+        if self.final_of:
+            headers["Upload-Concat"] = "final;" + " ".join(self.final_of)
+        else:
+            headers["Upload-Length"] = str(self.size)
         if self.partial:
             headers["Upload-Concat"] = "partial"
         else:

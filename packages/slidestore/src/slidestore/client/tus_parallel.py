@@ -15,20 +15,12 @@ import asyncio
 import dataclasses
 import os
 from collections.abc import Callable
-from urllib.parse import urljoin
 
 import httpx
 
-from slidestore import errors
-from slidestore.client.http import response_error
 from slidestore.client.tus import (
-    BLOB_ID_HEADER,
-    PrimaryFull,
     TusOptions,
     TusUpload,
-    _error_code,
-    _Retry,
-    metadata_header,
 )
 
 MIN_PART = 16 << 20
@@ -65,17 +57,10 @@ class ParallelUpload:
         options: TusOptions | None = None,
         progress: Callable[[int], None] | None = None,
     ) -> None:
-        self.options = options or TusOptions()
         self.progress = progress
-        self.path = os.fspath(path)
-        self.size = size
-        self.sha256 = sha256
-        self.client = client
-        self.upload_url = upload_url
-        self.headers = {"Tus-Resumable": "1.0.0", "Authorization": f"Bearer {token}"}
-        self.location: str | None = None
-        """The final upload's URL, once it is made."""
-        self._durable = [0] * len(part_ranges(size, parts))
+        options = options or TusOptions()
+        ranges = part_ranges(size, parts)
+        self._durable = [0] * len(ranges)
         self.uploads = [
             TusUpload(
                 client,
@@ -84,13 +69,23 @@ class ParallelUpload:
                 path,
                 size=length,
                 sha256=sha256,
-                options=self.options,
+                options=options,
                 progress=self._reporter(index),
                 start=start,
                 partial=True,
             )
-            for index, (start, length) in enumerate(part_ranges(size, parts))
+            for index, (start, length) in enumerate(ranges)
         ]
+        # Joining copies and hashes the whole file on the node: its request may take a while.
+        self.final = TusUpload(
+            client,
+            upload_url,
+            token,
+            path,
+            size=size,
+            sha256=sha256,
+            options=dataclasses.replace(options, timeout=max(options.timeout, size / JOIN_RATE)),
+        )
 
     def _reporter(self, index: int) -> Callable[[int], None]:
         def report(offset: int) -> None:
@@ -102,44 +97,42 @@ class ParallelUpload:
 
     async def run(self) -> str:
         locations = await asyncio.gather(*(upload.run() for upload in self.uploads))
-        return await self._final(locations)
+        self.final.final_of = tuple(locations)
+        return await self.final.run()
 
-    async def _final(self, locations: list[str]) -> str:
-        headers = {
-            **self.headers,
-            "Upload-Concat": "final;" + " ".join(locations),
-            "Upload-Metadata": metadata_header(
-                {"filename": os.path.basename(self.path), "sha256": self.sha256}
-            ),
-        }
-        # Its own failure count and backoff bound the retries; joining copies and hashes
-        # the whole file on the node, so the request may take a while.
-        timeout = max(self.options.timeout, self.size / JOIN_RATE)
-        asker = TusUpload(
-            self.client,
-            self.upload_url,
-            self.headers["Authorization"].removeprefix("Bearer "),
-            self.path,
-            size=self.size,
-            sha256=self.sha256,
-            options=dataclasses.replace(self.options, timeout=timeout),
+
+def file_upload(
+    client: httpx.AsyncClient,
+    upload_url: str,
+    token: str,
+    path: str | os.PathLike[str],
+    *,
+    size: int,
+    sha256: str,
+    parts: int,
+    options: TusOptions,
+    progress: Callable[[int], None],
+) -> TusUpload | ParallelUpload:
+    """One stream for a small file (or ``parts=1``), else a :class:`ParallelUpload`."""
+    if len(part_ranges(size, parts)) == 1:
+        return TusUpload(
+            client,
+            upload_url,
+            token,
+            path,
+            size=size,
+            sha256=sha256,
+            options=options,
+            progress=progress,
         )
-        while True:
-            try:
-                response = await asker._send("POST", self.upload_url, headers=headers)
-            except _Retry:
-                continue
-            if response.status_code == 507:
-                raise PrimaryFull(f"{self.upload_url} has no room to join {self.size} bytes")
-            if response.status_code != 201:
-                raise response_error(
-                    response, f"joining {len(locations)} parts at {self.upload_url}"
-                )
-            blob_id: str | None = response.headers.get(BLOB_ID_HEADER)
-            if blob_id != self.sha256:
-                raise errors.ChecksumMismatch(
-                    f"{self.path}: the node committed blob {blob_id}, expected {self.sha256} "
-                    f"({_error_code(response) or 'no error code'})"
-                )
-            self.location = urljoin(self.upload_url, response.headers["Location"])
-            return self.sha256
+    return ParallelUpload(
+        client,
+        upload_url,
+        token,
+        path,
+        size=size,
+        sha256=sha256,
+        parts=parts,
+        options=options,
+        progress=progress,
+    )
