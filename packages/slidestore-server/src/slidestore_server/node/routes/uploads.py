@@ -280,6 +280,18 @@ def _body_idle(exc: BodyIdle) -> Response:
     )
 
 
+def _arrived(node: NodeState, info: UploadInfo) -> None:
+    """A request completed the upload: the node learns of its new blob (replication,
+    prerendering) and the log says so."""
+    if not info.complete:
+        return
+    node.blob_arrived()
+    log.info(
+        "upload complete",
+        extra={"upload_id": info.id, "blob_id": info.blob_id, "bytes": info.length},
+    )
+
+
 # -- endpoints ------------------------------------------------------------------------
 
 
@@ -334,12 +346,7 @@ async def create_final(request: Request, node: NodeState, cap: Capability) -> Re
             single_use_until=cap.exp if cap.is_upload_grant else None,
         )
     )
-    if info.complete:
-        node.blob_arrived()
-        log.info(
-            "upload complete",
-            extra={"upload_id": info.id, "blob_id": info.blob_id, "bytes": info.length},
-        )
+    _arrived(node, info)
     headers = _upload_headers(info, request)
     headers["Location"] = _location(request, info.id)
     return Response(status_code=201, headers=headers)
@@ -392,8 +399,7 @@ async def create(request: Request, node: NodeState) -> Response:
             response = await slidestore_error_handler(request, exc)
             response.headers["Location"] = location
             return response
-    if info.complete:
-        node.blob_arrived()
+    _arrived(node, info)
     headers = _upload_headers(info, request)
     headers["Location"] = location
     return Response(status_code=201, headers=headers)
@@ -408,8 +414,7 @@ async def head(request: Request, node: NodeState) -> Response:
         # (UploadConflict: the completing request is still running; report what is durable.)
         with contextlib.suppress(UploadConflict):
             info = await run_in_threadpool(node.uploads.finish, upload_id, owner)
-            if info.complete:
-                node.blob_arrived()
+            _arrived(node, info)
     headers = _upload_headers(info, request)
     if info.metadata:
         headers["Upload-Metadata"] = encode_metadata(info.metadata)
@@ -436,12 +441,7 @@ async def patch(request: Request, node: NodeState) -> Response:
     except BodyIdle as exc:
         log.info("upload body went silent", extra={"upload_id": upload_id})
         return _body_idle(exc)
-    if info.blob_id:
-        node.blob_arrived()
-        log.info(
-            "upload complete",
-            extra={"upload_id": upload_id, "blob_id": info.blob_id, "bytes": info.length},
-        )
+    _arrived(node, info)
     return Response(status_code=204, headers=_upload_headers(info, request))
 
 
