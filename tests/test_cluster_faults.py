@@ -754,13 +754,20 @@ class FaultRun:
             if len(holders) < R:
                 continue
             node = rng.choice(holders)
-            if not cluster.replica_path(node, blob_id).exists():
+            path = cluster.replica_path(node, blob_id)
+            size = self._copy_size(path, blob_id) if path.exists() else 0
+            if size == 0:
                 continue
             self._log(f"flip a byte of {blob_id[:12]} on node{node}")
-            cluster.flip_byte(node, blob_id, offset=rng.randrange(blob_size(self, blob_id)))
+            cluster.flip_byte(node, blob_id, offset=rng.randrange(size))
             found = cluster.scrub(node)["quarantined"]
             self._log(f"scrub node{node}: quarantined {[b[:12] for b in found]}")
             return
+
+    def _copy_size(self, path: Path, blob_id: str) -> int:
+        """Bytes a flip may land in: the copy may be short already (an earlier truncation
+        no reader has met yet), and a flip past its end would only grow it."""
+        return min(blob_size(self, blob_id), path.stat().st_size)
 
     def _corrupt(self, rng: random.Random) -> None:
         """Flip a bit or truncate one copy and leave it for the readers to find (no scrub):
@@ -771,7 +778,9 @@ class FaultRun:
             path = cluster.replica_path(node, blob_id)
             if not path.exists():
                 continue
-            size = blob_size(self, blob_id)
+            size = self._copy_size(path, blob_id)
+            if size == 0:
+                continue
             if rng.random() < 0.5:
                 self._log(f"flip a bit of {blob_id[:12]} on node{node}")
                 cluster.flip_byte(node, blob_id, offset=rng.randrange(size))
