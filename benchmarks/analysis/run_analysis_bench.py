@@ -37,6 +37,7 @@ import openslide
 from distributed import Client, LocalCluster
 
 from slidestore import analysis, imaging, open_slide
+from slidestore.analysis.dask_client import local_cluster
 from slidestore.analysis.model import InputSpec
 from slidestore.analysis.planning import choose_read, plan_tiles, tissue_plan_mask
 from slidestore.analysis.sources import LocalSource
@@ -74,9 +75,7 @@ def process_cpu() -> float:
 
 
 def cluster(workers: int) -> tuple[LocalCluster, Client]:
-    local = LocalCluster(
-        n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=":0"
-    )
+    local = local_cluster(workers)  # as the embedded default makes it
     return local, Client(local, set_as_default=False)
 
 

@@ -11,7 +11,12 @@ import numpy as np
 import pytest
 
 from slidestore import open_slide
-from slidestore.analysis.batching import FIRST_TILES, MAX_TILES_PER_TASK, Batcher
+from slidestore.analysis.batching import (
+    FIRST_TILES,
+    MAX_TILES_PER_TASK,
+    TARGET_TASK_SECONDS,
+    Batcher,
+)
 from slidestore.analysis.planning import TileJob, planning_mask, tissue_plan_mask
 from slidestore.analysis.sources import LocalSource, LocalSpec, PixelSource
 from slidestore.geometry import Region
@@ -145,13 +150,13 @@ def test_tasks_grow_to_the_target_time_and_shrink_for_the_tail() -> None:
     first = batcher.next()
     assert first is not None and len(first) == FIRST_TILES
     handed += first
-    batcher.record(len(first), 0.001 * len(first))  # 1 ms a tile -> 250 a task
+    batcher.record(len(first), 0.001 * len(first))  # 1 ms a tile -> 500 a task
     sizes = []
     while (chunk := batcher.next()) is not None:
         sizes.append(len(chunk))
         handed += chunk
     assert handed == jobs  # every tile once, in plan order
-    assert sizes[0] == 250
+    assert sizes[0] == round(TARGET_TASK_SECONDS / 0.001) == 500
     assert max(sizes) <= MAX_TILES_PER_TASK
     # The tail: no task takes more than a quarter of what was left (2 threads x 2).
     remaining = len(jobs) - len(first)

@@ -13,9 +13,10 @@ import os
 import threading
 from typing import Any, Final
 
+import dask
 from distributed import Client, LocalCluster
 
-__all__ = ["SCHEDULER_ENV", "default_client", "engine_description"]
+__all__ = ["SCHEDULER_ENV", "default_client", "engine_description", "local_cluster"]
 
 SCHEDULER_ENV: Final = "SLIDESTORE_DASK_SCHEDULER"
 
@@ -47,15 +48,22 @@ def default_client() -> Client:
         if address:
             client = Client(address, set_as_default=False)  # type: ignore[no-untyped-call]
         else:
-            cluster = LocalCluster(  # type: ignore[no-untyped-call]
-                n_workers=os.cpu_count() or 1,
-                threads_per_worker=1,
-                processes=True,
-                dashboard_address=":0",
-            )
+            cluster = local_cluster(os.cpu_count() or 1)
             client = Client(cluster, set_as_default=False)  # type: ignore[no-untyped-call]
         _clients[key] = client
         return client
+
+
+def local_cluster(n_workers: int) -> LocalCluster:
+    """The embedded cluster: ``n_workers`` single-threaded worker processes, the dashboard
+    on a free port, and Dask's statistical profiler off. That profiler samples every
+    thread of every process (the scheduler's too) each 10 ms; on a laptop whose cores the
+    workers already fill, it took ~8 % of the scheduler process's CPU and slowed the
+    workers, and a slide run reads tiles whose cost the run's provenance reports anyway."""
+    with dask.config.set({"distributed.worker.profile.enabled": False}):
+        return LocalCluster(  # type: ignore[no-untyped-call]
+            n_workers=n_workers, threads_per_worker=1, processes=True, dashboard_address=":0"
+        )
 
 
 def engine_description(client: Client) -> dict[str, Any]:

@@ -39,7 +39,7 @@ from slidestore.analysis.provenance import file_sha256
 from slidestore.analysis.registry import decode_params, input_spec, resolve_model
 from slidestore.analysis.result import AnalysisResult
 from slidestore.analysis.sources import LocalSpec, RemoteSpec, SourceSpec, spec_for
-from slidestore.analysis.tasks import TileError, run_tiles
+from slidestore.analysis.tasks import TileError, TileJobs, run_tiles
 
 __all__ = ["run"]
 
@@ -90,7 +90,7 @@ def _execute(
             params,
             spec,
             read,
-            chunk,
+            TileJobs(chunk),
             overlap,
             key=f"slidestore-{model.name}-{run_id}-{chunk[0].index}",
             pure=False,
@@ -106,7 +106,7 @@ def _execute(
     try:
         for future in queue:
             try:
-                results = future.result()
+                results = future.result().results
             except Exception as exc:  # the task itself died (KilledWorker after retries)
                 first = int(str(future.key).rsplit("-", 1)[1])
                 raise failed(jobs[first], f"{type(exc).__name__}: {exc}") from exc

@@ -18,7 +18,7 @@ from slidestore.analysis.model import Model, TileContext, TileOutput
 from slidestore.analysis.planning import Read, TileJob, read_tile
 from slidestore.analysis.sources import SourceSpec, open_source
 
-__all__ = ["TileDone", "TileError", "run_tile", "run_tiles"]
+__all__ = ["TileBatch", "TileDone", "TileError", "TileJobs", "run_tile", "run_tiles"]
 
 
 @dataclass(frozen=True)
@@ -42,6 +42,24 @@ class TileError:
     detail: str
 
 
+@dataclass(frozen=True)
+class TileJobs:
+    """A task's tiles as one opaque argument: Dask walks a tuple argument element by
+    element looking for dependencies (on the scheduler, for every task), which for
+    hundreds of tiles cost more than sending them."""
+
+    jobs: tuple[TileJob, ...]
+
+
+@dataclass(frozen=True)
+class TileBatch:
+    """A task's results as one object: Dask serializes the elements of a returned list
+    one by one (a pickle and a frame per tile, thousands per run for small tiles, all
+    unpickled by the caller); one object is one pickle."""
+
+    results: tuple[TileDone | TileError, ...]
+
+
 def context_for(read: Read, job: TileJob, left: int, top: int) -> TileContext:
     return TileContext(
         x=round(job.ox * read.downsample),
@@ -61,16 +79,16 @@ def run_tiles(
     params: msgspec.Struct,
     spec: SourceSpec,
     read: Read,
-    jobs: tuple[TileJob, ...],
+    jobs: TileJobs,
     overlap: int,
-) -> list[TileDone | TileError]:
+) -> TileBatch:
     """A task: a few consecutive tiles (amortizes Dask's per-task cost); stops at an error."""
     results: list[TileDone | TileError] = []
-    for job in jobs:
+    for job in jobs.jobs:
         results.append(run_tile(model, params, spec, read, job, overlap))
         if isinstance(results[-1], TileError):
             break
-    return results
+    return TileBatch(tuple(results))
 
 
 def run_tile(

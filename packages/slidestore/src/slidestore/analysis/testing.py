@@ -115,12 +115,12 @@ class ReadOnlyModel:
 
 
 def _cluster() -> Iterator[Any]:
-    from distributed import Client, LocalCluster
+    from distributed import Client
+
+    from slidestore.analysis.dask_client import local_cluster
 
     with (
-        LocalCluster(  # type: ignore[no-untyped-call]
-            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0"
-        ) as cluster,
+        local_cluster(2) as cluster,
         Client(cluster, set_as_default=False) as client,  # type: ignore[no-untyped-call]
     ):
         yield client
