@@ -1,7 +1,7 @@
 """The life of a slide after it is read, on a real cluster (a coordinator and nodes as
 processes on loopback, SQLite and PostgreSQL): last access tracked from the nodes' read
-paths, blobs unused for their idle period archived (zstd where it pays, thumbnail kept),
-restored bit for bit to R copies, kill -9 in the middle of both, deletes reaching the
+paths, blobs unused for their idle period archived (a real scan as JPEG XL, zstd where it
+pays, thumbnail kept), restored bit for bit to R copies, kill -9 in the middle of both, deletes reaching the
 archive, and only an operator's token archiving or restoring.
 
 Days pass through the coordinator's ``SLIDESTORE_CLOCK_FILE`` (seconds added to its
@@ -218,6 +218,40 @@ def test_idle_slides_are_archived_shown_restored_and_deleted(
     eventually(lambda: not any(n.startswith(idle_id) for n in archive_files(archive)), timeout=20)
     assert cluster.blob(idle_id).status is BlobStatus.DELETED
     assert cluster.blob(idle_id).archive_url is None
+
+
+def test_a_real_slide_is_archived_as_jpeg_xl_and_restored_bit_for_bit(
+    make_cluster: Callable[..., Cluster], sample_slide_path: Path, tmp_path: Path
+) -> None:
+    """CMU-1-Small-Region.svs archived by the coordinator from a node's tile map: stored as
+    the JPEG XL container, smaller than zstd would make it, and restored from it to R
+    nodes, each copy the original's sha256."""
+    archive = tmp_path / "archive"
+    cluster = make_cluster(nodes=3, coordinator_settings={"archive_url": f"file://{archive}"})
+    original = sample_slide_path.read_bytes()
+    with cluster.client() as sdk:
+        blob_id = sdk.upload(sample_slide_path, wait="all", progress=False)
+    assert blob_id == sha256_of(original)
+    with admin(cluster) as operator:
+        operator.archive(blob_id)
+        view = eventually(
+            lambda: (v := operator.info(blob_id)).status is BlobStatus.ARCHIVED and v, timeout=60
+        )
+        eventually(lambda: not cluster.disk_hashes(blob_id), timeout=20)
+        assert view.archive_encoding == "jpegxl" and view.archive_url is not None
+        assert view.archive_url.endswith(f"/{blob_id}.ssjx")
+        zstd = archive_codec.ArchiveEncoder()
+        zstd_bytes = len(zstd.feed(original) + zstd.finish())
+        assert view.archive_bytes == (archive / f"{blob_id}.ssjx").stat().st_size
+        assert view.archive_bytes is not None and view.archive_bytes < 0.92 * zstd_bytes
+        print(f"archived {len(original)} -> {view.archive_bytes} (zstd: {zstd_bytes})")
+        operator.restore(blob_id)
+    restored = cluster.wait_durable(blob_id, R, timeout=90)
+    assert restored.status is BlobStatus.OK and len(restored.replicas) == R
+    assert set(cluster.disk_hashes(blob_id).values()) == {blob_id}
+    download = tokens.mint(cluster.secret, ops={Operation.DOWNLOAD}, blob=blob_id, ttl=60)
+    body = httpx.get(f"{restored.replicas[0].url}/blobs/{blob_id}", params={"token": download})
+    assert sha256_of(body.content) == blob_id
 
 
 def test_kill9_mid_archive_and_mid_restore_loses_nothing(

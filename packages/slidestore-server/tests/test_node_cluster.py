@@ -16,7 +16,7 @@ import pytest
 from coordinator_kit import NODE_SECRET
 
 from slidestore import tokens
-from slidestore.blobs import BlobStore, fanout
+from slidestore.blobs import BlobStore, archive_codec, fanout, tile_map
 from slidestore.cluster.wire import Heartbeat, Register
 from slidestore.testing.paths import shared_data_dir
 from slidestore.tokens import Operation
@@ -296,6 +296,35 @@ def test_replica_from_the_archive(start_node: StartNode, tmp_path: Path) -> None
     assert missing.status_code == 502
     assert missing.json()["error"] == "source_unavailable"
     assert str(archive) not in missing.text  # the blob is named, not the archive's path
+
+
+def test_replica_from_a_jpeg_xl_archive_and_a_corrupt_one_refused(
+    start_node: StartNode, tmp_path: Path
+) -> None:
+    """A ``.ssjx`` object decodes into the blob; one trampled mid-tile is 502
+    ``source_corrupt`` (named, not a 500) and leaves nothing behind."""
+    if not archive_codec.jpegxl_available():
+        pytest.skip("imagecodecs built without JPEG XL")
+    archive = tmp_path / "archive"
+    archive.mkdir()
+    path = shared_data_dir() / "CMU-1-Small-Region.svs"
+    data = path.read_bytes()
+    blob_id = hashlib.sha256(data).hexdigest()
+    encoder = archive_codec.JpegXlEncoder(tile_map.read_tile_map(path))
+    stored = encoder.feed(data) + encoder.finish()
+    name = archive_codec.object_name(blob_id, archive_codec.Encoding.JPEGXL)
+    at = stored.index(b"J", len(archive_codec.MAGIC)) + archive_codec.HEADER.size + 40
+    (archive / name).write_bytes(stored[:at] + bytes(300) + stored[at + 300 :])
+    target = start_node(archive_url=archive.as_uri())
+    order = {"blob_id": blob_id, "size": len(data), "archive_url": f"{archive.as_uri()}/{name}"}
+    corrupt = replicate(target, **order)
+    assert corrupt.status_code == 502, corrupt.text
+    assert corrupt.json()["error"] == "source_corrupt" and blob_id in corrupt.text
+    assert not blob_file(target, blob_id).exists() and temp_files(target) == []
+    (archive / name).write_bytes(stored)
+    answer = replicate(target, **order)
+    assert answer.status_code == 201, answer.text
+    assert hashlib.sha256(blob_file(target, blob_id).read_bytes()).hexdigest() == blob_id
 
 
 def test_archive_pulls_read_only_the_blob_in_the_nodes_archive(

@@ -1,6 +1,7 @@
 """The archive tier's layout (fsspec, under ``SLIDESTORE_ARCHIVE_URL``), one blob at a time:
 
-- ``{blob_id}`` or ``{blob_id}.zst``: the blob (``slidestore.blobs.archive_codec``);
+- ``{blob_id}``, ``{blob_id}.zst`` or ``{blob_id}.ssjx``: the blob (raw, zstd or JPEG XL,
+  ``slidestore.blobs.archive_codec``);
 - ``{blob_id}.thumbnail.jpg``: its thumbnail, so the portal still shows an archived slide;
 - ``{blob_id}.json``: its manifest (size, encoding, R, when, the slide's info), written
   last: an object without one is an unfinished archive, never trusted.

@@ -1,7 +1,8 @@
 """The coordinator's HTTP calls to storage nodes, each with an admin token it mints.
 
 ``POST {node}/replicas`` (have it pull a copy), ``DELETE {node}/blobs/{id}`` (trim, delete,
-retire), ``GET {node}/blobs/{id}`` (stream into the archive) and, for the archive too, a
+retire), ``GET {node}/blobs/{id}/tiles`` and ``GET {node}/blobs/{id}`` (where its JPEG
+tiles lie, then the bytes: stream into the archive) and, for the archive too, a
 slide's thumbnail and info (kept there so an archived slide still shows). Tokens
 come from the SDK's :class:`~slidestore.client.auth.MintedTokens` and error answers are
 read by its error mapping (``slidestore.client.http``), like every client of the protocol.
@@ -12,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import logging
 import time
 from typing import Any
 
@@ -20,7 +22,8 @@ import fsspec
 import httpx
 import msgspec
 
-from slidestore.blobs.archive_codec import ArchiveEncoder, object_name
+from slidestore.blobs import tile_map
+from slidestore.blobs.archive_codec import Encoder, encoder_for, jpegxl_available, object_name
 from slidestore.client.auth import MintedTokens
 from slidestore.client.http import response_error
 from slidestore.cluster.wire import PURPOSE_HEADER, REPLICA_PURPOSE, Replicate, Replicated
@@ -29,6 +32,8 @@ from slidestore.tokens import Operation
 _CHUNK = 1 << 20
 #: The slowest copy rate we wait for before calling a copy stuck (bytes per second).
 _FLOOR_RATE = 5 << 20
+
+log = logging.getLogger("slidestore.coordinator")
 
 
 class NodeCallFailed(RuntimeError):
@@ -91,18 +96,24 @@ class NodeClient:
         blob_id: str,
         archive_url: str,
         bytes_per_second: float | None = None,
+        *,
+        jpegxl: bool = True,
     ) -> ArchivedCopy:
-        """Stream a blob from a node to ``{archive_url}/{blob_id}`` (or ``….zst`` when zstd
-        pays, see ``slidestore.blobs.archive_codec``); verify its sha256.
+        """Stream a blob from a node to ``{archive_url}/{blob_id}`` (``….ssjx`` when its
+        JPEG tiles make most of it and ``jpegxl``, ``….zst`` when zstd pays, see
+        ``slidestore.blobs.archive_codec``); verify its sha256.
 
-        Memory stays bounded (the codec's sample, then chunk by chunk). On a mismatch or a
-        failure the partial object is removed and :class:`NodeCallFailed` raised, so a
-        corrupt copy is never taken for the archive. ``bytes_per_second`` caps the stream
-        like a repair copy (``SLIDESTORE_COPY_BYTES_PER_SECOND``).
+        Memory stays bounded (the codec holds a tile, a segment or its sample, then goes
+        chunk by chunk). Encoding runs on a worker thread: JPEG XL takes a core for as long
+        as the copy lasts. On a mismatch or a failure the partial object is removed and
+        :class:`NodeCallFailed` raised, so a corrupt copy is never taken for the archive.
+        ``bytes_per_second`` caps the stream like a repair copy
+        (``SLIDESTORE_COPY_BYTES_PER_SECOND``).
         """
         base = archive_url.rstrip("/")
         digest = hashlib.sha256()
-        encoder = ArchiveEncoder()
+        tiles = await self._tile_map(node_url, blob_id) if jpegxl and jpegxl_available() else None
+        encoder: Encoder | None = None
         # The filesystem and its root path, once: a chained URL (``simplecache::file://…``)
         # has no path a string operation could cut out of ``{base}/{name}``.
         fs, root = fsspec.core.url_to_fs(base)
@@ -112,7 +123,7 @@ class NodeClient:
         async def write(data: bytes) -> None:
             nonlocal out
             if out is None:
-                if encoder.encoding is None:
+                if encoder is None or encoder.encoding is None:
                     return
                 path = f"{root}/{object_name(blob_id, encoder.encoding)}"
                 written.append(path)
@@ -132,14 +143,16 @@ class NodeClient:
                     if answer.status_code != 200:
                         await answer.aread()
                         raise _failed(answer, f"GET {node_url}/blobs/{blob_id}")
+                    size = int(answer.headers.get("content-length", 0))
+                    encoder = encoder_for(size, tiles)
                     started = time.monotonic()
                     async for chunk in answer.aiter_bytes(_CHUNK):
                         digest.update(chunk)
-                        await write(encoder.feed(chunk))
+                        await write(await anyio.to_thread.run_sync(encoder.feed, chunk))
                         if bytes_per_second:
                             ahead = encoder.raw_bytes / bytes_per_second
                             await asyncio.sleep(max(0.0, ahead - (time.monotonic() - started)))
-                await write(encoder.finish())
+                await write(await anyio.to_thread.run_sync(encoder.finish))
             finally:
                 if out is not None:
                     await anyio.to_thread.run_sync(out.close)
@@ -151,13 +164,28 @@ class NodeClient:
         except BaseException:
             await _remove(fs, written)
             raise
-        assert encoder.encoding is not None
+        assert encoder is not None and encoder.encoding is not None
         return ArchivedCopy(
             url=f"{base}/{object_name(blob_id, encoder.encoding)}",
             size=encoder.raw_bytes,
             stored_bytes=encoder.stored_bytes,
             encoding=encoder.encoding.value,
         )
+
+    async def _tile_map(self, node_url: str, blob_id: str) -> tile_map.TileMap | None:
+        """Where the blob's JPEG tiles lie; None when the node cannot tell (the archive
+        then takes zstd or raw: a missing map costs space, never the copy)."""
+        url = f"{node_url}/blobs/{blob_id}/tiles"
+        try:
+            answer = await self.client.get(
+                url, headers={**self._headers(), PURPOSE_HEADER: REPLICA_PURPOSE}, timeout=60.0
+            )
+            if answer.status_code == 200:
+                return tile_map.decode(answer.content)
+            log.warning("no tile map: %s", response_error(answer, f"GET {url}"))
+        except (httpx.HTTPError, msgspec.DecodeError) as exc:
+            log.warning("no tile map from %s: %r", url, exc)
+        return None
 
     async def fetch(self, node_url: str, path: str) -> bytes | None:
         """A small answer of a node (a slide's thumbnail or info for the archive); None

@@ -142,6 +142,7 @@ class Retention:
                     blob_id,
                     coord.settings.archive_url,
                     coord.settings.copy_bytes_per_second,
+                    jpegxl=coord.settings.archive_jpegxl,
                 )
                 await archive.store_sidecars(coord.nodes, source, stored, blob_id, target)
                 return stored

@@ -50,6 +50,11 @@ class CoordinatorSettings(msgspec.Struct, kw_only=True, frozen=True):
     archive_url: str | None = None
     """SLIDESTORE_ARCHIVE_URL: fsspec URL expired and idle blobs are archived under (a
     local ``file://`` path, or any URL fsspec opens; nodes restore from the same URL)."""
+    archive_jpegxl: bool = True
+    """SLIDESTORE_ARCHIVE_JPEGXL: archive a slide whose JPEG tiles hold at least half its
+    bytes as JPEG XL (libjxl's lossless JPEG recompression: tiles a quarter smaller, bit
+    for bit on restore; a core busy at ~1.8 MB/s for as long as the copy lasts). False:
+    zstd or raw."""
     archive_idle_days: Annotated[float, msgspec.Meta(ge=0)] | None = None
     """SLIDESTORE_ARCHIVE_IDLE_DAYS: archive blobs nobody read (tiles, zarr, downloads)
     for this many days (needs archive_url; None or 0: never; a blob's own

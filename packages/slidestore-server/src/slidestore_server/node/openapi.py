@@ -147,6 +147,19 @@ def document() -> dict[str, Any]:
                     "responses": {"204": {"description": "deleted"}, **_errors(400, 401, 403, 404)},
                 },
             },
+            "/blobs/{blob_id}/tiles": {
+                "get": {
+                    "parameters": [BLOB],
+                    "responses": {
+                        "200": {
+                            "description": "where its JPEG tiles lie (msgpack TileMap; none "
+                            "for a blob that is not a TIFF with JPEG tiles)",
+                            "content": {"application/vnd.msgpack": {}},
+                        },
+                        **_errors(400, 401, 403, 404),
+                    },
+                }
+            },
             "/replicas": {
                 "post": {
                     "requestBody": {

@@ -24,11 +24,10 @@ from urllib.parse import urlsplit
 
 import anyio
 import fsspec
-import zstandard
 
 from slidestore import tokens
 from slidestore.blobs import check_blob_id
-from slidestore.blobs.archive_codec import Encoding, decoded, encoding_of
+from slidestore.blobs.archive_codec import ArchiveCorrupt, Encoding, decoded, encoding_of
 from slidestore.blobs.scrub import Throttle
 from slidestore.cluster.wire import PURPOSE_HEADER, REPLICA_PURPOSE, Replicate, Replicated
 from slidestore.errors import (
@@ -76,14 +75,14 @@ def check_order(order: Replicate) -> None:
 
 
 def check_archive_source(archive_url: str, blob_id: str, configured: str | None) -> None:
-    """An archive pull reads only ``{configured}/{blob_id}`` (or its zstd form,
-    ``{blob_id}.zst``, see ``slidestore.blobs.archive_codec``): the order comes over the
+    """An archive pull reads only ``{configured}/{blob_id}`` (or its zstd or JPEG XL form,
+    ``{blob_id}.zst``/``.ssjx``, see ``slidestore.blobs.archive_codec``): the order comes over the
     network, and without this check it could name any file the node can read (and have
     the node serve it as a blob). :class:`Forbidden` otherwise, before anything is read."""
     if configured is None:
         raise Forbidden("this node restores from no archive (SLIDESTORE_ARCHIVE_URL is not set)")
     stored = f"{configured.rstrip('/')}/{blob_id}"
-    if archive_url not in (stored, stored + Encoding.ZSTD.suffix):
+    if archive_url not in {stored + encoding.suffix for encoding in Encoding}:
         raise Forbidden(f"archive_url is not blob {blob_id} in this node's archive")
 
 
@@ -285,12 +284,12 @@ def _from_archive(archive_url: str, blob_id: str) -> Iterator[Iterator[bytes]]:
     except OSError as exc:
         raise _archive_failed(blob_id, exc) from None
     try:
-        # Decoded as it streams (zstd: bounded memory); the sha256 check after the pull
-        # is what proves the bytes are the blob's.
+        # Decoded as it streams (zstd, JPEG XL: bounded memory); the sha256 check after
+        # the pull is what proves the bytes are the blob's.
         yield decoded(opened, encoding_of(archive_url))
     except OSError as exc:
         raise _archive_failed(blob_id, exc) from None
-    except zstandard.ZstdError as exc:
+    except ArchiveCorrupt as exc:
         raise SourceCorrupt(f"the archived copy of blob {blob_id} does not decode: {exc}") from None
     finally:
         opened.close()

@@ -1,4 +1,7 @@
-"""Raw blob bytes: ``GET``/``HEAD``/``DELETE /blobs/{blob_id}``.
+"""Raw blob bytes: ``GET``/``HEAD``/``DELETE /blobs/{blob_id}``, and
+``GET /blobs/{blob_id}/tiles``: where its JPEG tiles lie (``slidestore.blobs.tile_map``,
+msgpack), what the archive's JPEG XL encoding needs before it streams the bytes. It tells
+the layout of the raw file, so it needs what the bytes need: ``download`` on the blob.
 
 Served straight from disk in 1 MiB reads on worker threads, so a 25 GB blob costs the
 same memory as a small one. A pull by another node (``Slidestore-Purpose: replica``) is
@@ -25,7 +28,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 from starlette.types import Receive, Scope, Send
 
-from slidestore.blobs import BlobRange
+from slidestore.blobs import BlobRange, tile_map
 from slidestore.cluster.wire import PURPOSE_HEADER, REPLICA_PURPOSE
 from slidestore.errors import RangeNotSatisfiable, ReplicaCorrupt
 from slidestore.tokens import Operation
@@ -197,6 +200,19 @@ async def get_blob(request: Request) -> Response:
     )
 
 
+async def get_tile_map(request: Request) -> Response:
+    blob_id = _blob_id(request)
+    require(request, Operation.DOWNLOAD, blob_id)
+    node: NodeState = request.app.state.node
+    # Only the TIFF directories are read (tifffile, on a worker thread), never a tile.
+    found = await run_in_threadpool(tile_map.read_tile_map, node.blobs.path(blob_id))
+    return Response(
+        tile_map.encode(found),
+        media_type=tile_map.MEDIA_TYPE,
+        headers={"Cache-Control": f"public, max-age={node.settings.cache_max_age}, immutable"},
+    )
+
+
 async def delete_blob(request: Request) -> Response:
     blob_id = _blob_id(request)
     require(request, Operation.DELETE, blob_id)
@@ -211,4 +227,5 @@ def routes() -> list[BaseRoute]:
     return [
         Route("/blobs/{blob_id}", get_blob, methods=["GET", "HEAD"], name="blob"),
         Route("/blobs/{blob_id}", delete_blob, methods=["DELETE"], name="blob_delete"),
+        Route("/blobs/{blob_id}/tiles", get_tile_map, methods=["GET"], name="blob_tiles"),
     ]

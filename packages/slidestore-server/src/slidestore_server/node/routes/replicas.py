@@ -3,7 +3,8 @@
 Answers ``Replicated``: 201 after a verified copy, 200 when a copy was already here.
 A source that cannot be read is 502 ``source_unavailable``; one whose bytes do not hash
 to the id is 502 ``source_corrupt`` (in both cases nothing is kept). An ``archive_url``
-other than ``{SLIDESTORE_ARCHIVE_URL}/{blob id}`` is 403 before anything is read.
+other than ``{SLIDESTORE_ARCHIVE_URL}/{blob id}`` (or its ``.zst``/``.ssjx`` form) is 403
+before anything is read.
 """
 
 from __future__ import annotations
