@@ -39,6 +39,7 @@ LONG = frozenset(
         "packages/slidestore-server/tests/test_coordinator_repair.py::test_repair_copies_trims_and_deletes_on_real_nodes[postgresql]",
         "tests/test_cluster_lifecycle.py::test_kill9_mid_archive_and_mid_restore_loses_nothing[postgresql]",
         "tests/test_cluster_lifecycle.py::test_archived_rows_come_back_from_the_archive_when_the_database_is_lost[postgresql]",
+        "tests/test_cluster_lifecycle.py::test_a_real_slide_is_archived_as_jpeg_xl_and_restored_bit_for_bit[postgresql]",
         "tests/test_cluster_full_nodes.py::test_rebalancing_passes_over_a_node_that_answered_507[postgresql]",
         "apps/labportal/tests/test_tasks_worker.py::test_a_task_survives_a_killed_worker_and_completes_once[postgres]",
     }

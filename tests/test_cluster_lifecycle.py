@@ -1,7 +1,7 @@
 """The life of a slide after it is read, on a real cluster (a coordinator and nodes as
 processes on loopback, SQLite and PostgreSQL): last access tracked from the nodes' read
-paths, blobs unused for their idle period archived (a real scan as JPEG XL, zstd where it
-pays, thumbnail kept), restored bit for bit to R copies, kill -9 in the middle of both, deletes reaching the
+paths, blobs unused for their idle period archived (zstd where it pays, a real scan as
+JPEG XL where the operator chose it, thumbnail kept), restored bit for bit to R copies, kill -9 in the middle of both, deletes reaching the
 archive, and only an operator's token archiving or restoring.
 
 Days pass through the coordinator's ``SLIDESTORE_CLOCK_FILE`` (seconds added to its
@@ -227,7 +227,10 @@ def test_a_real_slide_is_archived_as_jpeg_xl_and_restored_bit_for_bit(
     the JPEG XL container, smaller than zstd would make it, and restored from it to R
     nodes, each copy the original's sha256."""
     archive = tmp_path / "archive"
-    cluster = make_cluster(nodes=3, coordinator_settings={"archive_url": f"file://{archive}"})
+    cluster = make_cluster(
+        nodes=3,
+        coordinator_settings={"archive_url": f"file://{archive}", "archive_jpegxl": True},
+    )
     original = sample_slide_path.read_bytes()
     with cluster.client() as sdk:
         blob_id = sdk.upload(sample_slide_path, wait="all", progress=False)

@@ -50,11 +50,12 @@ class CoordinatorSettings(msgspec.Struct, kw_only=True, frozen=True):
     archive_url: str | None = None
     """SLIDESTORE_ARCHIVE_URL: fsspec URL expired and idle blobs are archived under (a
     local ``file://`` path, or any URL fsspec opens; nodes restore from the same URL)."""
-    archive_jpegxl: bool = True
+    archive_jpegxl: bool = False
     """SLIDESTORE_ARCHIVE_JPEGXL: archive a slide whose JPEG tiles hold at least half its
     bytes as JPEG XL (libjxl's lossless JPEG recompression: tiles a quarter smaller, bit
-    for bit on restore; a core busy at ~1.8 MB/s for as long as the copy lasts). False:
-    zstd or raw."""
+    for bit on restore). Off by default: one core encodes ~1.8 MB/s and a restore decodes
+    ~10 MB/s, so a 25 GB slide comes back in ~45 min instead of ~2 (zstd); turn it on for
+    a cold archive where space matters more than the wait."""
     archive_idle_days: Annotated[float, msgspec.Meta(ge=0)] | None = None
     """SLIDESTORE_ARCHIVE_IDLE_DAYS: archive blobs nobody read (tiles, zarr, downloads)
     for this many days (needs archive_url; None or 0: never; a blob's own
