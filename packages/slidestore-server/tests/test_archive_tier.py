@@ -11,6 +11,7 @@ import asyncio
 import hashlib
 import io
 import os
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -285,6 +286,35 @@ def test_a_corrupt_jpeg_xl_container_is_refused_as_source_corrupt(
         with pytest.raises(ArchiveCorrupt) as caught:
             jxl_decoded(corrupt)
         assert isinstance(caught.value, SourceCorrupt), name  # 502 source_corrupt on a node
+
+
+@needs_jpegxl
+def test_tiles_decode_ahead_on_threads_yet_come_out_in_order(sample_slide_path: Path) -> None:
+    """Restores decode JPEG XL tiles on a few threads: the bytes still come in order, a bad
+    tile far ahead fails the restore only when the reader reaches it (everything before it
+    was right), and a reader that stops early leaves no decoding thread behind."""
+    data = sample_slide_path.read_bytes()
+    stored = run(JpegXlEncoder(tile_map.read_tile_map(sample_slide_path)), data)
+    good = archive_codec.decoded(io.BytesIO(stored), Encoding.JPEGXL)
+    head = bytearray()
+    while len(head) < len(data) // 2:  # well into the level-0 tiles
+        head += next(good)
+    assert data.startswith(head)
+    decoding = [t for t in threading.enumerate() if t.name.startswith("ssjx-decode")]
+    assert len(decoding) == archive_codec.DECODE_THREADS >= 1
+    good.close()  # the reader stops: the pool is shut down, nothing left running
+    assert not any(t.is_alive() for t in decoding)
+
+    last = stored.rindex(b"J")  # the last tile's header (kind byte)
+    while archive_codec.HEADER.unpack_from(stored, last)[0] != b"J":
+        last = stored.rindex(b"J", 0, last)
+    at = last + archive_codec.HEADER.size + 40
+    trampled = stored[:at] + bytes(200) + stored[at + 200 :]
+    out = bytearray()
+    with pytest.raises(ArchiveCorrupt):
+        for chunk in archive_codec.decoded(io.BytesIO(trampled), Encoding.JPEGXL):
+            out += chunk
+    assert len(out) > len(data) // 2 and data.startswith(out)
 
 
 def test_tile_maps_are_compact_and_checked_when_decoded(sample_slide_path: Path) -> None:

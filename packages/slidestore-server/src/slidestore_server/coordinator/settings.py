@@ -54,8 +54,9 @@ class CoordinatorSettings(msgspec.Struct, kw_only=True, frozen=True):
     """SLIDESTORE_ARCHIVE_JPEGXL: archive a slide whose JPEG tiles hold at least half its
     bytes as JPEG XL (libjxl's lossless JPEG recompression: tiles a quarter smaller, bit
     for bit on restore). Off by default: one core encodes ~1.8 MB/s and a restore decodes
-    ~10 MB/s, so a 25 GB slide comes back in ~45 min instead of ~2 (zstd); turn it on for
-    a cold archive where space matters more than the wait."""
+    ~10 MB/s per core (on up to 8 threads), so a 25 GB slide comes back in ~6 min on 8
+    cores, ~30 on 2, instead of ~2 (zstd); turn it on for a cold archive where space
+    matters more than the wait."""
     archive_idle_days: Annotated[float, msgspec.Meta(ge=0)] | None = None
     """SLIDESTORE_ARCHIVE_IDLE_DAYS: archive blobs nobody read (tiles, zarr, downloads)
     for this many days (needs archive_url; None or 0: never; a blob's own

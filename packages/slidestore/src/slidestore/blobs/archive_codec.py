@@ -21,7 +21,8 @@ Measured on CMU-1-Small-Region.svs (1.94 MB, 80 % of it JPEG tiles and strips): 
 its size, 0.90 of zstd's 0.92 (level 0's tiles shrink to 0.75, the thumbnail's and
 macro's strips to 0.91, some not at all, and the 19 % that is an LZW label hardly does);
 a slide of many GB is nearly all level-0 tiles, so nearer 0.75. It costs CPU: ~1.8 MB/s
-to encode (with each tile's check) and ~10 MB/s to decode, on one core.
+to encode (with each tile's check) and ~10 MB/s to decode, on one core; decoding runs on
+up to :data:`DECODE_THREADS` threads (libjxl releases the GIL).
 
 Otherwise :class:`ArchiveEncoder` decides from the blob's first :data:`SAMPLE_BYTES`:
 zstd only when the sample compresses to at most :data:`WORTH` of its size. Either way
@@ -36,9 +37,12 @@ The object's name carries its encoding: ``{blob_id}`` (raw), ``{blob_id}.zst`` o
 
 from __future__ import annotations
 
+import collections
 import enum
+import os
 import struct
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import IO, Final, Protocol
 
 import imagecodecs
@@ -67,6 +71,10 @@ MAGIC: Final = b"SSJX\x01"
 #: sizes, and for a tile how much of the rebuilt JPEG after its SOI is its page's tables.
 HEADER: Final = struct.Struct("<cIII")
 _SOI, _EOI = b"\xff\xd8", b"\xff\xd9"
+#: Threads decoding a container's tiles: a restore is what a user waits for.
+DECODE_THREADS: Final = min(8, os.cpu_count() or 1)
+#: Tiles decoded ahead of the reader (memory: that many tiles, ~50 KB each).
+DECODE_AHEAD: Final = 4 * DECODE_THREADS
 
 
 class ArchiveCorrupt(SourceCorrupt):
@@ -320,6 +328,37 @@ def decoded(stored: IO[bytes], encoding: Encoding) -> Iterator[bytes]:
 
 
 def _container(stored: IO[bytes]) -> Iterator[bytes]:
+    """The container's segments decoded in order; JPEG XL tiles on a few threads at once
+    (libjxl releases the GIL), at most :data:`DECODE_AHEAD` tiles ahead of the reader."""
+    pending: collections.deque[Future[bytes] | bytes] = collections.deque()
+    with ThreadPoolExecutor(DECODE_THREADS, thread_name_prefix="ssjx-decode") as pool:
+        try:
+            for kind, body, original, cut in _segments(stored):
+                if kind == b"J":
+                    pending.append(pool.submit(_tile_decoded, body, original, cut))
+                else:
+                    pending.append(body)
+                while len(pending) > DECODE_AHEAD or (pending and _ready(pending[0])):
+                    yield _result(pending.popleft())
+            while pending:
+                yield _result(pending.popleft())
+        finally:
+            for item in pending:
+                if isinstance(item, Future):
+                    item.cancel()
+
+
+def _ready(item: Future[bytes] | bytes) -> bool:
+    return not isinstance(item, Future) or item.done()
+
+
+def _result(item: Future[bytes] | bytes) -> bytes:
+    return item.result() if isinstance(item, Future) else item
+
+
+def _segments(stored: IO[bytes]) -> Iterator[tuple[bytes, bytes, int, int]]:
+    """``(kind, body, original size, cut)`` of each segment; runs already decoded (zstd is
+    cheap and its decompressor not thread-safe), tiles still JPEG XL."""
     if _exactly(stored, len(MAGIC)) != MAGIC:
         raise ArchiveCorrupt("not a JPEG XL archive container (bad magic)")
     unzstd = zstandard.ZstdDecompressor()
@@ -334,22 +373,36 @@ def _container(stored: IO[bytes]) -> Iterator[bytes]:
         if size > MAX_TILE or original > MAX_TILE:
             raise ArchiveCorrupt(f"JPEG XL container: a {kind!r} segment of {size} bytes")
         body = _exactly(stored, size)
-        try:
-            if kind == b"R":
-                out = body
-            elif kind == b"Z":
+        if kind == b"R":
+            out = body
+        elif kind == b"Z":
+            try:
                 out = unzstd.decompress(body, max_output_size=original)
-            elif kind == b"J":
-                out = _rebuilt(bytes(imagecodecs.jpegxl_decode_jpeg(body, numthreads=1)), cut)
-            else:
-                raise ArchiveCorrupt(f"JPEG XL container: unknown segment kind {kind!r}")
-        except (zstandard.ZstdError, imagecodecs.JpegxlError) as exc:
-            raise ArchiveCorrupt(f"JPEG XL container: {kind!r} segment: {exc}") from None
-        if len(out) != original:
-            raise ArchiveCorrupt(
-                f"JPEG XL container: a {kind!r} segment gave {len(out)} bytes, not {original}"
-            )
-        yield out
+            except zstandard.ZstdError as exc:
+                raise ArchiveCorrupt(f"JPEG XL container: {kind!r} segment: {exc}") from None
+        elif kind == b"J":
+            yield kind, body, original, cut
+            continue
+        else:
+            raise ArchiveCorrupt(f"JPEG XL container: unknown segment kind {kind!r}")
+        _check_length(kind, out, original)
+        yield kind, out, original, cut
+
+
+def _tile_decoded(body: bytes, original: int, cut: int) -> bytes:
+    try:
+        out = _rebuilt(bytes(imagecodecs.jpegxl_decode_jpeg(body, numthreads=1)), cut)
+    except imagecodecs.JpegxlError as exc:
+        raise ArchiveCorrupt(f"JPEG XL container: {b'J'!r} segment: {exc}") from None
+    _check_length(b"J", out, original)
+    return out
+
+
+def _check_length(kind: bytes, out: bytes, original: int) -> None:
+    if len(out) != original:
+        raise ArchiveCorrupt(
+            f"JPEG XL container: a {kind!r} segment gave {len(out)} bytes, not {original}"
+        )
 
 
 def _exactly(stored: IO[bytes], count: int) -> bytes:
