@@ -24,6 +24,7 @@ import time
 from collections.abc import Iterator
 from io import BytesIO
 from pathlib import Path
+from typing import Any
 from urllib.parse import parse_qs, urlparse
 
 import httpx
@@ -119,7 +120,7 @@ def test_portal_in_a_browser(portal_url: str, tmp_path: Path) -> None:
         try:
             alice_ctx, bob_ctx = browser.new_context(), browser.new_context()
             alice, bob = alice_ctx.new_page(), bob_ctx.new_page()
-            errors = _console_errors(alice) + _console_errors(bob)
+            errors = console_errors(alice) + console_errors(bob)
             _register(alice, portal_url, "Alice")
             _register(bob, portal_url, "Bob")
             # Bob's own team and case: Alice must not see it later.
@@ -286,7 +287,26 @@ def test_portal_in_a_browser(portal_url: str, tmp_path: Path) -> None:
             browser.close()
 
 
-def _console_errors(page) -> list[str]:  # type: ignore[no-untyped-def]
+@contextlib.contextmanager
+def signed_in_page(url: str, cookies: httpx.Cookies) -> Iterator[Any]:
+    """A chromium page holding the session a test opened over HTTP (its cookies for
+    ``url``)."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
+        try:
+            context = browser.new_context()
+            context.add_cookies(
+                [{"name": c.name, "value": c.value or "", "url": url} for c in cookies.jar]
+            )
+            page = context.new_page()
+            yield page
+        finally:
+            browser.close()
+
+
+def console_errors(page) -> list[str]:  # type: ignore[no-untyped-def]
     """Errors the page logs or throws, as they come (shared list, checked at the end)."""
     found: list[str] = []
     page.on(

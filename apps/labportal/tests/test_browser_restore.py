@@ -20,7 +20,7 @@ from slidestore.tokens import Operation
 from slidestore_server.testing_cluster import Cluster, eventually
 
 from .server import ServerProcess
-from .test_browser import ARGS, CHROMIUM
+from .test_browser import signed_in_page
 from .test_slide_ownership import Member, own_copy, tus_upload
 
 __all__ = ["own_copy"]  # the fixture, imported for this module's test
@@ -56,7 +56,7 @@ def test_an_archived_slide_is_restored_from_its_page(
     stack: tuple[ServerProcess, Cluster], own_copy: Path
 ) -> None:
     from PIL import Image
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import expect
 
     server, cluster = stack
     owner = Member(server, "owner")
@@ -71,43 +71,31 @@ def test_an_archived_slide_is_restored_from_its_page(
         ops.archive(blob_id)  # as the idle period would, now
         eventually(lambda: ops.info(blob_id).status is wire.BlobStatus.ARCHIVED, timeout=60)
 
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
-        try:
-            context = browser.new_context()
-            context.add_cookies(
-                [
-                    {"name": c.name, "value": c.value or "", "url": server.url}
-                    for c in owner.http.cookies.jar
-                ]
-            )
-            page = context.new_page()
-            errors: list[str] = []
-            page.on("pageerror", lambda e: errors.append(str(e)))
-            page.goto(f"{server.url}/materials/{material}")
-            expect(page.locator("#lifecycle")).to_be_visible()
-            thumbnail = page.locator("#archived-thumbnail")
-            expect(thumbnail).to_be_visible()
-            page.wait_for_function(
-                "() => document.getElementById('archived-thumbnail').naturalWidth > 0"
-            )
-            restore = page.locator("#restore")
-            expect(restore).to_be_visible()
-            restore.click()
-            expect(page.locator("#lifecycle-note")).to_have_text("Restored.", timeout=120_000)
+    with signed_in_page(server.url, owner.http.cookies) as page:
+        errors: list[str] = []
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.goto(f"{server.url}/materials/{material}")
+        expect(page.locator("#lifecycle")).to_be_visible()
+        thumbnail = page.locator("#archived-thumbnail")
+        expect(thumbnail).to_be_visible()
+        page.wait_for_function(
+            "() => document.getElementById('archived-thumbnail').naturalWidth > 0"
+        )
+        restore = page.locator("#restore")
+        expect(restore).to_be_visible()
+        restore.click()
+        expect(page.locator("#lifecycle-note")).to_have_text("Restored.", timeout=120_000)
 
-            # The viewer opens the restored slide: real tiles, not a blank stage.
-            page.goto(f"{server.url}/materials/{material}/view")
-            page.wait_for_function(
-                "() => window.OpenSeadragon && document.querySelector('#osd canvas')"
-                " && [...document.querySelectorAll('#scalebar-text')].some(e => e.textContent)",
-                timeout=60_000,
-            )
-            page.wait_for_timeout(2000)  # tiles fade in
-            shot = Image.open(BytesIO(page.locator("#osd").screenshot())).convert("L")
-            assert statistics.pvariance(list(shot.getdata())) > 100, "the viewer shows no tiles"
-            assert errors == []
-        finally:
-            browser.close()
+        # The viewer opens the restored slide: real tiles, not a blank stage.
+        page.goto(f"{server.url}/materials/{material}/view")
+        page.wait_for_function(
+            "() => window.OpenSeadragon && document.querySelector('#osd canvas')"
+            " && [...document.querySelectorAll('#scalebar-text')].some(e => e.textContent)",
+            timeout=60_000,
+        )
+        page.wait_for_timeout(2000)  # tiles fade in
+        shot = Image.open(BytesIO(page.locator("#osd").screenshot())).convert("L")
+        assert statistics.pvariance(list(shot.getdata())) > 100, "the viewer shows no tiles"
+        assert errors == []
     detail = owner.http.get(f"/api/materials/{material}").json()
     assert detail["status"] == "ready" and detail["replicas"] == 1

@@ -208,9 +208,10 @@ async def _slide(
     fake: FakeCluster,
     metadata: dict[str, Any],
     fields: dict[str, Any] | None = None,
+    name: str = "s.svs",
 ) -> dict:  # type: ignore[type-arg]
     blob = _blob()
-    body: dict[str, Any] = {"name": "s.svs", "size": 100}
+    body: dict[str, Any] = {"name": name, "size": 100}
     if fields is not None:
         body["fields"] = fields
     r = await user.post(f"/api/cases/{case}/materials", json=body)

@@ -7,7 +7,8 @@ Pages need a browser session and redirect to /login otherwise.
 from __future__ import annotations
 
 import uuid
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 from urllib.parse import urlencode
 
 import msgspec
@@ -20,11 +21,20 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from labportal.domain.annotations.classes import ClassService
 from labportal.domain.cases import workflow
 from labportal.domain.cases.controllers import _filters
+from labportal.domain.cases.models import Case
 from labportal.domain.cases.services import CaseService
 from labportal.domain.discussion.services import CommentService
-from labportal.domain.fields.services import PREFIX, Definition, FieldService, parse_filters
+from labportal.domain.fields.services import (
+    PREFIX,
+    BadFilter,
+    Definition,
+    FieldService,
+    parse_filters,
+)
+from labportal.domain.materials.models import Material
 from labportal.domain.materials.schemas import slide_facts
-from labportal.domain.materials.services import MaterialService, status_of
+from labportal.domain.materials.search import QUERY_KEYS, SlideFilters
+from labportal.domain.materials.services import MaterialService, Search, status_of
 from labportal.domain.teams.invitations import InvitationService, effective_status
 from labportal.domain.teams.roles import at_least
 from labportal.domain.teams.services import TeamService
@@ -32,6 +42,8 @@ from labportal.errors import Problem
 from labportal.security.principal import Principal
 from labportal.security.redirects import is_local_path
 from labportal.settings import Settings
+
+T = TypeVar("T")
 
 
 def _safe_next(value: str | None) -> str:
@@ -48,10 +60,58 @@ def _definition_json(definition: Definition) -> dict[str, Any]:
     return {"version": definition.version, "fields": msgspec.to_builtins(definition.fields)}
 
 
-def _page(name: str, viewer: Principal | None, **context: Any) -> Template:
+def _page(name: str, viewer: Principal | None, status_code: int = 200, **context: Any) -> Template:
     csrf = viewer.session.csrf_token if viewer and viewer.session else ""
     user = viewer.user if viewer else None
-    return Template(template_name=name, context={"user": user, "csrf": csrf, **context})
+    return Template(
+        template_name=name,
+        context={"user": user, "csrf": csrf, **context},
+        status_code=status_code,
+    )
+
+
+class _ListPage:
+    """A list page's state: the filled-in filters of its query string (``keys``, the team's
+    fields and the scanner metadata; its links keep them), where it is in the list, and
+    why a filter was refused (the page is shown again with the reason, 400)."""
+
+    limit = 25
+
+    def __init__(self, request: Request[Any, Any, Any], offset: int, *keys: str) -> None:
+        self.params = {
+            k: v
+            for k, v in request.query_params.items()
+            if v and (k in keys or k in QUERY_KEYS or k.startswith(PREFIX))
+        }
+        self.offset = max(0, min(offset, 1_000_000))
+        self.error: str | None = None
+
+    async def rows(
+        self, search: Callable[[], Awaitable[tuple[list[T], int]]]
+    ) -> tuple[list[T], int]:
+        try:
+            return await search()
+        except BadFilter as exc:
+            self.error = exc.detail
+            return [], 0
+
+    def query(self, **changes: Any) -> str:
+        """``query(offset=25)``: the page's query string with some values changed."""
+        return urlencode({k: v for k, v in {**self.params, **changes}.items() if v})
+
+    def render(self, name: str, viewer: Principal, total: int, **context: Any) -> Template:
+        return _page(
+            name,
+            viewer,
+            status_code=400 if self.error else 200,
+            total=total,
+            limit=self.limit,
+            offset=self.offset,
+            filters=self.params,
+            error=self.error,
+            query=self.query,
+            **context,
+        )
 
 
 class PageController(Controller):
@@ -161,33 +221,62 @@ class PageController(Controller):
             raise Problem(f"status must be one of {', '.join(workflow.STATUSES)}")
         team, me = await TeamService(session=db_session).get_team(team_id, viewer.user)
         filters = _filters(viewer, status or None, assignee or None, tag or None, q or None)
-        limit, offset = 25, max(0, min(offset, 1_000_000))
-        field_query = {k: v for k, v in request.query_params.items() if k.startswith(PREFIX) and v}
-        filters.fields = parse_filters(field_query)
-        rows, total = await CaseService(session=db_session).list_cases(
-            team_id, viewer.user, filters, limit, offset
-        )
-        params = {"status": status, "assignee": assignee, "tag": tag, "q": q, **field_query}
-        slides = await MaterialService(session=db_session).stored_in_cases([c.id for c in rows])
+        page = _ListPage(request, offset, "status", "assignee", "tag", "q")
+        materials = MaterialService(session=db_session)
 
-        def query(**changes: Any) -> str:
-            return urlencode({k: v for k, v in {**params, **changes}.items() if v})
+        async def search() -> tuple[list[Case], int]:
+            filters.fields = parse_filters(page.params)
+            filters.slide = SlideFilters.from_query(page.params)
+            return await CaseService(session=db_session).list_cases(
+                team_id, viewer.user, filters, page.limit, page.offset
+            )
 
-        return _page(
+        rows, total = await page.rows(search)
+        return page.render(
             "cases.html",
             viewer,
+            total,
             team=team,
             cases=rows,
-            slides=slides,
-            total=total,
-            limit=limit,
-            offset=offset,
+            slides=await materials.stored_in_cases([c.id for c in rows]),
             statuses=workflow.STATUSES,
-            filters=params,
-            query=query,
             can_write=at_least(me.role, "member"),
             case_fields=await FieldService(db_session).current(team_id, "case"),
-            field_query=field_query,
+            objectives=await materials.objectives(team_id),
+        )
+
+    @get("/teams/{team_id:uuid}/materials")
+    async def materials(
+        self,
+        request: Request[Any, Any, Any],
+        team_id: FromPath[uuid.UUID],
+        viewer: NamedDependency[Principal | None],
+        db_session: NamedDependency[AsyncSession],
+        offset: FromQuery[int] = 0,
+    ) -> Template | Redirect:
+        """The team's slides searched by their fields and scanner metadata, newest first."""
+        if viewer is None:
+            return _login(request)
+        team, _ = await TeamService(session=db_session).get_team(team_id, viewer.user)
+        page = _ListPage(request, offset)
+        materials = MaterialService(session=db_session)
+
+        async def search() -> tuple[list[Material], int]:
+            found = Search(parse_filters(page.params), SlideFilters.from_query(page.params))
+            return await materials.list_for_team(
+                team_id, viewer.user, found, page.limit, page.offset
+            )
+
+        rows, total = await page.rows(search)
+        return page.render(
+            "materials.html",
+            viewer,
+            total,
+            team=team,
+            materials=rows,
+            case_titles=await CaseService(session=db_session).titles([m.case_id for m in rows]),
+            material_fields=await FieldService(db_session).current(team_id, "material"),
+            objectives=await materials.objectives(team_id),
         )
 
     @get("/cases/{case_id:uuid}")

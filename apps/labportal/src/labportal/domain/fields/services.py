@@ -22,10 +22,19 @@ from labportal.domain.teams.services import TeamService
 from labportal.errors import NotFound, Problem, Unprocessable
 
 PREFIX = "field."
+RANGED = ("int", "number", "date")
+"""The field types a filter may bound with ``.min`` / ``.max``."""
 
 
 class InvalidFields(Unprocessable):
     code = "invalid_fields"
+
+
+class BadFilter(Problem, ValueError):
+    """A list's filter the query string got wrong (400): a page shows the detail beside
+    its form, the API answers it as a problem."""
+
+    code = "validation_failed"
 
 
 @dataclass(frozen=True)
@@ -146,27 +155,25 @@ class FieldService:
         for f in filters:
             field = known.get(f.name)
             if field is None:
-                raise Problem(
-                    f"the team has no {target} field {f.name!r}", code="validation_failed"
-                )
+                raise BadFilter(f"the team has no {target} field {f.name!r}")
             column = FieldValue.number if field.type in ("int", "number") else FieldValue.text
             where: list[ColumnElement[bool]] = [
                 FieldValue.record_id == record_id,
                 FieldValue.team_id == team_id,
                 FieldValue.name == f.name,
             ]
-            for op, raw in (("eq", f.equals), ("ge", f.low), ("le", f.high)):
-                if raw is None:
-                    continue
-                value = _typed(field, raw)
-                if op == "eq":
-                    where.append(column == value)
-                elif field.type not in ("int", "number", "date"):
-                    raise Problem(
-                        f"field {f.name} is a {field.type}: no ranges", code="validation_failed"
-                    )
-                else:
-                    where.append(column >= value if op == "ge" else column <= value)
+            if f.equals is not None:
+                where.append(column == _typed(field, f.equals))
+            if (f.low is not None or f.high is not None) and field.type not in RANGED:
+                raise BadFilter(f"field {f.name} is a {field.type}: no ranges")
+            low = None if f.low is None else _typed(field, f.low)
+            high = None if f.high is None else _typed(field, f.high)
+            if low is not None and high is not None and low > high:
+                raise BadFilter(f"field.{f.name}.min ({f.low}) is above its max ({f.high})")
+            if low is not None:
+                where.append(column >= low)
+            if high is not None:
+                where.append(column <= high)
             out.append(exists().where(*where))
         return out
 
@@ -189,9 +196,7 @@ def _typed(field: FieldDef, raw: str) -> Any:
                 raise ValueError
             return raw
     except ValueError:
-        raise Problem(
-            f"field.{field.name} must be a {field.type}", code="validation_failed"
-        ) from None
+        raise BadFilter(f"field.{field.name} must be a {field.type}, not {raw[:40]!r}") from None
     return raw
 
 
@@ -209,9 +214,8 @@ def parse_filters(query: Mapping[str, str]) -> list[FieldFilter]:
             continue
         name, _, bound = key[len(PREFIX) :].partition(".")
         if bound not in ("", "min", "max") or not name or len(value) > 1000:
-            raise Problem(
-                f"bad field filter {key!r}: field.NAME, field.NAME.min or field.NAME.max",
-                code="validation_failed",
+            raise BadFilter(
+                f"bad field filter {key!r}: field.NAME, field.NAME.min or field.NAME.max"
             )
         f = found.setdefault(name, FieldFilter(name))
         if bound == "min":

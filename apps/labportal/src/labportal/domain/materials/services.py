@@ -174,6 +174,17 @@ class MaterialService(SQLAlchemyAsyncRepositoryService[Material, MaterialReposit
             found[material.case_id].append(material)
         return found
 
+    async def objectives(self, team_id: uuid.UUID) -> list[float]:
+        """The objective powers the team's slides have (a search form's choices)."""
+        rows = await self.repository.session.scalars(
+            select(Material.objective_power)
+            .join(Case, Case.id == Material.case_id)
+            .where(Case.team_id == team_id, Material.objective_power.is_not(None))
+            .distinct()
+            .order_by(Material.objective_power)
+        )
+        return [float(v) for v in rows]
+
     async def team_usage(self, team_id: uuid.UUID) -> int:
         """Bytes of the team's materials, uploads in progress included, failed ones not."""
         used = await self.repository.session.scalar(
