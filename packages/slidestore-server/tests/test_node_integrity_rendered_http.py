@@ -13,6 +13,7 @@ that fails its CRC (real node processes, the sample slide).
 
 from __future__ import annotations
 
+import os
 import signal
 import time
 from collections.abc import Callable
@@ -137,6 +138,54 @@ def test_a_flipped_byte_under_a_rendered_tile_is_refused_and_quarantined(
                     f"/slides/{blob_id}_files/{RENDERED}/0_0.jpeg", headers=_headers(blob_id)
                 )
                 assert gone.status_code == 404
+    finally:
+        node.kill(signal.SIGKILL)
+
+
+def test_an_open_slide_checks_its_bytes_again_once_the_recheck_window_ends(
+    quiet_node: tuple[Path, BlobStore], sample_slide_path: Path, tile_extent: tuple[int, int]
+) -> None:
+    """A byte rots after OpenSlide's reads of it were checked, while the slide stays open
+    (its page dropped from the cache, as after an eviction). Within ``recheck_seconds``
+    the check is trusted: a new thumbnail — a render OpenSlide makes of every tile — is
+    200 and the copy stays (the bound this setting sets). Once the window has ended, the
+    next render checks the chunk again: 503 ``replica_corrupt``, quarantined at once."""
+    data_dir, store = quiet_node
+    (blob_id,) = _copies(store, sample_slide_path.read_bytes(), 1)
+    offset, length = tile_extent
+    window = 10.0
+    node = NodeProcess(
+        data_dir,
+        settings={
+            "secret": SECRET,
+            "reserve_bytes": 0,
+            "prerender": False,
+            "recheck_seconds": str(window),
+        },
+    ).start()
+    headers = _headers(blob_id)
+    try:
+        with httpx.Client(base_url=node.url, timeout=30) as http:
+            before_open = time.monotonic()
+            # (A new size each time: thumbnails are cached by size.)
+            assert http.get(f"/slides/{blob_id}/thumbnail?size=100", headers=headers).is_success
+            opened = time.monotonic()  # the window began in between
+            path = store.path(blob_id)
+            flip_byte(path, offset + length // 2)
+            fd = os.open(path, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+                os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+            finally:
+                os.close(fd)
+            assert time.monotonic() - before_open < window - 3, "too slow to test the window"
+            within = http.get(f"/slides/{blob_id}/thumbnail?size=101", headers=headers)
+            assert within.status_code == 200
+            assert store.exists(blob_id) and not store.quarantined()
+            time.sleep(max(0.0, opened + window + 0.5 - time.monotonic()))
+            _replica_corrupt(http.get(f"/slides/{blob_id}/thumbnail?size=102", headers=headers))
+            assert not store.exists(blob_id)
+            assert any(p.name.startswith(blob_id) for p in store.quarantined())
     finally:
         node.kill(signal.SIGKILL)
 

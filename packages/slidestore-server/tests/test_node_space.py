@@ -5,29 +5,35 @@ processes for the HTTP cases."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import http.client
 import multiprocessing
 import os
 import signal
+import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
+import msgspec
 import pytest
 from test_node_renditions import small_tmpfs
 
 from slidestore import tokens
 from slidestore.blobs import BlobStore
-from slidestore.blobs.space import SpaceGuard
+from slidestore.blobs.space import PROMISES_DIR, SpaceGuard
+from slidestore.cluster.wire import Heartbeat, Replicate
 from slidestore.errors import ChecksumMismatch, InsufficientStorage
 from slidestore.testing.paths import shared_data_dir
 from slidestore.tokens import Operation
 from slidestore.uploads import ChunkChecksum, UploadManager
-from slidestore_server.node import renditions
+from slidestore_server.node import agent_status, renditions
 from slidestore_server.node.renditions import Prerenderer
 from slidestore_server.testing import NodeProcess
+from slidestore_server.testing_coordinator import RecordingCoordinator
 
 SECRET = tokens.new_secret()
 MB = 1 << 20
@@ -220,6 +226,213 @@ def test_concurrent_upload_creations_on_a_two_worker_node_promise_only_what_fits
         assert len(sessions) == 3
     finally:
         node.kill(signal.SIGKILL)
+
+
+# -- a replica copy's promise binds every worker of the node ----------------------------
+
+
+def _descendants(pid: int) -> list[int]:
+    found: list[int] = []
+    with contextlib.suppress(FileNotFoundError):  # ended meanwhile
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            with contextlib.suppress(FileNotFoundError):
+                for child in (task / "children").read_text().split():
+                    found += [int(child), *_descendants(int(child))]
+    return found
+
+
+def serving_worker(node: NodeProcess, connection: http.client.HTTPConnection) -> int:
+    """The node process at the other end of ``connection`` (kept alive: it stays there)."""
+    assert connection.sock is not None
+    mine = connection.sock.getsockname()[1]
+    theirs = int(node.url.rsplit(":", 1)[1])
+    inode = ""
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        local, remote = (int(a.split(":")[1], 16) for a in fields[1:3])
+        if (local, remote) == (theirs, mine):
+            inode = fields[9]
+    assert inode, "the node's end of the connection is not in /proc/net/tcp"
+    for pid in _descendants(node.pid):
+        with contextlib.suppress(FileNotFoundError, PermissionError):
+            for fd in Path(f"/proc/{pid}/fd").iterdir():
+                with contextlib.suppress(FileNotFoundError):
+                    if os.readlink(fd) == f"socket:[{inode}]":
+                        return pid
+    raise AssertionError("no worker of the node holds the connection")
+
+
+def _connection(port: int, timeout: float) -> http.client.HTTPConnection:
+    """A connection that has been accepted and answered (so it belongs to one worker)."""
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    connection.request("GET", "/healthz")
+    connection.getresponse().read()
+    assert connection.sock is not None
+    connection.sock.settimeout(60)
+    return connection
+
+
+def _opened_while_stopped(
+    node: NodeProcess, worker: int, count: int
+) -> list[http.client.HTTPConnection]:
+    """``count`` connections opened while ``worker`` is stopped (SIGSTOP, for at most a
+    few seconds: the node's supervisor kills a worker silent for 5): another takes them."""
+    port = int(node.url.rsplit(":", 1)[1])
+    deadline = time.monotonic() + 60
+    while True:
+        opened: list[http.client.HTTPConnection] = []
+        os.kill(worker, signal.SIGSTOP)
+        try:
+            for _ in range(count):
+                opened.append(_connection(port, timeout=2))
+        except TimeoutError:
+            pass  # the other worker is not serving yet (still starting)
+        finally:
+            os.kill(worker, signal.SIGCONT)
+        if len(opened) == count and all(serving_worker(node, c) != worker for c in opened):
+            return opened
+        for connection in opened:
+            connection.close()
+        assert time.monotonic() < deadline, "no other worker took a connection in 60 s"
+        time.sleep(1)
+
+
+def connections_per_worker(
+    node: NodeProcess, each: int = 2
+) -> dict[int, list[http.client.HTTPConnection]]:
+    """``each`` kept-alive connections to both worker processes of a two-worker node, by
+    pid (see :func:`keep_alive`)."""
+    probe = _connection(int(node.url.rsplit(":", 1)[1]), timeout=60)
+    first = serving_worker(node, probe)
+    probe.close()
+    to_second = _opened_while_stopped(node, first, each)
+    second = serving_worker(node, to_second[0])
+    pinned = {second: to_second, first: _opened_while_stopped(node, second, each)}
+    keep_alive(pinned)
+    return pinned
+
+
+def keep_alive(pinned: dict[int, list[http.client.HTTPConnection]]) -> None:
+    """A request on each connection: the node closes one idle for 5 s (uvicorn's
+    keep-alive timeout), and a worker stopped meanwhile counts the time."""
+    for connections in pinned.values():
+        for connection in connections:
+            connection.request("GET", "/healthz")
+            connection.getresponse().read()
+
+
+def call(
+    connection: http.client.HTTPConnection, method: str, path: str, token: str, **kwargs: object
+) -> tuple[int, bytes]:
+    headers = {"Authorization": f"Bearer {token}", "Tus-Resumable": "1.0.0"}
+    headers.update({k.replace("_", "-"): str(v) for k, v in kwargs.items() if k != "body"})
+    body = kwargs.get("body")
+    assert body is None or isinstance(body, bytes)
+    connection.request(method, path, body=body, headers=headers)
+    answer = connection.getresponse()
+    return answer.status, answer.read()
+
+
+def test_a_replica_copy_in_flight_on_one_worker_binds_every_worker_and_the_heartbeat(
+    tmp_path: Path,
+) -> None:
+    """A node with two worker processes pulls a 24 MiB replica, slowly, in the worker that
+    does not send the heartbeats. Meanwhile an upload that fits the free space but not the
+    free space less the copy is refused with 507 by both workers, and the heartbeat
+    reports the free space net of the whole copy (what it has written is on the disk, the
+    rest promised), not merely of what it wrote so far."""
+    copy = 24 * MB
+    source_dir = tmp_path / "source"
+    blob_id = BlobStore(source_dir / "blobs", reserve_bytes=0).put(os.urandom(copy))
+    admin = tokens.mint(SECRET, ops={Operation.ADMIN}, ttl=600)
+    writer = tokens.mint(SECRET, ops={Operation.WRITE}, ttl=600)
+    with (
+        RecordingCoordinator(secret=SECRET, heartbeat_interval=0.2) as coordinator,
+        small_tmpfs(tmp_path / "target", "48m") as target_dir,
+    ):
+        source = NodeProcess(source_dir, settings={"secret": SECRET, "prerender": "false"})
+        target = NodeProcess(
+            target_dir,
+            settings={
+                "secret": SECRET,
+                "workers": 2,
+                "reserve_bytes": 0,
+                "prerender": "false",
+                "coordinator_url": coordinator.url,
+                "heartbeat_interval": "0.2",
+            },
+        )
+        try:
+            source.start()
+            target.start(timeout=90)
+
+            def reported_after(at: float) -> int:
+                seen = coordinator.wait_for(
+                    lambda r: isinstance(r.message, Heartbeat) and r.at > at, timeout=10
+                )
+                assert isinstance(seen.message, Heartbeat)
+                return seen.message.report.free_bytes
+
+            reported_after(time.monotonic())  # the agent runs: its worker is known
+            status = msgspec.json.decode((target_dir / agent_status.STATUS_FILE).read_bytes())
+            st = os.statvfs(target_dir)
+            free = st.f_bavail * st.f_frsize
+            order = msgspec.json.encode(
+                Replicate(
+                    blob_id=blob_id, size=copy, source_url=source.url, bytes_per_second=4 * MB
+                )
+            )
+            # The upload token cannot order a copy; the admin token does.
+            refused = httpx.post(
+                f"{target.url}/replicas",
+                content=order,
+                headers={"Authorization": f"Bearer {writer}"},
+            )
+            assert refused.status_code == 403, refused.text
+            pinned = connections_per_worker(target)
+            copier = next(pid for pid in pinned if pid != status["pid"])
+            answers: list[tuple[int, bytes]] = []
+            pulling = threading.Thread(
+                target=lambda: answers.append(
+                    call(pinned[copier][0], "POST", "/replicas", admin, body=order)
+                )
+            )
+            pulling.start()
+            temp_files = target_dir / "blobs" / ".tmp"
+
+            def written() -> int:
+                return sum(f.stat().st_size for f in temp_files.iterdir())
+
+            deadline = time.monotonic() + 10
+            waiting = {pid: connections[1:] for pid, connections in pinned.items()}
+            while written() == 0:  # (its space is reserved before its first byte)
+                assert time.monotonic() < deadline, "the copy never started"
+                keep_alive(waiting)
+                time.sleep(0.05)
+            # Fits the free space, not the free space less the copy: refused by each worker.
+            too_big = free - copy + MB
+            for pid, connections in pinned.items():
+                status_code, body = call(
+                    connections[-1], "POST", "/uploads", writer, Upload_Length=too_big
+                )
+                assert status_code == 507, (pid, copier, body)
+                assert msgspec.json.decode(body)["error"] == "insufficient_storage"
+            # Once part of the copy is on disk, the heartbeat (from the other worker) counts
+            # that part as used and the rest as promised: the whole copy, once.
+            while written() < 4 * MB:
+                assert time.monotonic() < deadline, "the copy wrote nothing"
+                time.sleep(0.05)
+            reported = reported_after(time.monotonic())
+            assert written() < copy - 4 * MB, "the copy was not in flight throughout"
+            assert free - copy - 256 * 1024 <= reported <= free - copy
+            pulling.join(60)
+            assert answers and answers[0][0] == 201, answers
+            # Done: the bytes are on disk, nothing is promised, the heartbeat says the same.
+            assert list((target_dir / "blobs" / PROMISES_DIR).iterdir()) == []
+            assert free - copy - 256 * 1024 <= reported_after(time.monotonic()) <= free - copy
+        finally:
+            target.kill(signal.SIGKILL)
+            source.kill(signal.SIGKILL)
 
 
 # -- the reported case: a node with a little more room than the slide --------------------

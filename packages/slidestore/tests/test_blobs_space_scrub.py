@@ -35,14 +35,17 @@ def test_reservation_refused_before_any_byte_when_it_would_eat_the_reserve(tmp_p
     disk = Disk(100 * MB)
     store = BlobStore(tmp_path / "blobs", reserve_bytes=10 * MB, free=disk)
     assert store.stats().available_bytes == 90 * MB
-    upload = store.reserve(60 * MB)
+    target = tmp_path / "upload.part"
+    upload = store.reserve(60 * MB, written=target)
     assert store.space.promised_bytes == 60 * MB
     with pytest.raises(InsufficientStorage, match="reserve"):
         store.reserve(31 * MB)  # 90 − 60 = 30 available
     store.reserve(30 * MB).release()
-    # Bytes landing on disk shrink both free space and the promise: still 30 MB available.
+    # Bytes landing in the reservation's file shrink both free space and the promise:
+    # still 30 MB available.
+    target.write_bytes(b"x" * (20 * MB))
     disk.used += 20 * MB
-    upload.consume(20 * MB)
+    assert upload.remaining == 40 * MB
     assert store.stats().available_bytes == 30 * MB
     upload.release()
     upload.release()  # twice is harmless

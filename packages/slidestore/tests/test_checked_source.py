@@ -188,3 +188,45 @@ def test_tiles_openslide_decodes_itself_are_checked_first(
         with pytest.raises(ReplicaCorrupt):
             slide.read_region((0, 0), 1, (150, 125))
         slide.read_region((0, 0), 0, (100, 100))  # level 0 is intact
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_remembered_checks_expire_after_the_recheck_window(copy: tuple[Path, ChunkSums]) -> None:
+    """A chunk that passed is trusted for ``recheck_seconds``: a byte that rots after its
+    check goes unseen until the window ends (documented), then the next read of it — and
+    of the structure checked at open — fails."""
+    path, sums = copy
+    with open_slide(path) as plain:
+        extent = plain.tile_extent(0, *TILE)
+    assert extent is not None
+    offset, length = extent
+    clock = Clock()
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        check = CheckedFile(fd, sums, recheck_seconds=60.0, clock=clock)
+        check.verify_outside([offset], [offset + length])  # at open: all but the tile
+        check.verify(offset, offset + length)
+        read = check.bytes_verified
+        flip_byte(path, offset + length // 2)
+        clock.now = 59.9
+        check.verify(offset, offset + length)  # within the window: not read again
+        assert check.bytes_verified == read and check.expired == 0
+        clock.now = 60.0
+        with pytest.raises(ReplicaCorrupt):
+            check.verify(offset, offset + length)
+        flip_byte(path, offset + length // 2)  # good again; now the header rots
+        flip_byte(path, 100)
+        clock.now = 121.0
+        with pytest.raises(ReplicaCorrupt):
+            check.refresh()  # what a slide calls before any library read
+        with pytest.raises(ReplicaCorrupt):
+            check.verify(offset, offset + length)  # every read fails while it is bad
+    finally:
+        os.close(fd)

@@ -64,6 +64,11 @@ class NodeSettings(msgspec.Struct, kw_only=True, frozen=True):
     prerender_space_retry_seconds: float = 60.0
     """SLIDESTORE_PRERENDER_SPACE_RETRY_SECONDS: a rendition that did not fit on the disk
     (or filled it) is tried again this much later."""
+    recheck_seconds: float = 60.0
+    """SLIDESTORE_RECHECK_SECONDS: how long a check of an open slide's bytes against their
+    checksums is trusted before OpenSlide may read them unchecked: after this, each chunk
+    is checked again before its next read (a byte can rot on disk after its check while
+    the slide stays open for hours). 0: check before every read."""
     busy_replica_bytes_per_second: float = 32e6
     """SLIDESTORE_BUSY_REPLICA_BYTES_PER_SECOND: how fast this node sends a blob to another
     node (repair, replication) while people are using it (a request in the last half

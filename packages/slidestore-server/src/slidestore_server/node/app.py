@@ -100,6 +100,7 @@ def build_state(settings: NodeSettings) -> NodeState:
         max_open=settings.open_slides,
         cache_bytes=settings.tile_cache_bytes,
         renditions=renditions if settings.prerender else None,
+        recheck_seconds=settings.recheck_seconds,
     )
 
     def quarantined(blob_ids: list[str]) -> None:

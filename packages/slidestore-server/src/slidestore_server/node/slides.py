@@ -71,8 +71,11 @@ class SlideCache:
         max_open: int,
         cache_bytes: int,
         renditions: Prerenderer | None = None,
+        recheck_seconds: float | None = None,
     ) -> None:
         self.blobs = blobs
+        self.recheck_seconds = recheck_seconds
+        """How long an open slide trusts a chunk that passed (see ``blobs/checked.py``)."""
         self.renditions = renditions
         self.max_open = max(1, max_open)
         self.cache_bytes = cache_bytes
@@ -112,7 +115,13 @@ class SlideCache:
                 # Everything the slide decodes or parses is checked first: a rendered tile
                 # is never made of bytes that fail their checksums (the copy is then
                 # quarantined, as for a passthrough tile).
-                check = None if sums is None else CheckedFile(fd, sums, self._corrupt(blob_id))
+                check = (
+                    None
+                    if sums is None
+                    else CheckedFile(
+                        fd, sums, self._corrupt(blob_id), recheck_seconds=self.recheck_seconds
+                    )
+                )
                 slide = open_slide(path, check=check)
             except BaseException:
                 os.close(fd)

@@ -15,11 +15,25 @@ parses when it opens the file). :class:`CheckedFile` covers both:
 
 A chunk that fails calls ``on_corrupt`` (a node quarantines the copy) and raises what it
 returns, :class:`ReplicaCorrupt` by default.
+
+What passed is remembered for ``recheck_seconds`` at most (None: for as long as the file
+is open). A byte can rot after its check — its page evicted from the cache, then read
+again from a bad sector — and a node keeps a slide open for hours, so the remembered
+checks expire: :meth:`refresh` (called by :meth:`verify`, and by a slide before any
+library read) forgets them all once the window has passed and checks the open-time set
+(what :meth:`verify_outside` or :meth:`verify_all` covered: a library reads it with no
+per-read check) again at once. Every byte a library reads was then checked within the
+last ``recheck_seconds`` — give or take one check in flight when the window ended, which
+may mark its chunks in the new window. Not so for a file whose layout we cannot map
+(:meth:`verify_all`): re-reading all of it every window while it is in use would cost
+more than the check is worth, so it is checked once, when opened.
 """
 
 from __future__ import annotations
 
 import os
+import threading
+import time
 from collections.abc import Callable
 from typing import Final
 
@@ -42,6 +56,9 @@ class CheckedFile:
         fd: int,
         sums: ChunkSums,
         on_corrupt: Callable[[str], Exception] | None = None,
+        *,
+        recheck_seconds: float | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.fd = fd
         self.sums = sums
@@ -49,9 +66,17 @@ class CheckedFile:
         size = os.fstat(fd).st_size
         if size != sums.size:
             raise self.corrupt(f"the file holds {size} bytes, not {sums.size}")
-        self._checked = Bitmap(-(-sums.size // sums.chunk))
+        count = -(-sums.size // sums.chunk)
+        self._checked = Bitmap(count)
+        self._standing = np.zeros(count, np.bool_)  # the open-time set (see the module)
+        self.recheck_seconds = recheck_seconds
+        self._clock = clock
+        self._since = clock()  # when the remembered checks began
+        self._expiry = threading.Lock()
         self.bytes_verified = 0
         """Bytes read and summed by :meth:`verify` and its kin (not by :meth:`read`)."""
+        self.expired = 0
+        """How many times the remembered checks were forgotten (see the module)."""
 
     @property
     def size(self) -> int:
@@ -71,8 +96,25 @@ class CheckedFile:
         self._checked.set(start // chunk, min(self._checked.size, -(-end // chunk)))
         return data
 
+    def refresh(self) -> None:
+        """Forget what passed if the window has ended, and check the open-time set again
+        (before a library reads anything; cheap until the window ends: a clock read)."""
+        if self.recheck_seconds is None:
+            return
+        if self._clock() - self._since < self.recheck_seconds:
+            return
+        with self._expiry:  # other readers wait: the open-time set is checked first
+            now = self._clock()
+            if now - self._since < self.recheck_seconds:
+                return  # another thread just did it
+            self._checked = Bitmap(self._checked.size)
+            self._verify_chunks(np.flatnonzero(self._standing))
+            self._since = now  # (not if that failed: every read fails until the copy goes)
+            self.expired += 1
+
     def verify(self, start: int, end: int) -> None:
-        """Check ``[start, end)`` unless every chunk of it passed before."""
+        """Check ``[start, end)`` unless every chunk of it passed in the window."""
+        self.refresh()
         chunk = self.sums.chunk
         first, last = start // chunk, min(self._checked.size, -(-end // chunk))
         if first >= last:
@@ -84,11 +126,16 @@ class CheckedFile:
     def verify_outside(self, starts: npt.ArrayLike, ends: npt.ArrayLike) -> None:
         """Check every chunk not wholly inside the union of ``[starts[i], ends[i])``
         (the tile data, checked when read): the rest of the file, all of it at once."""
-        inside = covered_chunks(self.sums, np.asarray(starts), np.asarray(ends))
-        self._verify_chunks(np.flatnonzero(~inside & ~self._checked.get(0, self._checked.size)))
+        self.refresh()
+        outside = ~covered_chunks(self.sums, np.asarray(starts), np.asarray(ends))
+        self._standing |= outside
+        self._verify_chunks(np.flatnonzero(outside & ~self._checked.get(0, self._checked.size)))
 
     def verify_all(self) -> None:
         """Check every chunk not checked yet, streamed (``_RUN`` chunks at a time)."""
+        # Not made part of the open-time set: a file we cannot map would be read whole
+        # again every window while in use (see the module).
+        self.refresh()
         self._verify_chunks(np.flatnonzero(~self._checked.get(0, self._checked.size)))
 
     def _verify_chunks(self, indices: npt.NDArray[np.intp]) -> None:

@@ -13,6 +13,7 @@ import fcntl
 import functools
 import os
 import secrets
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -115,6 +116,30 @@ def file_lock(path: Path) -> Iterator[None]:
         yield
     finally:
         os.close(fd)  # releases the lock
+
+
+def remove_if_unlocked(path: Path, *, older_than: float = 0.0) -> bool:
+    """Delete ``path`` if no process holds an ``flock`` on it — its owner died: the kernel
+    drops a lock with its process — and it was last modified ``older_than`` seconds ago
+    or earlier (an owner may be between creating the file and locking it); whether it was.
+    """
+    try:
+        if path.stat().st_mtime > time.time() - older_than:
+            return False
+        fd = os.open(path, os.O_RDONLY)
+    except (FileNotFoundError, IsADirectoryError):
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    finally:
+        os.close(fd)
+    try:
+        path.unlink()
+    except FileNotFoundError:
+        return False
+    return True
 
 
 def read_blocks(path: Path, start: int, end: int, block: int = 1 << 20) -> Iterator[bytes]:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import fcntl
 import os
 import threading
 import time
@@ -15,7 +14,7 @@ from typing import Final
 
 import msgspec
 
-from slidestore.blobs.durable import fsync_dir, make_dirs, make_private_dirs
+from slidestore.blobs.durable import fsync_dir, make_dirs, make_private_dirs, remove_if_unlocked
 from slidestore.blobs.ids import check_blob_id, fanout, is_blob_id
 from slidestore.blobs.reader import DEFAULT_CHUNK, BlobRange
 from slidestore.blobs.scrub import Throttle, hash_file
@@ -222,22 +221,17 @@ class BlobStore:
 
     # -- writing ---------------------------------------------------------------------
 
-    def reserve(self, nbytes: int, *, force: bool = False) -> Reservation:
-        """Promise ``nbytes`` of disk; :class:`InsufficientStorage` if they do not fit."""
-        return self.space.reserve(nbytes, force=force)
+    def reserve(
+        self, nbytes: int, *, written: Path | None = None, force: bool = False
+    ) -> Reservation:
+        """Promise ``nbytes`` of disk (to every process of the node, see
+        :mod:`slidestore.blobs.space`); :class:`InsufficientStorage` if they do not fit."""
+        return self.space.reserve(nbytes, written=written, force=force)
 
     def writer(self, size: int | None = None, *, direct: bool = False) -> BlobWriter:
         """A streaming writer; with ``size`` its space is reserved before any byte is taken.
         ``direct``: past the page cache where the filesystem allows (large copies)."""
-        reservation = self.space.reserve(size) if size is not None else None
-        try:
-            return BlobWriter(
-                self.temp_dir, self.space, self._install, size, reservation, direct=direct
-            )
-        except BaseException:
-            if reservation is not None:
-                reservation.release()
-            raise
+        return BlobWriter(self.temp_dir, self.space, self._install, size, direct=direct)
 
     def put(self, data: bytes) -> str:
         with self.writer(len(data)) as w:
@@ -360,25 +354,12 @@ class BlobStore:
 
     def remove_stale_temp_files(self) -> list[Path]:
         """Delete temp files of writers that died; a live writer's file is flock-ed."""
-        removed: list[Path] = []
-        cutoff = time.time() - _STALE_TEMP_SECONDS
-        for entry in list(self.temp_dir.iterdir()):
-            try:
-                if entry.stat().st_mtime > cutoff:
-                    continue  # maybe a writer between mkstemp and flock: leave it
-                fd = os.open(entry, os.O_RDONLY)
-            except (FileNotFoundError, IsADirectoryError):
-                continue
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                continue
-            finally:
-                os.close(fd)
-            with contextlib.suppress(FileNotFoundError):
-                entry.unlink()
-                removed.append(entry)
-        return removed
+        # (A recent file may be a writer's between mkstemp and flock: left alone.)
+        return [
+            entry
+            for entry in list(self.temp_dir.iterdir())
+            if remove_if_unlocked(entry, older_than=_STALE_TEMP_SECONDS)
+        ]
 
     # -- health ----------------------------------------------------------------------
 

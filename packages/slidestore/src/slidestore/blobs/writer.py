@@ -48,18 +48,25 @@ class BlobWriter:
         space: SpaceGuard,
         publish: Publish,
         size: int | None,
-        reservation: Reservation | None,
         *,
         direct: bool = False,
     ):
         self._space = space
         self._publish = publish
         self.size = size
-        self._reservation = reservation
         fd, name = tempfile.mkstemp(prefix="w-", suffix=".tmp", dir=temp_dir)
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        self._fd: int | None = fd
         self.temp_path = Path(name)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            # Promised to this file: the promise shrinks as it grows, in every process.
+            self._reservation: Reservation | None = (
+                None if size is None else space.reserve(size, written=self.temp_path)
+            )
+        except BaseException:
+            os.close(fd)
+            self.temp_path.unlink()
+            raise
+        self._fd: int | None = fd
         self._hash = hashlib.sha256()
         self._sums = ChunkSummer()
         self.written = 0
@@ -93,8 +100,6 @@ class BlobWriter:
         if self._sink is None and self.written - self.written_back >= WRITEBACK_BYTES:
             start_writeback(fd, self.written_back, self.written - self.written_back)
             self.written_back = self.written
-        if self._reservation is not None:
-            self._reservation.consume(n)
 
     def commit(self, expected_sha256: str | None = None) -> str:
         """Make the bytes durable and visible; returns the blob id.
@@ -136,13 +141,15 @@ class BlobWriter:
         sink, self._sink = self._sink, None
         if sink is not None:
             sink.close()
+        # Released before the temp file goes: a promise measured against a file already
+        # gone would count its whole length again for a moment.
+        if self._reservation is not None:
+            self._reservation.release()
         if discard:
             with contextlib.suppress(FileNotFoundError):
                 self.temp_path.unlink()  # after a commit this is only the extra link
         if fd is not None:
             os.close(fd)
-        if self._reservation is not None:
-            self._reservation.release()
 
     def __enter__(self) -> BlobWriter:
         return self

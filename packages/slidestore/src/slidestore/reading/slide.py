@@ -95,6 +95,10 @@ class SourceCheck(Protocol):
 
     def verify_all(self) -> None: ...
 
+    def refresh(self) -> None:
+        """Called before every library read: re-check what was checked too long ago."""
+        ...
+
 
 def verified_layout(path: Path, check: SourceCheck) -> list[TiledPage] | None:
     """The file's tiled pages, after every byte outside their tile data — the header,
@@ -283,6 +287,8 @@ class Slide(ABC):
                 f"({info.width}x{info.height})"
             )
         at = (x / info.downsample, y / info.downsample)
+        if self._check is not None:
+            self._check.refresh()  # (a level not stored as tiles has no per-read check)
         self._verify_tiles(info, *at, w, h)
         self._check_frames(info, *at, w, h)
         return self._read_pixels(x, y, level, w, h)
@@ -436,6 +442,8 @@ class Slide(ABC):
                 f"{self.path}: associated image {name!r} declares {info.width}x{info.height} "
                 f"pixels, above the limit of {self.max_region_pixels}; refused before decoding"
             )
+        if self._check is not None:
+            self._check.refresh()
         return self._read_associated(name)
 
     def thumbnail(self, max_size: tuple[int, int] | int = 512) -> RGBArray:
