@@ -3,8 +3,10 @@ on every read; a copy that fails is quarantined and reported, never returned."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
+import threading
 import zlib
 from pathlib import Path
 
@@ -127,3 +129,50 @@ def test_adopted_files_get_sums_too(store: BlobStore, tmp_path: Path) -> None:
     assert sums is not None and sums.size == len(data)
     with store.open_range(blob_id) as whole:
         assert b"".join(whole) == data
+
+
+def test_a_sidecar_written_by_two_threads_at_once_never_fails(tmp_path: Path) -> None:
+    """A scrub pass and a read that lost its cached sums may rewrite one sidecar at the
+    same moment; with one temp name per process the second rename found no file."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    summer = ChunkSummer()
+    summer.update(_data(2 * CHUNK + 7))
+    sums = summer.finish()
+    path = tmp_path / "blob.sums"
+    barrier = threading.Barrier(4)
+
+    def write_many() -> None:
+        barrier.wait()
+        for _ in range(200):
+            sums.dump(path)
+
+    with ThreadPoolExecutor(4) as pool:
+        for future in [pool.submit(write_many) for _ in range(4)]:
+            future.result()  # raises what a thread raised
+    assert ChunkSums.load(path) == sums
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["blob.sums"]  # no temp left
+
+
+def test_a_sidecar_deleted_while_it_is_read_reads_as_missing(tmp_path: Path) -> None:
+    summer = ChunkSummer()
+    summer.update(_data(CHUNK + 1))
+    sums = summer.finish()
+    path = tmp_path / "blob.sums"
+    stop = threading.Event()
+
+    def churn() -> None:
+        while not stop.is_set():
+            sums.dump(path)
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+
+    thread = threading.Thread(target=churn)
+    thread.start()
+    try:
+        seen = [ChunkSums.load(path) for _ in range(2000)]
+    finally:
+        stop.set()
+        thread.join()
+    assert all(found is None or found == sums for found in seen)
+    assert any(found is not None for found in seen)

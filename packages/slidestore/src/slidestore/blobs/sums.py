@@ -19,6 +19,7 @@ import array
 import os
 import struct
 import sys
+import threading
 from pathlib import Path
 from typing import Final
 
@@ -100,7 +101,10 @@ class ChunkSums:
 
     def dump(self, path: Path) -> None:
         """Write the sidecar durably and atomically (a reader sees the old or the new)."""
-        temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        # Per thread, not just per process: a scrub pass and a read that lost its cached
+        # sums may write the same sidecar at once, and a shared temp name made the second
+        # os.replace fail (a 500 from /admin/scrub in a CI fault run).
+        temp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
         fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o400)
         try:
             write_all(fd, _HEADER.pack(_MAGIC, self.chunk, 0, self.size))
@@ -115,19 +119,20 @@ class ChunkSums:
         """The sidecar at ``path``; None when it is missing or unreadable (then the
         checksums are computed again from a copy verified against its id)."""
         try:
+            # One open file for header and body: the sidecar may be replaced or deleted
+            # (its blob deleted) between two opens. Read, not memory-mapped: a sidecar
+            # cut short under a mapping would crash the node (SIGBUS), not fail a check.
             with open(path, "rb") as f:
                 header = f.read(_HEADER.size)
-                length = os.fstat(f.fileno()).st_size
+                body = f.read()
         except FileNotFoundError:
             return None
         if len(header) < _HEADER.size:
             return None
         magic, chunk, _, size = _HEADER.unpack(header)
-        if magic != _MAGIC or chunk <= 0 or (length - _HEADER.size) % 4:
+        if magic != _MAGIC or chunk <= 0 or len(body) % 4:
             return None
-        # Read, not memory-mapped: a sidecar cut short under a mapping would crash the
-        # node (SIGBUS) instead of failing a check.
-        crcs = np.fromfile(path, dtype="<u4", offset=_HEADER.size).astype(np.uint32)
+        crcs = np.frombuffer(body, dtype="<u4").astype(np.uint32)
         try:
             return cls(size, crcs, chunk)
         except ValueError:
