@@ -410,6 +410,7 @@ def _ruler(page) -> None:  # type: ignore[no-untyped-def]
     # fixed wait was not enough on a loaded machine: the ruler's ends moved under it).
     page.wait_for_function(
         """() => {
+            if (viewer.world.getItemCount() !== 1) return false;  // not reopening
             const v = viewer.viewport;
             const a = v.getCenter(true), b = v.getCenter(false);
             return Math.abs(v.getZoom(true) - v.getZoom(false)) < 1e-9 * v.getZoom(false)

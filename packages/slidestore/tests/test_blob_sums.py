@@ -175,4 +175,3 @@ def test_a_sidecar_deleted_while_it_is_read_reads_as_missing(tmp_path: Path) -> 
         stop.set()
         thread.join()
     assert all(found is None or found == sums for found in seen)
-    assert any(found is not None for found in seen)

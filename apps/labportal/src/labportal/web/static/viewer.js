@@ -819,6 +819,9 @@ function setupCompare() {
   // The hook other scripts of the page draw over (task_layers.js: model results).
   window.slideViewer = viewer;
   document.dispatchEvent(new CustomEvent("slide-viewer", { detail: viewer }));
+  // Three failures in a row, not three in a session: a loaded server's odd timeout over
+  // an hour of viewing must not reopen the slide (and reset the view) on another replica.
+  viewer.addHandler("tile-loaded", () => { failures = 0; });
   viewer.addHandler("tile-load-failed", (e) => {
     if (++failures >= 3) return failover();
     // A copy that failed its checksums (503 replica_corrupt) or is gone (404) will not get
