@@ -41,15 +41,26 @@ class Repairer:
         self.dirty = True
         """The last pass left work (or a copy/trim finished since): scan again next pass."""
         self._seen: set[str] | None = None  # node ids of the last pass while held
+        self._hold_limit = 0.0
 
     def hold(self) -> None:
         """Leadership was just acquired: wait for the nodes before copying anything."""
-        self.coord.repair_held_until = self.coord.now() + self.coord.settings.grace_seconds
+        now = self.coord.now()
+        self.coord.repair_held_until = now + self.coord.settings.grace_seconds
+        # Nodes back off while the coordinator is down, so after a restart the first of
+        # them may register only after the grace: until one has registered, the hold goes
+        # on (up to four graces), else the first holder to register would be taken for
+        # the only one and its blobs copied before the others arrive.
+        self._hold_limit = now + 4 * self.coord.settings.grace_seconds
         self._seen = None
         self.dirty = True
 
     def held(self, nodes: list[NodeInfo], now: float) -> bool:
         if now >= self.coord.repair_held_until:
+            if not nodes and now < self._hold_limit:
+                self.coord.repair_held_until = now + self.coord.settings.grace_seconds
+                self._seen = None
+                return True
             return False
         ids = {node.node_id for node in nodes}
         if self._seen is not None and any(
