@@ -107,12 +107,16 @@ class ChunkSums:
         temp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
         fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o400)
         try:
-            write_all(fd, _HEADER.pack(_MAGIC, self.chunk, 0, self.size))
-            write_all(fd, self.crcs.astype("<u4").tobytes())
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(temp, path)
+            try:
+                write_all(fd, _HEADER.pack(_MAGIC, self.chunk, 0, self.size))
+                write_all(fd, self.crcs.astype("<u4").tobytes())
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.replace(temp, path)
+        except BaseException:
+            temp.unlink(missing_ok=True)  # a failed write (ENOSPC) leaves no temp behind
+            raise
 
     @classmethod
     def load(cls, path: Path) -> ChunkSums | None:
